@@ -1,0 +1,27 @@
+/** What the API's routes need from the nexus that serves them. */
+import type pg from 'pg';
+import type { FastifyRequest } from 'fastify';
+import { authenticate, type Principal } from '../db/index.js';
+
+export interface ApiContext {
+  pool: pg.Pool;
+  nexusId: string;
+  /** A node is dead after this long without a heartbeat. */
+  deadAfterMs: number;
+  isLeader: () => boolean;
+  /** Version of the last event this replica published. */
+  publishedVersion: () => number;
+}
+
+/** Authenticates the request's bearer token. */
+export function principalOf(ctx: ApiContext, request: FastifyRequest): Promise<Principal> {
+  const header = request.headers.authorization;
+  const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  return authenticate(ctx.pool, match?.[1]);
+}
+
+/** The Idempotency-Key header, when the caller sent one: a retried mutation with it is applied once. */
+export function idempotencyKey(request: FastifyRequest): string | undefined {
+  const key = request.headers['idempotency-key'];
+  return typeof key === 'string' && key.length > 0 && key.length <= 128 ? `api:${key}` : undefined;
+}

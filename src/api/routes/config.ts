@@ -1,0 +1,29 @@
+/** /v1/apps/:app/config: show, and PATCH (a string sets a var, null unsets it), as Heroku's config-vars API. */
+import type { FastifyInstance } from 'fastify';
+import { changeConfigVars, getConfigVars, mutate, resolveApp } from '../../db/index.js';
+import { AppParams, PatchConfigBody } from '../../protocol/index.js';
+import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+
+export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get<{ Params: AppParams }>('/v1/apps/:app/config', { schema: { params: AppParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return { vars: await getConfigVars(ctx.pool, ref) };
+  });
+
+  app.patch<{ Params: AppParams; Body: PatchConfigBody }>(
+    '/v1/apps/:app/config',
+    { schema: { params: AppParams, body: PatchConfigBody } },
+    async (request) => {
+      const principal = await principalOf(ctx, request);
+      const set: Record<string, string> = {};
+      const unset: string[] = [];
+      for (const [key, value] of Object.entries(request.body)) {
+        if (value === null) unset.push(key);
+        else set[key] = value;
+      }
+      const vars = await mutate(ctx.pool, idempotencyKey(request), 'config.change', async (tx) =>
+        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset));
+      return { vars };
+    },
+  );
+}

@@ -1,0 +1,47 @@
+/** Operator endpoints (admin token): owners, nodes, events; and /v1/status for everyone. */
+import type { FastifyInstance } from 'fastify';
+import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin } from '../../db/index.js';
+import { CreateOwnerBody, EventsQuery } from '../../protocol/index.js';
+import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+
+export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/healthz', async () => ({ ok: true, nexusId: ctx.nexusId, isLeader: ctx.isLeader() }));
+
+  app.get('/v1/status', async (request) => {
+    const principal = await principalOf(ctx, request);
+    const apps = await listApps(ctx.pool, principal);
+    const nodes = principal.isAdmin ? await listNodes(ctx.pool, ctx.deadAfterMs) : [];
+    return {
+      nexusId: ctx.nexusId,
+      isLeader: ctx.isLeader(),
+      version: await currentVersion(ctx.pool),
+      owner: principal.name,
+      isAdmin: principal.isAdmin,
+      nodes,
+      apps,
+    };
+  });
+
+  app.get('/v1/owners', async (request) => {
+    requireAdmin(await principalOf(ctx, request));
+    return { owners: await listOwners(ctx.pool) };
+  });
+
+  app.post<{ Body: CreateOwnerBody }>('/v1/owners', { schema: { body: CreateOwnerBody } }, async (request, reply) => {
+    requireAdmin(await principalOf(ctx, request));
+    const created = await mutate(ctx.pool, idempotencyKey(request), 'owner.create', (tx) =>
+      createOwner(tx, request.body.name, request.body.isAdmin ?? false));
+    return reply.status(201).send(created);
+  });
+
+  app.get('/v1/nodes', async (request) => {
+    requireAdmin(await principalOf(ctx, request));
+    return { nodes: await listNodes(ctx.pool, ctx.deadAfterMs) };
+  });
+
+  app.get<{ Querystring: EventsQuery }>('/v1/events', { schema: { querystring: EventsQuery } }, async (request) => {
+    requireAdmin(await principalOf(ctx, request));
+    const events = await eventsSince(ctx.pool, Number(request.query.after ?? 0), Number(request.query.limit ?? 100));
+    return { events };
+  });
+}

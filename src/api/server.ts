@@ -1,0 +1,35 @@
+/** The JSON API (fastify): routes under /v1 with schema-validated bodies and one error shape. */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ApiContext } from './context.js';
+import { errorHandler, sendError } from './http-errors.js';
+import { appRoutes } from './routes/apps.js';
+import { configRoutes } from './routes/config.js';
+import { hostRoutes } from './routes/hosts.js';
+import { operatorRoutes } from './routes/operators.js';
+
+export interface ApiServerOptions {
+  bodyLimitBytes: number;
+  log: Logger;
+}
+
+export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyInstance {
+  const log = options.log.child({ component: 'api' });
+  const app = Fastify({
+    bodyLimit: options.bodyLimitBytes,
+    // Unknown fields are errors, and types are never coerced: "name": 1 is not the name "1".
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  });
+  app.setErrorHandler(errorHandler(log));
+  app.setNotFoundHandler((request, reply) => sendError(reply, 'PIER_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`));
+  app.addHook('onResponse', async (request, reply) => {
+    log.debug({ method: request.method, url: request.url, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime) }, 'api request');
+  });
+  operatorRoutes(app, ctx);
+  appRoutes(app, ctx);
+  hostRoutes(app, ctx);
+  configRoutes(app, ctx);
+  return app;
+}

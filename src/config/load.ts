@@ -1,0 +1,146 @@
+/** Loads configuration: schema defaults < TOML file < PIER_* env < explicit overrides, validated and frozen. */
+import { readFileSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { Kind, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
+import { ConfigError } from '../core/errors.js';
+import { PierConfig } from './schema.js';
+
+const checker = TypeCompiler.Compile(PierConfig);
+
+/** A partial config at any depth, as given by a file, env or overrides. */
+export type ConfigInput = { [key: string]: unknown };
+
+export interface LoadConfigOptions {
+  /** TOML file to read; it must exist when given. */
+  file?: string;
+  /** Environment to read PIER_* variables from (never read implicitly). @default {} */
+  env?: Record<string, string | undefined>;
+  /** Highest-precedence values (CLI flags, tests). */
+  overrides?: ConfigInput;
+}
+
+/** The data folder used when none is configured. */
+export function defaultDataDir(env: Record<string, string | undefined> = {}): string {
+  if (env.PIER_DATA) return env.PIER_DATA;
+  // Embedded PostgreSQL runs as the `postgres` user, which must be able to enter the data folder: not /root.
+  return userInfo().uid === 0 ? '/var/lib/pier' : join(homedir(), '.local', 'share', 'pier');
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): PierConfig {
+  const env = options.env ?? {};
+  let merged: ConfigInput = {};
+  if (options.file !== undefined) merged = deepMerge(merged, readTomlFile(options.file));
+  merged = deepMerge(merged, envLayer(env));
+  if (options.overrides) merged = deepMerge(merged, options.overrides);
+  const source = options.file === undefined ? 'config' : `file ${options.file}`;
+  const config = validateConfig(merged, source);
+  if (config.dataDir === '') config.dataDir = defaultDataDir(env);
+  if (config.security.keysDir === '') config.security.keysDir = join(config.dataDir, 'keys');
+  return deepFreeze(config);
+}
+
+/** Applies defaults and checks `input` against the schema; the error names the first bad key and the source. */
+export function validateConfig(input: ConfigInput, source = 'config'): PierConfig {
+  const withDefaults = Value.Default(PierConfig, structuredClone(input)) as unknown;
+  if (!checker.Check(withDefaults)) {
+    const first = checker.Errors(withDefaults).First();
+    const path = first ? first.path.replace(/^\//, '').replaceAll('/', '.') : '';
+    const what = first ? describeError(first.schema, first.message) : 'is invalid';
+    throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`);
+  }
+  return withDefaults as PierConfig;
+}
+
+function describeError(schema: TSchema, message: string): string {
+  if (schema[Kind] === 'Never' || message.includes('Unexpected property')) return 'is not a known setting';
+  if (typeof schema.minimum === 'number' && typeof schema.maximum === 'number') {
+    return `must be ${schema.minimum}..${schema.maximum}`;
+  }
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
+function readTomlFile(file: string): ConfigInput {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file '${file}': ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+  }
+  try {
+    return parseToml(text) as ConfigInput;
+  } catch (err) {
+    const first = String((err as Error).message).split('\n')[0];
+    throw new ConfigError(`file ${file}: invalid TOML: ${first}`, { cause: err });
+  }
+}
+
+/** Maps PIER_SECTION_KEY (and DATABASE_URL) onto scalar settings, parsing by the schema's type. */
+function envLayer(env: Record<string, string | undefined>): ConfigInput {
+  const out: ConfigInput = {};
+  const databaseUrl = env.PIER_DB_URL ?? env.DATABASE_URL;
+  if (databaseUrl) setPath(out, ['db', 'url'], databaseUrl);
+  if (env.PIER_DATA) setPath(out, ['dataDir'], env.PIER_DATA);
+  walkScalars(PierConfig, [], (path, schema) => {
+    const name = `PIER_${path.map((p) => p.replace(/[A-Z]/g, (c) => `_${c}`)).join('_').toUpperCase()}`;
+    const raw = env[name];
+    if (raw === undefined || raw === '') return;
+    setPath(out, path, parseScalar(raw, schema, name));
+  });
+  return out;
+}
+
+function walkScalars(schema: TSchema, path: string[], visit: (path: string[], schema: TSchema) => void): void {
+  if (schema.type === 'object' && schema.properties) {
+    for (const [key, child] of Object.entries(schema.properties as Record<string, TSchema>)) walkScalars(child, [...path, key], visit);
+  } else if (schema.type !== 'array') {
+    visit(path, schema);
+  }
+}
+
+function parseScalar(raw: string, schema: TSchema, name: string): unknown {
+  if (schema.type === 'integer' || schema.type === 'number') {
+    const n = Number(raw);
+    if (!Number.isFinite(n)) throw new ConfigError(`env ${name}: '${raw}' is not a number`);
+    return n;
+  }
+  if (schema.type === 'boolean') {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new ConfigError(`env ${name}: '${raw}' is not a boolean (use true or false)`);
+  }
+  return raw;
+}
+
+function setPath(target: ConfigInput, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as ConfigInput;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function isPlainObject(v: unknown): v is ConfigInput {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** Merges `b` over `a`; objects merge key by key, arrays and scalars replace. */
+export function deepMerge(a: ConfigInput, b: ConfigInput): ConfigInput {
+  const out: ConfigInput = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    out[key] = isPlainObject(value) && isPlainObject(out[key]) ? deepMerge(out[key] as ConfigInput, value) : value;
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,103 @@
+/**
+ * The single source of truth for Pier's configuration: one TypeBox schema with defaults.
+ * Every duration is an integer number of milliseconds (`*Ms`), every size a number of bytes (`*Bytes`).
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+const Port = (def: number) => Type.Integer({ minimum: 1, maximum: 65535, default: def });
+const Ms = (def: number, minimum = 1) => Type.Integer({ minimum, maximum: 86_400_000, default: def });
+const Endpoint = (def: string) => Type.String({ pattern: '^(tcp|ipc|inproc)://.+$', default: def });
+const Section = <T extends Parameters<typeof Type.Object>[0]>(props: T) =>
+  Type.Object(props, { additionalProperties: false, default: {} });
+
+/** Where one nexus replica can be reached; every node knows the whole list. */
+export const NexusAddress = Type.Object(
+  {
+    /** ZeroMQ control endpoint (ROUTER). */
+    control: Endpoint('tcp://127.0.0.1:7400'),
+    /** ZeroMQ event endpoint (PUB). */
+    events: Endpoint('tcp://127.0.0.1:7401'),
+    /** ZeroMQ heartbeat intake (SUB). */
+    heartbeats: Endpoint('tcp://127.0.0.1:7402'),
+    /** JSON API base URL. */
+    api: Type.String({ pattern: '^https?://.+$', default: 'http://127.0.0.1:7480' }),
+  },
+  { additionalProperties: false },
+);
+export type NexusAddress = Static<typeof NexusAddress>;
+
+export const DEFAULT_NEXUS_ADDRESSES: NexusAddress[] = [
+  { control: 'tcp://127.0.0.1:7400', events: 'tcp://127.0.0.1:7401', heartbeats: 'tcp://127.0.0.1:7402', api: 'http://127.0.0.1:7480' },
+  { control: 'tcp://127.0.0.1:7410', events: 'tcp://127.0.0.1:7411', heartbeats: 'tcp://127.0.0.1:7412', api: 'http://127.0.0.1:7490' },
+];
+
+export const PierConfig = Type.Object(
+  {
+    /** Folder for this node's state (embedded PostgreSQL, logs, caches). @default '/var/lib/pier' as root, else ~/.local/share/pier */
+    dataDir: Type.String({ minLength: 1, default: '' }),
+    log: Section({
+      /** Minimum log level. @default 'info' */
+      level: Type.Union(
+        [
+          Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
+          Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
+        ],
+        { default: 'info' },
+      ),
+    }),
+    db: Section({
+      /** PostgreSQL URL (`DATABASE_URL`); empty means the embedded server in `dataDir/postgres`. @default '' */
+      url: Type.String({ default: '' }),
+      /** Embedded server port. @default 7432 */
+      embeddedPort: Port(7432),
+      /** Connections per process. @default 10 */
+      poolMax: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+      /** Time allowed to get a connection. @default 5000 */
+      connectTimeoutMs: Ms(5000),
+    }),
+    cluster: Section({
+      /** Every nexus replica, in the order clients try them. */
+      nexus: Type.Array(NexusAddress, { minItems: 1, maxItems: 16, default: DEFAULT_NEXUS_ADDRESSES }),
+      /** How often every node publishes a heartbeat. @default 500 */
+      heartbeatIntervalMs: Ms(500, 10),
+      /** Missed heartbeats after which a node is dead. @default 3 */
+      heartbeatMisses: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
+      /** Time a control call waits for one nexus before trying the next. @default 1000 */
+      controlTimeoutMs: Ms(1000, 10),
+      /** Largest ZeroMQ message accepted or sent. @default 4194304 (4 MiB) */
+      maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024, default: 4 * 1024 * 1024 }),
+    }),
+    security: Section({
+      /** Encrypt and authenticate every ZeroMQ socket with CURVE. @default false */
+      curve: Type.Boolean({ default: false }),
+      /** Folder holding CURVE key files (`server.key`, `node.key`, `allowed/`). @default '' (dataDir/keys) */
+      keysDir: Type.String({ default: '' }),
+    }),
+    nexus: Section({
+      /** This replica's node id. @default 'nexus-1' */
+      id: Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$', default: 'nexus-1' }),
+      /** Control ROUTER bind address. @default 'tcp://127.0.0.1:7400' */
+      controlBind: Endpoint('tcp://127.0.0.1:7400'),
+      /** Event PUB bind address. @default 'tcp://127.0.0.1:7401' */
+      eventsBind: Endpoint('tcp://127.0.0.1:7401'),
+      /** Heartbeat SUB bind address. @default 'tcp://127.0.0.1:7402' */
+      heartbeatsBind: Endpoint('tcp://127.0.0.1:7402'),
+      /** JSON API listen host. @default '127.0.0.1' */
+      apiHost: Type.String({ minLength: 1, default: '127.0.0.1' }),
+      /** JSON API listen port (0 picks a free one). @default 7480 */
+      apiPort: Type.Integer({ minimum: 0, maximum: 65535, default: 7480 }),
+      /** Largest API request body. @default 1048576 */
+      apiBodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 1024 * 1024 }),
+      /** How often a tick with the current event version is published when idle. @default 1000 */
+      tickIntervalMs: Ms(1000, 10),
+      /** How often a follower polls the events table in case a NOTIFY was missed. @default 1000 */
+      eventPollMs: Ms(1000, 10),
+      /** How long repeated mutation ids are remembered. @default 86400000 (1 day) */
+      requestRetentionMs: Ms(86_400_000),
+      /** Time given to in-flight requests at stop. @default 2000 */
+      shutdownGraceMs: Ms(2000, 0),
+    }),
+  },
+  { additionalProperties: false },
+);
+export type PierConfig = Static<typeof PierConfig>;

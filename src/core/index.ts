@@ -1,0 +1,6 @@
+export * from './errors.js';
+export * from './logger.js';
+export * from './service.js';
+export * from './wait.js';
+export * from './ids.js';
+export * from './daemon.js';

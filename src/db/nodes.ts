@@ -1,0 +1,71 @@
+/** Nodes of the cluster (nexus replicas, runners, balancers, collectors): registration, heartbeats, listing. */
+import type { Node, NodeKind } from '../protocol/index.js';
+import { appendEvent } from './events.js';
+import { ADVISORY, type Queryable } from './pool.js';
+
+export interface NodeRegistration {
+  nodeId: string;
+  kind: NodeKind;
+  address: string;
+  info?: Record<string, unknown>;
+}
+
+export async function registerNode(tx: Queryable, node: NodeRegistration): Promise<void> {
+  await tx.query(
+    `INSERT INTO nodes (id, kind, address, info, status, last_heartbeat_at) VALUES ($1, $2, $3, $4, 'alive', now())
+     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, address = excluded.address, info = excluded.info,
+       status = 'alive', last_heartbeat_at = now()`,
+    [node.nodeId, node.kind, node.address, JSON.stringify(node.info ?? {})],
+  );
+  await appendEvent(tx, 'node.registered', null, { nodeId: node.nodeId, kind: node.kind, address: node.address });
+}
+
+/** Records the latest heartbeat time of many nodes in one statement (heartbeats are batched in memory). */
+export async function recordHeartbeats(q: Queryable, seen: Map<string, number>): Promise<void> {
+  if (seen.size === 0) return;
+  const ids = [...seen.keys()];
+  const times = ids.map((id) => new Date(seen.get(id)!).toISOString());
+  await q.query(
+    `UPDATE nodes n SET last_heartbeat_at = greatest(n.last_heartbeat_at, t.at)
+     FROM unnest($1::text[], $2::timestamptz[]) AS t(id, at) WHERE n.id = t.id`,
+    [ids, times],
+  );
+}
+
+/** A nexus replica announces itself (no event: replicas come and go with restarts). */
+export async function upsertNexus(q: Queryable, nodeId: string, address: string, info: Record<string, unknown>, leaderPid: number | null): Promise<void> {
+  await q.query(
+    `INSERT INTO nodes (id, kind, address, info, status, last_heartbeat_at, leader_pid) VALUES ($1, 'nexus', $2, $3, 'alive', now(), $4)
+     ON CONFLICT (id) DO UPDATE SET kind = 'nexus', address = excluded.address, info = excluded.info, status = 'alive',
+       last_heartbeat_at = now(), leader_pid = excluded.leader_pid`,
+    [nodeId, address, JSON.stringify(info), leaderPid],
+  );
+}
+
+type NodeRow = { id: string; kind: NodeKind; address: string; last_heartbeat_at: Date | null; info: Record<string, unknown>; is_alive: boolean; is_leader: boolean };
+
+/** Every node; a node is alive when its last heartbeat is younger than `deadAfterMs`. */
+export async function listNodes(q: Queryable, deadAfterMs: number): Promise<Node[]> {
+  const { rows } = await q.query<NodeRow>(
+    `SELECT n.id, n.kind, n.address, n.last_heartbeat_at, n.info,
+            coalesce(n.last_heartbeat_at > now() - ($1 || ' milliseconds')::interval, false) AS is_alive,
+            EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = n.leader_pid
+                    AND l.classid = $2 AND l.objid = $3 AND l.objsubid = 2) AS is_leader
+     FROM nodes n ORDER BY n.kind, n.id`,
+    [String(deadAfterMs), ADVISORY.namespace, ADVISORY.leader],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    kind: r.kind,
+    address: r.address,
+    status: r.last_heartbeat_at === null ? 'unknown' : r.is_alive ? 'alive' : 'dead',
+    lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null,
+    isLeader: r.is_leader,
+    info: r.info,
+  }));
+}
+
+export async function nodeExists(q: Queryable, nodeId: string): Promise<boolean> {
+  const { rowCount } = await q.query('SELECT 1 FROM nodes WHERE id = $1', [nodeId]);
+  return (rowCount ?? 0) > 0;
+}

@@ -1,0 +1,19 @@
+/** A consistent picture of the state and the event version it corresponds to. */
+import type pg from 'pg';
+import type { Snapshot } from '../protocol/index.js';
+import { listAllApps } from './apps.js';
+import { currentVersion } from './events.js';
+import { listNodes } from './nodes.js';
+import { withTransaction } from './pool.js';
+
+/**
+ * Reads in one REPEATABLE READ transaction. Events commit in id order (see appendEvent), so the newest visible
+ * event id is exactly the version of the state this transaction sees.
+ */
+export function takeSnapshot(pool: pg.Pool, deadAfterMs: number): Promise<Snapshot> {
+  return withTransaction(
+    pool,
+    async (tx) => ({ version: await currentVersion(tx), apps: await listAllApps(tx), nodes: await listNodes(tx, deadAfterMs) }),
+    'repeatable read only',
+  );
+}

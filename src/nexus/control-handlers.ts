@@ -1,0 +1,72 @@
+/** The nexus's answer to every control command; each mutation runs once per request id, in one transaction. */
+import type pg from 'pg';
+import {
+  addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
+  getApp, getConfigVars, listApps, registerNode, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
+} from '../db/index.js';
+import type { HandlerMap } from '../transport/index.js';
+
+export interface HandlerContext {
+  pool: pg.Pool;
+  nexusId: string;
+  heartbeatIntervalMs: number;
+  /** A node is dead after this long without a heartbeat. */
+  deadAfterMs: number;
+  isLeader: () => boolean;
+}
+
+export function controlHandlers(ctx: HandlerContext): HandlerMap {
+  const { pool } = ctx;
+  return {
+    ping: async () => ({ nexusId: ctx.nexusId, version: await currentVersion(pool), isLeader: ctx.isLeader(), at: Date.now() }),
+    snapshot: () => takeSnapshot(pool, ctx.deadAfterMs),
+    'events.since': async (r) => {
+      const events = await eventsSince(pool, r.after, r.limit ?? 1000);
+      return { version: events.at(-1)?.version ?? r.after, events };
+    },
+    'node.register': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        await registerNode(tx, { nodeId: r.nodeId, kind: r.kind, address: r.address, info: r.info ?? {} });
+        return { nodeId: r.nodeId, heartbeatIntervalMs: ctx.heartbeatIntervalMs, version: await currentVersion(tx) };
+      }),
+    'owner.create': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        requireAdmin(await authenticate(tx, r.token));
+        const { owner, token } = await createOwner(tx, r.name);
+        return { name: owner.name, token };
+      }),
+    'app.list': async (r) => ({ apps: await listApps(pool, await authenticate(pool, r.token)) }),
+    'app.info': async (r) => {
+      const principal = await authenticate(pool, r.token);
+      return { app: await getApp(pool, await resolveApp(pool, principal, r.app)) };
+    },
+    'app.create': (r) => runOnce(pool, r.id, r.type, async (tx) => ({ app: await createApp(tx, await authenticate(tx, r.token), r.name) })),
+    'app.destroy': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        await destroyApp(tx, await authenticate(tx, r.token), r.app);
+        return { ok: true as const };
+      }),
+    'host.add': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
+        return { hostnames: await addHostname(tx, app, r.hostname) };
+      }),
+    'host.remove': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
+        return { hostnames: await removeHostname(tx, app, r.hostname) };
+      }),
+    'config.get': async (r) => ({ vars: await getConfigVars(pool, await resolveApp(pool, await authenticate(pool, r.token), r.app)) }),
+    'config.set': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
+        return { vars: await changeConfigVars(tx, app, r.vars, []) };
+      }),
+    'config.unset': (r) =>
+      runOnce(pool, r.id, r.type, async (tx) => {
+        const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
+        return { vars: await changeConfigVars(tx, app, {}, r.keys) };
+      }),
+  };
+}
+

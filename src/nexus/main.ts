@@ -1,0 +1,18 @@
+/** Entry point of `pier nexus --config FILE`: load config, start one replica, stop cleanly on SIGTERM/SIGINT. */
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../core/logger.js';
+import { runDaemon } from '../core/daemon.js';
+import { Nexus } from './nexus.js';
+import { loadCurve } from '../transport/index.js';
+
+export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const config = loadConfig({ file: configFile, env });
+  const log = createLogger({ level: config.log.level, name: `nexus:${config.nexus.id}` });
+  if (config.db.url === '') {
+    log.fatal('db.url is empty: a standalone nexus needs DATABASE_URL (or db.url in its config); pier up sets it');
+    process.exitCode = 78;
+    return;
+  }
+  const curve = config.security.curve ? loadCurve(config.security.keysDir, true) : undefined;
+  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve }), log, 'nexus');
+}

@@ -1,0 +1,149 @@
+/**
+ * One nexus replica: control ROUTER, event PUB, heartbeat SUB, JSON API, leader election and the event relay.
+ * Replicas hold no state that matters (PostgreSQL does), so any number can run side by side.
+ */
+import type pg from 'pg';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApi } from '../api/index.js';
+import type { PierConfig } from '../config/index.js';
+import { Lifecycle, type Service } from '../core/service.js';
+import { createPool, migrate, upsertNexus, pruneRequests } from '../db/index.js';
+import { closeQuietly, ControlServer, SocketFactory, type CurveSettings } from '../transport/index.js';
+import { controlHandlers } from './control-handlers.js';
+import { EventRelay } from './event-relay.js';
+import { HeartbeatIntake } from './heartbeat-intake.js';
+import { LeaderElector } from './leader.js';
+
+export interface NexusOptions {
+  config: PierConfig;
+  /** The PostgreSQL URL (config.db.url, or the embedded server's). */
+  dbUrl: string;
+  log: Logger;
+  curve?: CurveSettings;
+}
+
+/** Where a started nexus listens (ports resolved when binding to port 0 / `*`). */
+export interface NexusEndpoints {
+  control: string;
+  events: string;
+  heartbeats: string;
+  api: string;
+}
+
+export class Nexus implements Service {
+  readonly id: string;
+  endpoints: NexusEndpoints | undefined;
+  control: ControlServer | undefined;
+  heartbeats: HeartbeatIntake | undefined;
+  relay: EventRelay | undefined;
+  private readonly lifecycle: Lifecycle;
+  private readonly log: Logger;
+  private pool: pg.Pool | undefined;
+  private leader: LeaderElector | undefined;
+  private api: FastifyInstance | undefined;
+
+  constructor(private readonly options: NexusOptions) {
+    this.id = options.config.nexus.id;
+    this.log = options.log.child({ component: 'nexus', nexusId: this.id });
+    this.lifecycle = new Lifecycle(`nexus '${this.id}'`, this.log);
+  }
+
+  get isLeader(): boolean {
+    return this.leader?.isLeader ?? false;
+  }
+
+  start(): Promise<void> {
+    return this.lifecycle.start(async () => {
+      const { config } = this.options;
+      const { cluster, nexus } = config;
+      const deadAfterMs = cluster.heartbeatIntervalMs * cluster.heartbeatMisses;
+      const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
+      const defer = this.lifecycle.defer.bind(this.lifecycle);
+
+      const pool = createPool({ url: this.options.dbUrl, max: config.db.poolMax, connectTimeoutMs: config.db.connectTimeoutMs, applicationName: `pier-${this.id}` }, this.log);
+      this.pool = pool;
+      defer('db pool', () => pool.end());
+      await migrate(pool, this.log);
+
+      const leader = new LeaderElector({ url: this.options.dbUrl, pollMs: Math.max(100, Math.floor(cluster.heartbeatIntervalMs)), log: this.log });
+      this.leader = leader;
+      await leader.start();
+      defer('leader', () => leader.stop());
+
+      const publisher = sockets.publisher('server');
+      defer('event socket', () => closeQuietly(publisher));
+      await publisher.bind(nexus.eventsBind);
+      const relay = new EventRelay({
+        pool, url: this.options.dbUrl, publisher, nexusId: this.id, tickIntervalMs: nexus.tickIntervalMs, pollMs: nexus.eventPollMs,
+        isLeader: () => leader.isLeader, log: this.log,
+      });
+      this.relay = relay;
+      await relay.start();
+      defer('event relay', () => relay.stop());
+
+      const heartbeatSocket = sockets.subscriber('server');
+      await heartbeatSocket.bind(nexus.heartbeatsBind);
+      const intake = new HeartbeatIntake(heartbeatSocket, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log);
+      this.heartbeats = intake;
+      intake.start();
+      defer('heartbeat intake', async () => {
+        closeQuietly(heartbeatSocket);
+        await intake.stop();
+      });
+
+      const router = sockets.router();
+      await router.bind(nexus.controlBind);
+      const handlers = controlHandlers({ pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader });
+      const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log);
+      this.control = control;
+      control.start();
+      defer('control socket', async () => {
+        await control.drain(nexus.shutdownGraceMs);
+        closeQuietly(router);
+        await control.closed();
+      });
+
+      const api = buildApi(
+        { pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published },
+        { bodyLimitBytes: nexus.apiBodyLimitBytes, log: this.log },
+      );
+      this.api = api;
+      await api.listen({ host: nexus.apiHost, port: nexus.apiPort });
+      defer('api', () => api.close());
+
+      const address = api.server.address();
+      const apiPort = typeof address === 'object' && address ? address.port : nexus.apiPort;
+      this.endpoints = {
+        control: router.lastEndpoint ?? nexus.controlBind,
+        events: publisher.lastEndpoint ?? nexus.eventsBind,
+        heartbeats: heartbeatSocket.lastEndpoint ?? nexus.heartbeatsBind,
+        api: `http://${nexus.apiHost.includes(':') ? `[${nexus.apiHost}]` : nexus.apiHost}:${apiPort}`,
+      };
+      await this.announce();
+      const announcer = setInterval(() => void this.announce(), Math.max(250, cluster.heartbeatIntervalMs));
+      const pruner = setInterval(() => void pruneRequests(pool, nexus.requestRetentionMs).catch(() => undefined), 60_000);
+      defer('timers', () => {
+        clearInterval(announcer);
+        clearInterval(pruner);
+      });
+      this.log.info({ ...this.endpoints, isLeader: leader.isLeader }, 'nexus ready');
+    });
+  }
+
+  /** Records this replica (its endpoints and leader-lock session) in the nodes table; doubles as its heartbeat. */
+  private async announce(): Promise<void> {
+    if (!this.pool || !this.endpoints) return;
+    try {
+      await upsertNexus(this.pool, this.id, this.endpoints.control, { ...this.endpoints }, this.leader?.backendPid ?? null);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot record nexus status');
+    }
+  }
+
+  stop(): Promise<void> {
+    return this.lifecycle.stop(async () => {
+      this.log.info('nexus stopping');
+    });
+  }
+}

@@ -1,0 +1,39 @@
+/** HTTP API bodies (JSON Schema via TypeBox), for fastify's validation and the API docs. */
+import { Type, type Static } from '@sinclair/typebox';
+import { AppName, ConfigKey, ConfigValue, Hostname, OwnerName } from './common.js';
+
+const strict = { additionalProperties: false } as const;
+
+export const AppParams = Type.Object({ app: Type.String({ maxLength: 64 }) }, strict);
+export type AppParams = Static<typeof AppParams>;
+export const HostParams = Type.Object({ app: Type.String({ maxLength: 64 }), hostname: Type.String({ maxLength: 253 }) }, strict);
+export type HostParams = Static<typeof HostParams>;
+
+export const CreateAppBody = Type.Object({ name: AppName }, strict);
+export type CreateAppBody = Static<typeof CreateAppBody>;
+
+export const CreateOwnerBody = Type.Object({ name: OwnerName, isAdmin: Type.Optional(Type.Boolean()) }, strict);
+export type CreateOwnerBody = Static<typeof CreateOwnerBody>;
+
+export const AddHostBody = Type.Object({ hostname: Hostname }, strict);
+export type AddHostBody = Static<typeof AddHostBody>;
+
+/** Heroku-style PATCH: a string sets a var, null unsets it. */
+export const PatchConfigBody = Type.Record(
+  Type.String({ pattern: ConfigKey.pattern }),
+  Type.Union([ConfigValue, Type.Null()]),
+  { maxProperties: 500, minProperties: 1 },
+);
+export type PatchConfigBody = Static<typeof PatchConfigBody>;
+
+/** Query strings arrive as text (types are never coerced), so numbers are digit strings here. */
+export const EventsQuery = Type.Object({
+  after: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
+  limit: Type.Optional(Type.String({ pattern: '^([1-9][0-9]{0,2}|1000)$' })),
+}, strict);
+export type EventsQuery = Static<typeof EventsQuery>;
+
+export const ApiError = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
+});
+export type ApiError = Static<typeof ApiError>;

@@ -1,0 +1,70 @@
+/** Field schemas shared by every conversation: names, hostnames, config keys, node ids. */
+import { Type, type Static } from '@sinclair/typebox';
+
+/** Heroku's rule: lowercase letters, digits and dashes, starting with a letter, at most 30 characters. */
+export const APP_NAME_PATTERN = '^[a-z][a-z0-9-]{0,29}$';
+export const AppName = Type.String({ pattern: APP_NAME_PATTERN, maxLength: 30 });
+
+/** Owners follow the same rule as apps. */
+export const OwnerName = Type.String({ pattern: APP_NAME_PATTERN, maxLength: 30 });
+
+/** A DNS name (lowercase) or a wildcard `*.example.com`; at most 253 characters. */
+export const HOSTNAME_PATTERN = '^(\\*\\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+export const Hostname = Type.String({ pattern: HOSTNAME_PATTERN, minLength: 1, maxLength: 253 });
+
+/** Config var names are shell-style environment variable names. */
+export const CONFIG_KEY_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,254}$';
+export const ConfigKey = Type.String({ pattern: CONFIG_KEY_PATTERN, maxLength: 255 });
+export const ConfigValue = Type.String({ maxLength: 32 * 1024 });
+export const ConfigVars = Type.Record(Type.String({ pattern: CONFIG_KEY_PATTERN }), ConfigValue, { maxProperties: 500 });
+
+export const NodeId = Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$' });
+export const NodeKind = Type.Union([Type.Literal('nexus'), Type.Literal('runner'), Type.Literal('balancer'), Type.Literal('stats')]);
+export type NodeKind = Static<typeof NodeKind>;
+
+/** Request and reply ids: UUIDs or any short printable token. */
+export const RequestId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' });
+
+/** An API token as given by the caller (validated by lookup, not by shape). */
+export const Token = Type.String({ minLength: 1, maxLength: 256 });
+
+/** Milliseconds since the epoch. */
+export const Timestamp = Type.Integer({ minimum: 0 });
+
+/** Event versions are the `events` table's ids. */
+export const Version = Type.Integer({ minimum: 0 });
+
+export const App = Type.Object({
+  name: AppName,
+  owner: OwnerName,
+  webScale: Type.Integer({ minimum: 0 }),
+  hostnames: Type.Array(Hostname),
+  createdAt: Timestamp,
+}, { additionalProperties: false });
+export type App = Static<typeof App>;
+
+export const Node = Type.Object({
+  id: NodeId,
+  kind: NodeKind,
+  address: Type.String(),
+  status: Type.Union([Type.Literal('alive'), Type.Literal('dead'), Type.Literal('unknown')]),
+  lastHeartbeatAt: Type.Union([Timestamp, Type.Null()]),
+  isLeader: Type.Boolean(),
+  info: Type.Record(Type.String(), Type.Unknown()),
+}, { additionalProperties: false });
+export type Node = Static<typeof Node>;
+
+export const Owner = Type.Object({
+  name: OwnerName,
+  isAdmin: Type.Boolean(),
+  createdAt: Timestamp,
+}, { additionalProperties: false });
+export type Owner = Static<typeof Owner>;
+
+/** Human wording for the patterns above, used in validation errors instead of the raw regular expression. */
+export const PATTERN_HINTS: Record<string, string> = {
+  [APP_NAME_PATTERN]: 'must be lowercase letters, digits and dashes, start with a letter, and be at most 30 characters',
+  [HOSTNAME_PATTERN]: "must be a lowercase hostname such as 'www.example.com' or '*.example.com'",
+  [CONFIG_KEY_PATTERN]: 'must be letters, digits and underscores, not starting with a digit',
+  '^[a-z0-9][a-z0-9.-]{0,62}$': 'must be lowercase letters, digits, dots and dashes',
+};

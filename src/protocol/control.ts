@@ -1,0 +1,106 @@
+/**
+ * The control conversation (client DEALER/REQ → nexus ROUTER): every command's request and result schema,
+ * and whether it is a mutation (retries with the same id are answered from the first result).
+ */
+import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
+import {
+  App, AppName, ConfigKey, ConfigVars, Hostname, Node, NodeId, NodeKind, OwnerName, RequestId, Timestamp, Token, Version,
+} from './common.js';
+import { StateEvent } from './events.js';
+
+interface CommandSpec<Req extends TProperties, Res extends TSchema> {
+  /** Fields of the request besides the envelope (`v`, `type`, `id`). */
+  request: Req;
+  result: Res;
+  /** Mutations are recorded by request id and never applied twice. */
+  isMutation: boolean;
+}
+
+function command<Req extends TProperties, Res extends TSchema>(isMutation: boolean, request: Req, result: Res): CommandSpec<Req, Res> {
+  return { request, result, isMutation };
+}
+
+const Ok = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });
+const Authed = { token: Token };
+const ForApp = { token: Token, app: AppName };
+
+export const Snapshot = Type.Object({
+  /** The version of the last event this state includes. */
+  version: Version,
+  apps: Type.Array(App),
+  nodes: Type.Array(Node),
+}, { additionalProperties: false });
+export type Snapshot = Static<typeof Snapshot>;
+
+export const COMMANDS = {
+  ping: command(false, {}, Type.Object({ nexusId: NodeId, version: Version, isLeader: Type.Boolean(), at: Timestamp })),
+  snapshot: command(false, {}, Snapshot),
+  'events.since': command(
+    false,
+    { after: Version, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })) },
+    Type.Object({ version: Version, events: Type.Array(StateEvent) }),
+  ),
+  'node.register': command(
+    true,
+    { nodeId: NodeId, kind: NodeKind, address: Type.String({ maxLength: 512 }), info: Type.Optional(Type.Record(Type.String(), Type.Unknown())) },
+    Type.Object({ nodeId: NodeId, heartbeatIntervalMs: Type.Integer(), version: Version }),
+  ),
+  'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.String() })),
+  'app.list': command(false, Authed, Type.Object({ apps: Type.Array(App) })),
+  'app.info': command(false, ForApp, Type.Object({ app: App })),
+  'app.create': command(true, { ...Authed, name: AppName }, Type.Object({ app: App })),
+  'app.destroy': command(true, ForApp, Ok),
+  'host.add': command(true, { ...ForApp, hostname: Hostname }, Type.Object({ hostnames: Type.Array(Hostname) })),
+  'host.remove': command(true, { ...ForApp, hostname: Hostname }, Type.Object({ hostnames: Type.Array(Hostname) })),
+  'config.get': command(false, ForApp, Type.Object({ vars: ConfigVars })),
+  'config.set': command(true, { ...ForApp, vars: ConfigVars }, Type.Object({ vars: ConfigVars })),
+  'config.unset': command(true, { ...ForApp, keys: Type.Array(ConfigKey, { minItems: 1, maxItems: 500 }) }, Type.Object({ vars: ConfigVars })),
+} as const;
+
+export type CommandType = keyof typeof COMMANDS;
+export const COMMAND_TYPES = Object.keys(COMMANDS) as CommandType[];
+
+type Spec<T extends CommandType> = (typeof COMMANDS)[T];
+/** The body a caller passes for command T (no envelope). */
+export type CommandBody<T extends CommandType> = Static<TObject<Spec<T>['request']>>;
+/** The result command T returns. */
+export type CommandResult<T extends CommandType> = Static<Spec<T>['result']>;
+
+/** Full request schemas, envelope included, keyed by type. */
+export const REQUEST_SCHEMAS = Object.fromEntries(
+  COMMAND_TYPES.map((type) => [
+    type,
+    Type.Object(
+      { v: Type.Literal(1), type: Type.Literal(type), id: RequestId, ...COMMANDS[type].request },
+      { additionalProperties: false },
+    ),
+  ]),
+) as unknown as { [T in CommandType]: TSchema };
+
+export type ControlRequest<T extends CommandType = CommandType> = { v: 1; type: T; id: string } & CommandBody<T>;
+
+export const ReplyMessage = Type.Object({
+  v: Type.Literal(1),
+  type: Type.Literal('reply'),
+  re: RequestId,
+  result: Type.Unknown(),
+}, { additionalProperties: false });
+export type ReplyMessage = Static<typeof ReplyMessage>;
+
+export const ErrorMessage = Type.Object({
+  v: Type.Literal(1),
+  type: Type.Literal('error'),
+  /** The request id, or null when the request was too broken to carry one. */
+  re: Type.Union([RequestId, Type.Null()]),
+  code: Type.String(),
+  message: Type.String(),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+}, { additionalProperties: false });
+export type ErrorMessage = Static<typeof ErrorMessage>;
+
+export const ControlReply = Type.Union([ReplyMessage, ErrorMessage]);
+export type ControlReply = ReplyMessage | ErrorMessage;
+
+export function isCommandType(type: unknown): type is CommandType {
+  return typeof type === 'string' && Object.hasOwn(COMMANDS, type);
+}

@@ -1,0 +1,68 @@
+/** Messages on the nexus PUB socket (state events, ticks) and on the heartbeat PUB→SUB path. */
+import { Type, type Static } from '@sinclair/typebox';
+import { AppName, NodeId, NodeKind, Timestamp, Version } from './common.js';
+
+/** Every state-change event type; an event row and its published message carry one of these. */
+export const EVENT_TYPES = [
+  'owner.created',
+  'app.created',
+  'app.destroyed',
+  'host.added',
+  'host.removed',
+  'config.changed',
+  'node.registered',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export const StateEvent = Type.Object({
+  /** Global, strictly increasing version (the events table id). */
+  version: Version,
+  type: Type.Union(EVENT_TYPES.map((t) => Type.Literal(t))),
+  /** The app the event concerns, when it concerns one. */
+  app: Type.Union([AppName, Type.Null()]),
+  data: Type.Record(Type.String(), Type.Unknown()),
+  at: Timestamp,
+}, { additionalProperties: false });
+export type StateEvent = Omit<Static<typeof StateEvent>, 'type'> & { type: EventType };
+
+/** One state change, published on topic `ev.<type>`. */
+export const EventMessage = Type.Object({
+  v: Type.Literal(1),
+  type: Type.Literal('event'),
+  event: StateEvent,
+}, { additionalProperties: false });
+export type EventMessage = Omit<Static<typeof EventMessage>, 'event'> & { event: StateEvent };
+
+/** Published on topic `tick` while idle, so a subscriber that missed the last event notices the gap. */
+export const TickMessage = Type.Object({
+  v: Type.Literal(1),
+  type: Type.Literal('tick'),
+  nexusId: NodeId,
+  version: Version,
+  isLeader: Type.Boolean(),
+  at: Timestamp,
+}, { additionalProperties: false });
+export type TickMessage = Static<typeof TickMessage>;
+
+export const PubMessage = Type.Union([EventMessage, TickMessage]);
+export type PubMessage = EventMessage | TickMessage;
+
+/** Topic frames on the nexus PUB socket. */
+export const TOPIC_EVENT_PREFIX = 'ev.';
+export const TOPIC_TICK = 'tick';
+
+/** What every node publishes to every nexus, every heartbeat interval. */
+export const HeartbeatMessage = Type.Object({
+  v: Type.Literal(1),
+  type: Type.Literal('heartbeat'),
+  nodeId: NodeId,
+  kind: NodeKind,
+  seq: Type.Integer({ minimum: 0 }),
+  intervalMs: Type.Integer({ minimum: 1 }),
+  sentAt: Timestamp,
+  /** 1-minute load average of the machine. */
+  load: Type.Optional(Type.Number({ minimum: 0 })),
+  /** Instances this node runs (runners). */
+  instances: Type.Optional(Type.Integer({ minimum: 0 })),
+}, { additionalProperties: false });
+export type HeartbeatMessage = Static<typeof HeartbeatMessage>;

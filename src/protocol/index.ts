@@ -1,0 +1,5 @@
+export * from './common.js';
+export * from './events.js';
+export * from './control.js';
+export * from './api.js';
+export * from './codec.js';

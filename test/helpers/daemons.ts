@@ -1,0 +1,50 @@
+/** Starts daemons in-process for tests and registers their stop, so a test cannot leave one running. */
+import { afterEach, onTestFinished } from 'vitest';
+import type { ConfigInput } from '../../src/config/index.js';
+import { randomId } from '../../src/core/ids.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { Nexus } from '../../src/nexus/nexus.js';
+import { ControlClient, SocketFactory } from '../../src/transport/index.js';
+import { testConfig } from './config.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!().catch(() => undefined);
+});
+
+/** Registers a cleanup for the current test (falls back to after-each when called outside a test). */
+export function onCleanup(fn: () => Promise<void>): void {
+  try {
+    onTestFinished(fn);
+  } catch {
+    cleanups.push(fn);
+  }
+}
+
+export interface NexusHandle {
+  nexus: Nexus;
+  control: string;
+  events: string;
+  heartbeats: string;
+  api: string;
+}
+
+/** Starts a nexus on free ports against `dbUrl`. */
+export async function startNexus(dbUrl: string, overrides: ConfigInput = {}): Promise<NexusHandle> {
+  const config = testConfig({ nexus: { id: `nexus-${randomId()}` }, ...overrides });
+  const nexus = new Nexus({ config, dbUrl, log: silentLogger() });
+  onCleanup(() => nexus.stop());
+  await nexus.start();
+  return { nexus, ...nexus.endpoints! };
+}
+
+export function testSockets(maxMessageBytes = 4 * 1024 * 1024): SocketFactory {
+  return new SocketFactory({ maxMessageBytes });
+}
+
+/** A control client over the given endpoints, closed after the test. */
+export function controlClient(endpoints: string[], timeoutMs = 500): ControlClient {
+  const client = new ControlClient({ endpoints, timeoutMs, sockets: testSockets() });
+  onCleanup(() => client.close());
+  return client;
+}

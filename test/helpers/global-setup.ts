@@ -1,0 +1,51 @@
+/**
+ * Starts one PostgreSQL server for the whole run (PIER_TEST_DB_URL if set, else the embedded server in a temp
+ * folder on a free port), migrates a template database once, and hands its URL to the test files.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { createLogger } from '../../src/core/logger.js';
+import { EmbeddedPostgres, createPool, migrate } from '../../src/db/index.js';
+import { freePort } from './ports.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** URL of the server's maintenance database; workers create their own databases from the template. */
+    pgAdminUrl: string;
+    pgTemplate: string;
+  }
+}
+
+const TEMPLATE = 'pier_template';
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const log = createLogger({ level: 'warn' });
+  let server: EmbeddedPostgres | undefined;
+  let dir: string | undefined;
+  let adminUrl = process.env.PIER_TEST_DB_URL;
+  if (!adminUrl) {
+    dir = mkdtempSync(join(tmpdir(), 'pier-test-pg-'));
+    server = new EmbeddedPostgres({ dataDir: join(dir, 'postgres'), port: await freePort(), database: 'postgres', log });
+    await server.start();
+    adminUrl = server.url;
+  }
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${TEMPLATE}`);
+  await admin.end();
+  const templateUrl = new URL(adminUrl);
+  templateUrl.pathname = `/${TEMPLATE}`;
+  const pool = createPool({ url: templateUrl.toString(), max: 1, connectTimeoutMs: 5000 }, log);
+  await migrate(pool, log);
+  await pool.end();
+  project.provide('pgAdminUrl', adminUrl);
+  project.provide('pgTemplate', TEMPLATE);
+  return async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,1 @@
+export { waitFor, sleep } from '../../src/core/wait.js';
