@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { PierError } from './errors.js';
 import type { Service } from './service.js';
 
-export async function runDaemon(service: Service, log: Logger, what = 'daemon'): Promise<void> {
+export async function runDaemon(service: Service, log: Logger, what = 'daemon', onReady?: () => void): Promise<void> {
   try {
     await service.start();
   } catch (err) {
@@ -17,6 +17,7 @@ export async function runDaemon(service: Service, log: Logger, what = 'daemon'):
     throw new PierError('PIER_ILLEGAL_STATE', `${what} failed to start: ${reason}`, { cause: err });
   }
   log.info('ready');
+  onReady?.();
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       process.off('SIGTERM', onSignal);

@@ -1,0 +1,102 @@
+/**
+ * The CLI's HTTP client for the JSON API: tries every API URL it knows (a nexus that refuses the connection,
+ * times out or answers 503 is skipped) and turns `{"error":{...}}` bodies into PierErrors. Mutations carry an
+ * Idempotency-Key, so a retry on the next replica is not applied twice.
+ */
+import { randomUUID } from 'node:crypto';
+import { Agent, request } from 'undici';
+import { PierError, isErrorCode } from '../core/errors.js';
+import type { Credentials } from './credentials.js';
+
+export interface ApiClientOptions {
+  /** Time to connect to one replica. @default 1000 */
+  connectTimeoutMs?: number;
+  /** Time to wait for a response from one replica. @default 30000 */
+  responseTimeoutMs?: number;
+}
+
+export class ApiClient {
+  private readonly agent: Agent;
+
+  constructor(
+    private readonly credentials: Pick<Credentials, 'apiUrls' | 'token'>,
+    private readonly options: ApiClientOptions = {},
+  ) {
+    this.agent = new Agent({
+      connect: { timeout: options.connectTimeoutMs ?? 1000 },
+      headersTimeout: options.responseTimeoutMs ?? 30_000,
+      bodyTimeout: options.responseTimeoutMs ?? 30_000,
+    });
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.send<T>('GET', path);
+  }
+
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.send<T>('POST', path, body);
+  }
+
+  patch<T>(path: string, body: unknown): Promise<T> {
+    return this.send<T>('PATCH', path, body);
+  }
+
+  delete<T>(path: string): Promise<T> {
+    return this.send<T>('DELETE', path);
+  }
+
+  async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.credentials.token}`, accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (method !== 'GET') headers['idempotency-key'] = randomUUID();
+    const failures: string[] = [];
+    for (const base of this.credentials.apiUrls) {
+      const url = `${base.replace(/\/+$/, '')}${path}`;
+      let response: Awaited<ReturnType<typeof request>>;
+      try {
+        response = await request(url, { method: method as 'GET', headers, body: body === undefined ? undefined : JSON.stringify(body), dispatcher: this.agent });
+      } catch (err) {
+        failures.push(`${base}: ${describeNetworkError(err)}`);
+        continue;
+      }
+      const text = await response.body.text();
+      if (response.statusCode === 503 || response.statusCode === 502) {
+        failures.push(`${base}: HTTP ${response.statusCode}`);
+        continue;
+      }
+      const parsed = parseJson(text);
+      if (response.statusCode >= 400) throw errorFromBody(response.statusCode, parsed, text);
+      return parsed as T;
+    }
+    throw new PierError('PIER_NEXUS_UNAVAILABLE', `no API answered (${failures.join('; ')}); is the platform running? try 'pier status'`);
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text === '' ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function errorFromBody(status: number, parsed: unknown, text: string): PierError {
+  const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
+  if (error && typeof error.message === 'string') {
+    const code = isErrorCode(error.code) ? error.code : status >= 500 ? 'PIER_INTERNAL' : 'PIER_BAD_REQUEST';
+    return new PierError(code, error.message);
+  }
+  return new PierError(status >= 500 ? 'PIER_INTERNAL' : 'PIER_BAD_REQUEST', `HTTP ${status}: ${text.slice(0, 200)}`);
+}
+
+function describeNetworkError(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  if (code === 'ECONNREFUSED') return 'connection refused';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect timed out';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'no response in time';
+  return code ?? (err as Error).message;
+}

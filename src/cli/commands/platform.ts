@@ -1,0 +1,183 @@
+/** pier up, down, status, login, and the single-daemon commands (pier nexus --config FILE). */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { loadConfig, type PierConfig } from '../../config/index.js';
+import { PierError } from '../../core/errors.js';
+import { createLogger } from '../../core/logger.js';
+import { runDaemon } from '../../core/daemon.js';
+import { sleep } from '../../core/wait.js';
+import type { App, Node } from '../../protocol/index.js';
+import { Platform, cleanupStale, isAlive, platformPaths, readState, terminate, type PlatformState } from '../../up/index.js';
+import { ApiClient } from '../client.js';
+import { saveLogin } from '../credentials.js';
+import type { CliContext } from '../context.js';
+import { ago, print, printJson, printTable } from '../output.js';
+import { action, jsonOption } from './shared.js';
+
+interface UpOptions {
+  data?: string;
+  config?: string;
+  detach?: boolean;
+  supervise?: boolean;
+}
+
+function upConfig(ctx: CliContext, opts: UpOptions): PierConfig {
+  const dataDir = ctx.dataDir(opts.data);
+  const fileInData = join(dataDir, 'pier.toml');
+  const file = opts.config ?? (existsSync(fileInData) ? fileInData : undefined);
+  return loadConfig({ file, env: ctx.env, overrides: { dataDir } });
+}
+
+function printSummary(ctx: CliContext, state: PlatformState): void {
+  const paths = platformPaths(state.dataDir);
+  print(`Pier is up (supervisor pid ${state.pid})`);
+  print(`  API          ${state.apiUrls.join('  ')}`);
+  for (const n of state.nexus) {
+    const child = state.children.find((c) => c.name === n.id);
+    print(`  ${n.id.padEnd(12)} control ${n.control}  events ${n.events}  heartbeats ${n.heartbeats}  (pid ${child?.pid ?? '?'})`);
+  }
+  print(`  PostgreSQL   ${state.postgres ? `embedded on 127.0.0.1:${state.postgres.port}, data in ${state.postgres.dir}` : 'external (DATABASE_URL)'}`);
+  print(`  data folder  ${state.dataDir}`);
+  print(`  logs         ${paths.logsDir}/`);
+  print(`  admin token  ${paths.adminFile} (the pier CLI on this machine uses it)`);
+  print(`  stop         pier down${state.dataDir === ctx.dataDir() ? '' : ` --data ${state.dataDir}`}`);
+}
+
+/** Runs the supervisor in this process until SIGTERM/SIGINT. */
+async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Promise<void> {
+  const config = upConfig(ctx, opts);
+  const paths = platformPaths(config.dataDir);
+  mkdirSync(paths.logsDir, { recursive: true });
+  const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true }));
+  const platform = new Platform({ config, log, env: ctx.env });
+  await runDaemon(platform, log, 'pier up', () => {
+    if (isQuiet) return;
+    printSummary(ctx, platform.state()!);
+    print('Press Ctrl-C to stop.');
+  });
+}
+
+/** Starts the supervisor in the background and returns once it is ready (or reports why it is not). */
+async function detach(ctx: CliContext, opts: UpOptions): Promise<void> {
+  const config = upConfig(ctx, opts);
+  const paths = platformPaths(config.dataDir);
+  mkdirSync(paths.logsDir, { recursive: true });
+  const entry = fileURLToPath(new URL(`../main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
+  const args = [...process.execArgv, entry, 'up', '--data', config.dataDir, '--supervise'];
+  if (opts.config) args.push('--config', opts.config);
+  const logFile = join(paths.logsDir, 'up.log');
+  const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+  const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore', env: ctx.env });
+  let exitCode: number | null = null;
+  child.once('exit', (code) => (exitCode = code ?? 1));
+  child.unref();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const state = readState(paths);
+    if (state && state.pid === child.pid) return printSummary(ctx, state);
+    if (exitCode !== null) {
+      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(logStart) : '';
+      throw new PierError('PIER_ILLEGAL_STATE', `pier up failed: ${lastError(tail)}; see ${logFile}`);
+    }
+    if (Date.now() > deadline) throw new PierError('PIER_TIMEOUT', `pier up did not become ready in 60 s; see ${logFile}`);
+    await sleep(100);
+  }
+}
+
+/** The most useful line of a failed supervisor's log: its fatal error message. */
+function lastError(logText: string): string {
+  const lines = logText.trim().split('\n').reverse();
+  for (const line of lines) {
+    try {
+      const entry = JSON.parse(line) as { level?: number; err?: { message?: string }; msg?: string };
+      if ((entry.level ?? 0) >= 50) return entry.err?.message ?? entry.msg ?? line;
+    } catch {
+      // not a JSON log line; keep looking
+    }
+  }
+  return lines[0] ?? 'no log output';
+}
+
+export function registerPlatformCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('up')
+    .description('run the whole platform on this machine (PostgreSQL, nexus replicas); prints where to look')
+    .option('--data <dir>', 'data folder (default: $PIER_DATA, /var/lib/pier as root)')
+    .option('--config <file>', 'config file (default: DATA/pier.toml when present)')
+    .option('--detach', 'run in the background; stop with pier down')
+    .option('--supervise', 'run as the background supervisor (used by --detach)')
+    .action(
+      action(ctx, async (opts: UpOptions) => {
+        if (opts.detach) return detach(ctx, opts);
+        return supervise(ctx, opts, opts.supervise === true);
+      }),
+    );
+
+  program
+    .command('down')
+    .description('stop a detached pier up')
+    .option('--data <dir>', 'data folder (default: $PIER_DATA, /var/lib/pier as root)')
+    .action(
+      action(ctx, async (opts: { data?: string }) => {
+        const paths = platformPaths(ctx.dataDir(opts.data));
+        const pid = existsSync(paths.pidFile) ? Number(readFileSync(paths.pidFile, 'utf8').trim()) : 0;
+        if (isAlive(pid)) {
+          const wasKilled = await terminate(pid, 'SIGTERM', 30_000);
+          if (wasKilled) print(`pier up (pid ${pid}) did not stop in 30 s and was killed`);
+        }
+        await cleanupStale(paths, createLogger({ level: 'silent' }));
+        print(isAlive(pid) || pid === 0 ? `pier is not running from ${paths.dataDir}` : `stopped pier (data: ${paths.dataDir})`);
+      }),
+    );
+
+  jsonOption(program.command('status').description('nodes, leader and apps at a glance')).action(
+    action(ctx, async (opts: { json?: boolean }) => {
+      const status = await ctx.api().get<{ nexusId: string; version: number; owner: string; isAdmin: boolean; nodes: Node[]; apps: App[] }>('/v1/status');
+      if (opts.json) return printJson(status);
+      print(`answered by ${status.nexusId} · event version ${status.version} · signed in as ${status.owner}${status.isAdmin ? ' (operator)' : ''}`);
+      if (status.nodes.length > 0) {
+        print();
+        printTable(
+          ['node', 'kind', 'status', 'leader', 'address', 'heartbeat'],
+          status.nodes.map((n) => [n.id, n.kind, n.status, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt)]),
+        );
+      }
+      print();
+      print(status.apps.length === 0 ? 'apps: none' : `apps: ${status.apps.length} (${status.apps.map((a) => a.name).join(', ')})`);
+    }),
+  );
+
+  program
+    .command('login')
+    .description('store the API URL(s) and token this CLI uses')
+    .argument('<url...>', 'API URL of each nexus, e.g. http://10.0.0.1:7480')
+    .requiredOption('--token <token>', 'your API token')
+    .action(
+      action(ctx, async (urls: string[], opts: { token: string }) => {
+        for (const url of urls) if (!/^https?:\/\/[^/\s]+/.test(url)) throw new PierError('PIER_VALIDATION', `'${url}' is not an http:// or https:// URL`);
+        const client = new ApiClient({ apiUrls: urls, token: opts.token });
+        try {
+          const status = await client.get<{ owner: string }>('/v1/status');
+          const file = saveLogin(ctx.env, { apiUrls: urls, token: opts.token });
+          print(`logged in to ${urls.join(', ')} as ${status.owner}; saved in ${file}`);
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+
+  program
+    .command('nexus')
+    .description('run one nexus replica')
+    .requiredOption('--config <file>', 'config file (TOML)')
+    .action(
+      action(ctx, async (opts: { config: string }) => {
+        const { main } = await import('../../nexus/main.js');
+        await main(opts.config, ctx.env);
+      }),
+    );
+}

@@ -1,0 +1,47 @@
+/** What every command needs: the environment, credentials, the API client, the app name, the data folder. */
+import { defaultDataDir } from '../config/index.js';
+import { PierError, ValidationError } from '../core/errors.js';
+import { APP_NAME_PATTERN, PATTERN_HINTS } from '../protocol/index.js';
+import { ApiClient } from './client.js';
+import { resolveCredentials } from './credentials.js';
+
+export interface AppOption {
+  app?: string;
+}
+
+export class CliContext {
+  private client: ApiClient | undefined;
+
+  constructor(readonly env: NodeJS.ProcessEnv) {}
+
+  /** The data folder of `pier up` on this machine (PIER_DATA, else the default). */
+  dataDir(flag?: string): string {
+    return flag ?? defaultDataDir(this.env);
+  }
+
+  api(): ApiClient {
+    this.client ??= new ApiClient(resolveCredentials(this.env, this.dataDir()));
+    return this.client;
+  }
+
+  /** The app from -a/--app or PIER_APP, checked against the naming rule before any request. */
+  app(options: AppOption): string {
+    const name = options.app ?? this.env.PIER_APP;
+    if (!name) throw new PierError('PIER_VALIDATION', 'no app given; use -a APP or set PIER_APP');
+    return checkAppName(name);
+  }
+
+  async close(): Promise<void> {
+    await this.client?.close();
+  }
+}
+
+export function checkAppName(name: string, what = 'app name'): string {
+  if (!new RegExp(APP_NAME_PATTERN).test(name)) throw new ValidationError(`${what} '${name}' ${PATTERN_HINTS[APP_NAME_PATTERN]}`);
+  return name;
+}
+
+/** URL path segment for a name, escaped. */
+export function seg(value: string): string {
+  return encodeURIComponent(value);
+}

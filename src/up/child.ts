@@ -1,0 +1,84 @@
+/** One supervised daemon process: output to its log file, restarted with backoff if it dies, stopped by pid. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import type { Logger } from 'pino';
+
+export interface ChildSpec {
+  name: string;
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  logFile: string;
+  /** Time a child gets between SIGTERM and SIGKILL. @default 10000 */
+  stopGraceMs?: number;
+}
+
+export class SupervisedChild {
+  restarts = 0;
+  private child: ChildProcess | undefined;
+  private isStopping = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+
+  constructor(
+    readonly spec: ChildSpec,
+    private readonly log: Logger,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get isRunning(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(): void {
+    const fd = openSync(this.spec.logFile, 'a');
+    try {
+      this.child = spawn(this.spec.command, this.spec.args, { env: this.spec.env, stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    this.startedAt = Date.now();
+    const child = this.child;
+    child.once('exit', (code, signal) => this.onExit(child, code, signal));
+    child.once('error', (err) => this.log.error({ err, child: this.spec.name }, 'cannot start daemon'));
+    this.log.info({ child: this.spec.name, pid: child.pid }, 'daemon started');
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child || this.isStopping) return;
+    // Back off when a daemon keeps dying right after start (bad config, port taken): 1 s, 2 s, … 30 s.
+    const ranMs = Date.now() - this.startedAt;
+    if (ranMs > 60_000) this.restarts = 0;
+    const delayMs = Math.min(30_000, 1000 * 2 ** Math.min(this.restarts, 5));
+    this.restarts += 1;
+    this.log.warn({ child: this.spec.name, code, signal, restartInMs: delayMs }, 'daemon exited; restarting');
+    this.restartTimer = setTimeout(() => this.start(), delayMs);
+  }
+
+  /** The end of its log file, for error messages. */
+  logTail(lines = 5): string {
+    try {
+      const size = statSync(this.spec.logFile).size;
+      const text = readFileSync(this.spec.logFile, 'utf8').slice(Math.max(0, size - 8192));
+      return text.trim().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.isStopping = true;
+    clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.spec.stopGraceMs ?? 10_000);
+    await exited;
+    clearTimeout(timer);
+    this.log.info({ child: this.spec.name }, 'daemon stopped');
+  }
+}

@@ -1,0 +1,3 @@
+export * from './paths.js';
+export * from './platform.js';
+export * from './state.js';

@@ -1,0 +1,205 @@
+/**
+ * `pier up`: the whole platform on one machine as child processes of one supervisor — the embedded PostgreSQL
+ * server (unless DATABASE_URL is set) and every nexus replica in `cluster.nexus` — with their logs, configs,
+ * keys and the admin token in one data folder.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify as toToml } from 'smol-toml';
+import type { Logger } from 'pino';
+import type { NexusAddress, PierConfig } from '../config/index.js';
+import { ConflictError, PierError } from '../core/errors.js';
+import { newToken } from '../core/ids.js';
+import { Lifecycle, type Service } from '../core/service.js';
+import { sleep } from '../core/wait.js';
+import { EmbeddedPostgres, createPool, ensureAdmin, migrate, withTransaction } from '../db/index.js';
+import { ensureKeys } from '../transport/index.js';
+import { SupervisedChild } from './child.js';
+import { platformPaths, type PlatformPaths } from './paths.js';
+import { cleanupStale, isAlive, readState, type PlatformState } from './state.js';
+
+/** Name of the admin owner `pier up` creates. */
+export const ADMIN_OWNER = 'admin';
+
+export interface PlatformOptions {
+  config: PierConfig;
+  log: Logger;
+  /** Environment passed on to the daemons. */
+  env: NodeJS.ProcessEnv;
+}
+
+/** The CLI entry the supervisor runs its daemons with (the .ts source under tsx, the built .js otherwise). */
+function cliEntry(): string {
+  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+  return fileURLToPath(new URL(`../cli/main.${ext}`, import.meta.url));
+}
+
+function portOf(endpoint: string): string {
+  return endpoint.slice(endpoint.lastIndexOf(':') + 1);
+}
+
+export class Platform implements Service {
+  readonly paths: PlatformPaths;
+  readonly children: SupervisedChild[] = [];
+  private readonly lifecycle: Lifecycle;
+  private readonly log: Logger;
+  private postgres: EmbeddedPostgres | undefined;
+  private dbUrl = '';
+
+  constructor(private readonly options: PlatformOptions) {
+    this.paths = platformPaths(options.config.dataDir);
+    this.log = options.log.child({ component: 'up' });
+    this.lifecycle = new Lifecycle('pier up', this.log);
+  }
+
+  start(): Promise<void> {
+    return this.lifecycle.start(async () => {
+      const { config } = this.options;
+      const paths = this.paths;
+      for (const dir of [paths.dataDir, paths.logsDir, paths.configDir]) mkdirSync(dir, { recursive: true });
+      this.claimPidFile();
+      this.lifecycle.defer('pid file', () => rmSync(paths.pidFile, { force: true }));
+      await cleanupStale(paths, this.log);
+
+      if (config.db.url !== '') {
+        this.dbUrl = config.db.url;
+      } else {
+        const postgres = new EmbeddedPostgres({ dataDir: paths.postgresDir, port: config.db.embeddedPort, log: this.log });
+        this.postgres = postgres;
+        this.lifecycle.defer('postgres', () => postgres.stop());
+        await postgres.start();
+        this.dbUrl = postgres.url;
+      }
+      const token = await this.prepareDatabase();
+      if (config.security.curve) ensureKeys(config.security.keysDir);
+
+      config.cluster.nexus.forEach((address, i) => this.spawnNexus(address, i));
+      this.lifecycle.defer('daemons', () => Promise.all([...this.children].reverse().map((c) => c.stop())));
+      await this.waitReady();
+
+      const apiUrls = config.cluster.nexus.map((n) => n.api);
+      writeFileSync(paths.adminFile, `${JSON.stringify({ apiUrls, token }, null, 2)}\n`, { mode: 0o600 });
+      this.writeState(apiUrls);
+      this.lifecycle.defer('state file', () => rmSync(paths.stateFile, { force: true }));
+    });
+  }
+
+  private claimPidFile(): void {
+    const { pidFile } = this.paths;
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      if (pid !== process.pid && isAlive(pid)) {
+        throw new ConflictError(`pier is already running from '${this.paths.dataDir}' (pid ${pid}); run 'pier down' first`);
+      }
+    }
+    writeFileSync(pidFile, `${process.pid}\n`);
+  }
+
+  /** Migrates and makes sure the admin owner has the token kept in the data folder. */
+  private async prepareDatabase(): Promise<string> {
+    const pool = createPool({ url: this.dbUrl, max: 2, connectTimeoutMs: this.options.config.db.connectTimeoutMs }, this.log);
+    try {
+      await migrate(pool, this.log);
+      const token = readAdminToken(this.paths.adminFile) ?? newToken();
+      await withTransaction(pool, (tx) => ensureAdmin(tx, ADMIN_OWNER, token));
+      return token;
+    } finally {
+      await pool.end();
+    }
+  }
+
+  private spawnNexus(address: NexusAddress, index: number): void {
+    const { config } = this.options;
+    const id = `nexus-${index + 1}`;
+    const file = join(this.paths.configDir, `${id}.toml`);
+    const nexusConfig = {
+      dataDir: config.dataDir,
+      log: { level: config.log.level },
+      cluster: { ...config.cluster },
+      security: { ...config.security },
+      nexus: {
+        id,
+        controlBind: `tcp://127.0.0.1:${portOf(address.control)}`,
+        eventsBind: `tcp://127.0.0.1:${portOf(address.events)}`,
+        heartbeatsBind: `tcp://127.0.0.1:${portOf(address.heartbeats)}`,
+        apiHost: '127.0.0.1',
+        apiPort: Number(new URL(address.api).port || 80),
+      },
+    };
+    writeFileSync(file, `# written by pier up; edit ${join(this.paths.dataDir, 'pier.toml')} instead\n${toToml(nexusConfig)}\n`);
+    const child = new SupervisedChild(
+      {
+        name: id,
+        command: process.execPath,
+        args: [...process.execArgv, cliEntry(), 'nexus', '--config', file],
+        // The database URL carries a password: pass it in the environment, never in a file.
+        env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '' },
+        logFile: join(this.paths.logsDir, `${id}.log`),
+      },
+      this.log,
+    );
+    this.children.push(child);
+    child.start();
+  }
+
+  /** Waits until every nexus answers /healthz; fails with a daemon's last log lines if it keeps dying. */
+  private async waitReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const urls = this.options.config.cluster.nexus.map((n) => n.api);
+    const pending = new Set(urls.map((_, i) => i));
+    while (pending.size > 0) {
+      for (const i of [...pending]) {
+        if (await healthy(urls[i]!)) pending.delete(i);
+        else if (this.children[i]!.restarts > 0) {
+          const child = this.children[i]!;
+          throw new PierError('PIER_ILLEGAL_STATE', `${child.spec.name} exited during start; its log ends: ${child.logTail(3)}`);
+        }
+      }
+      if (pending.size === 0) break;
+      if (Date.now() > deadline) throw new PierError('PIER_TIMEOUT', `nexus did not become ready in ${timeoutMs} ms; see ${this.paths.logsDir}`);
+      await sleep(100);
+    }
+  }
+
+  private writeState(apiUrls: string[]): void {
+    const { config } = this.options;
+    const state: PlatformState = {
+      pid: process.pid,
+      startedAt: Date.now(),
+      dataDir: config.dataDir,
+      apiUrls,
+      postgres: this.postgres ? { pid: this.postgres.pid ?? 0, port: config.db.embeddedPort, dir: this.paths.postgresDir } : null,
+      children: this.children.map((c) => ({ name: c.spec.name, pid: c.pid ?? 0, logFile: c.spec.logFile })),
+      nexus: config.cluster.nexus.map((n, i) => ({ id: `nexus-${i + 1}`, ...n })),
+    };
+    writeFileSync(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  }
+
+  /** The state as written once ready (children pids change on restart, so re-read for `pier status`). */
+  state(): PlatformState | undefined {
+    return readState(this.paths);
+  }
+
+  stop(): Promise<void> {
+    return this.lifecycle.stop();
+  }
+}
+
+function readAdminToken(file: string): string | undefined {
+  try {
+    const value = JSON.parse(readFileSync(file, 'utf8')) as { token?: unknown };
+    return typeof value.token === 'string' && value.token.startsWith('pier_') ? value.token : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function healthy(apiUrl: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${apiUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
