@@ -1,7 +1,7 @@
 /** What every command needs: the environment, credentials, the API client, the app name, the data folder. */
 import { defaultDataDir } from '../config/index.js';
 import { PierError, ValidationError } from '../core/errors.js';
-import { APP_NAME_PATTERN, PATTERN_HINTS } from '../protocol/index.js';
+import { APP_NAME_PATTERN, PATTERN_HINTS } from '../protocol/common.js';
 import { ApiClient } from './client.js';
 import { resolveCredentials } from './credentials.js';
 

@@ -97,6 +97,35 @@ export const PierConfig = Type.Object(
       /** Time given to in-flight requests at stop. @default 2000 */
       shutdownGraceMs: Ms(2000, 0),
     }),
+    runner: Section({
+      /** This runner's node id. @default 'runner-1' */
+      id: Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$', default: 'runner-1' }),
+      /** Address the balancer reaches this runner's instances at. @default '127.0.0.1' */
+      advertiseHost: Type.String({ minLength: 1, default: '127.0.0.1' }),
+      /** First and last port handed to app instances. @default 20000, 29999 */
+      portMin: Port(20000),
+      portMax: Port(29999),
+    }),
+    balancer: Section({
+      /** This balancer's node id. @default 'balancer-1' */
+      id: Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$', default: 'balancer-1' }),
+      /** Public HTTP listen host. @default '0.0.0.0' */
+      host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+      /** Public HTTP port. @default 8080 */
+      port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+      /** Domain under which every app gets `<app>.<domain>`. @default 'localhost' */
+      domain: Type.String({ minLength: 1, default: 'localhost' }),
+    }),
+    stats: Section({
+      /** This collector's node id. @default 'stats-1' */
+      id: Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$', default: 'stats-1' }),
+      /** PULL intake for logs, access records and metrics. @default 'tcp://127.0.0.1:7500' */
+      intakeBind: Endpoint('tcp://127.0.0.1:7500'),
+      /** PUB of live log lines for `pier logs -f`. @default 'tcp://127.0.0.1:7501' */
+      tailBind: Endpoint('tcp://127.0.0.1:7501'),
+      /** PULL intake of uWSGI's own logger. @default 'tcp://127.0.0.1:7503' */
+      uwsgiLogBind: Endpoint('tcp://127.0.0.1:7503'),
+    }),
   },
   { additionalProperties: false },
 );

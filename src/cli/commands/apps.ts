@@ -1,7 +1,7 @@
 /** pier apps, apps:create, apps:info, apps:destroy, owners:create. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import type { App, Owner } from '../../protocol/index.js';
+import type { App, Owner } from '../../protocol/common.js';
 import { checkAppName, seg, type CliContext } from '../context.js';
 import { ago, print, printFields, printJson, printTable } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

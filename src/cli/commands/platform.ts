@@ -10,8 +10,10 @@ import { PierError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { runDaemon } from '../../core/daemon.js';
 import { sleep } from '../../core/wait.js';
-import type { App, Node } from '../../protocol/index.js';
-import { Platform, cleanupStale, isAlive, platformPaths, readState, terminate, type PlatformState } from '../../up/index.js';
+import type { App, Node } from '../../protocol/common.js';
+import type { PlatformState } from '../../up/index.js';
+// The supervisor pulls in PostgreSQL and ZeroMQ; load it only for the commands that need it (CLI start-up time).
+const loadUp = () => import('../../up/index.js');
 import { ApiClient } from '../client.js';
 import { saveLogin } from '../credentials.js';
 import type { CliContext } from '../context.js';
@@ -32,8 +34,8 @@ function upConfig(ctx: CliContext, opts: UpOptions): PierConfig {
   return loadConfig({ file, env: ctx.env, overrides: { dataDir } });
 }
 
-function printSummary(ctx: CliContext, state: PlatformState): void {
-  const paths = platformPaths(state.dataDir);
+async function printSummary(ctx: CliContext, state: PlatformState): Promise<void> {
+  const paths = (await loadUp()).platformPaths(state.dataDir);
   print(`Pier is up (supervisor pid ${state.pid})`);
   print(`  API          ${state.apiUrls.join('  ')}`);
   for (const n of state.nexus) {
@@ -50,20 +52,21 @@ function printSummary(ctx: CliContext, state: PlatformState): void {
 /** Runs the supervisor in this process until SIGTERM/SIGINT. */
 async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Promise<void> {
   const config = upConfig(ctx, opts);
+  const { Platform, platformPaths } = await loadUp();
   const paths = platformPaths(config.dataDir);
   mkdirSync(paths.logsDir, { recursive: true });
   const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true }));
   const platform = new Platform({ config, log, env: ctx.env });
   await runDaemon(platform, log, 'pier up', () => {
     if (isQuiet) return;
-    printSummary(ctx, platform.state()!);
-    print('Press Ctrl-C to stop.');
+    void printSummary(ctx, platform.state()!).then(() => print('Press Ctrl-C to stop.'));
   });
 }
 
 /** Starts the supervisor in the background and returns once it is ready (or reports why it is not). */
 async function detach(ctx: CliContext, opts: UpOptions): Promise<void> {
   const config = upConfig(ctx, opts);
+  const { platformPaths, readState } = await loadUp();
   const paths = platformPaths(config.dataDir);
   mkdirSync(paths.logsDir, { recursive: true });
   const entry = fileURLToPath(new URL(`../main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
@@ -123,6 +126,7 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
     .option('--data <dir>', 'data folder (default: $PIER_DATA, /var/lib/pier as root)')
     .action(
       action(ctx, async (opts: { data?: string }) => {
+        const { platformPaths, isAlive, terminate, cleanupStale } = await loadUp();
         const paths = platformPaths(ctx.dataDir(opts.data));
         const pid = existsSync(paths.pidFile) ? Number(readFileSync(paths.pidFile, 'utf8').trim()) : 0;
         if (isAlive(pid)) {
