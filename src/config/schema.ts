@@ -68,8 +68,8 @@ export const PierConfig = Type.Object(
       maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024, default: 4 * 1024 * 1024 }),
     }),
     security: Section({
-      /** Encrypt and authenticate every ZeroMQ socket with CURVE. @default false */
-      curve: Type.Boolean({ default: false }),
+      /** Encrypt every ZeroMQ socket with CURVE and admit only allowed node keys (ZAP). @default true */
+      curve: Type.Boolean({ default: true }),
       /** Folder holding CURVE key files (`server.key`, `node.key`, `allowed/`). @default '' (dataDir/keys) */
       keysDir: Type.String({ default: '' }),
     }),

@@ -4,3 +4,4 @@ export * from './service.js';
 export * from './wait.js';
 export * from './ids.js';
 export * from './daemon.js';
+export * from './process.js';

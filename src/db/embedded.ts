@@ -13,6 +13,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { PierError } from '../core/errors.js';
 import { Lifecycle, type Service } from '../core/service.js';
+import { isProcessAlive } from '../core/process.js';
 import { sleep } from '../core/wait.js';
 
 export interface EmbeddedPostgresOptions {
@@ -177,14 +178,7 @@ export class EmbeddedPostgres implements Service {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const isAlive = isProcessAlive;
 
 function lastLine(text: string): string {
   return text.trim().split('\n').pop() ?? '';

@@ -9,7 +9,7 @@ import { buildApi } from '../api/index.js';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { createPool, migrate, upsertNexus, pruneRequests } from '../db/index.js';
-import { closeQuietly, ControlServer, SocketFactory, type CurveSettings } from '../transport/index.js';
+import { acquireZap, closeQuietly, ControlServer, SocketFactory, type CurveSettings } from '../transport/index.js';
 import { controlHandlers } from './control-handlers.js';
 import { EventRelay } from './event-relay.js';
 import { HeartbeatIntake } from './heartbeat-intake.js';
@@ -20,7 +20,10 @@ export interface NexusOptions {
   /** The PostgreSQL URL (config.db.url, or the embedded server's). */
   dbUrl: string;
   log: Logger;
+  /** CURVE keys; when set, every socket is encrypted and clients must hold an allowed key. */
   curve?: CurveSettings;
+  /** Z85 public keys of the nodes allowed to connect (with curve). */
+  allowedKeys?: Iterable<string>;
 }
 
 /** Where a started nexus listens (ports resolved when binding to port 0 / `*`). */
@@ -60,6 +63,11 @@ export class Nexus implements Service {
       const deadAfterMs = cluster.heartbeatIntervalMs * cluster.heartbeatMisses;
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
       const defer = this.lifecycle.defer.bind(this.lifecycle);
+      if (this.options.curve) {
+        // The ZAP handler must be bound before any CURVE server socket; it is released after they close.
+        const release = await acquireZap([this.options.curve.publicKey, ...(this.options.allowedKeys ?? [])], this.log);
+        defer('zap', release);
+      }
 
       const pool = createPool({ url: this.options.dbUrl, max: config.db.poolMax, connectTimeoutMs: config.db.connectTimeoutMs, applicationName: `pier-${this.id}` }, this.log);
       this.pool = pool;

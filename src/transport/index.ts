@@ -4,3 +4,4 @@ export * from './control-server.js';
 export * from './event-follower.js';
 export * from './heartbeat.js';
 export * from './keys.js';
+export * from './zap.js';

@@ -2,7 +2,7 @@
  * CURVE key files: the cluster's server keypair (held by nexus replicas and collectors) and each node's own
  * keypair, as JSON `{ publicKey, secretKey }` (Z85) in the keys folder. `pier up` creates them.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { curveKeyPair, type CurveSettings } from './sockets.js';
@@ -21,13 +21,32 @@ function readPair(file: string): KeyPair {
   throw new ConfigError(`CURVE key file '${file}' must hold {"publicKey","secretKey"} as 40-character Z85 strings`);
 }
 
-/** Creates the key files that are missing. */
+/** Creates the key files that are missing, and allows this machine's node key. */
 export function ensureKeys(keysDir: string): void {
-  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  mkdirSync(join(keysDir, 'allowed'), { recursive: true, mode: 0o700 });
   for (const name of ['server.key', 'node.key']) {
     const file = join(keysDir, name);
     if (!existsSync(file)) writeFileSync(file, JSON.stringify(curveKeyPair()), { mode: 0o600 });
   }
+  const node = readPair(join(keysDir, 'node.key'));
+  const allowed = join(keysDir, 'allowed', 'local.pub');
+  if (!existsSync(allowed)) writeFileSync(allowed, `${node.publicKey}\n`);
+}
+
+/** Public keys allowed to connect: one Z85 key per line in every `allowed/*.pub` file (a line starting with # that is not a key is a comment). */
+export function loadAllowedKeys(keysDir: string): Set<string> {
+  const dir = join(keysDir, 'allowed');
+  const keys = new Set<string>();
+  if (!existsSync(dir)) return keys;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.pub'))) {
+    for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
+      const key = line.trim();
+      if (key === '' || key.startsWith('#') && key.length !== 40) continue; // '#' is also a Z85 character
+      if (key.length !== 40) throw new ConfigError(`allowed key file '${join(dir, file)}' has a line that is not a 40-character Z85 key`);
+      keys.add(key);
+    }
+  }
+  return keys;
 }
 
 /** CURVE settings for this process; servers also get the server secret key. */

@@ -31,7 +31,7 @@ function securityOptions(curve: CurveSettings | undefined, role: Role): Record<s
   if (!curve) return {};
   if (role === 'server') {
     if (!curve.serverSecretKey) throw new Error('CURVE server socket needs the server secret key');
-    return { curveServer: true, curveSecretKey: curve.serverSecretKey, zapDomain: 'pier' };
+    return { curveServer: true, curveSecretKey: curve.serverSecretKey, zapDomain: 'pier', zapEnforceDomain: true };
   }
   return { curveServerKey: curve.serverPublicKey, curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey };
 }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NexusAddress } from '../config/index.js';
+import { isProcessAlive } from '../core/process.js';
 import { sleep } from '../core/wait.js';
 import type { PlatformPaths } from './paths.js';
 
@@ -24,15 +25,7 @@ export function readState(paths: PlatformPaths): PlatformState | undefined {
   }
 }
 
-export function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export const isAlive = isProcessAlive;
 
 /** True when `pid` is still a process started for this data folder (guards against a recycled pid). */
 function belongsTo(pid: number, marker: string): boolean {

@@ -6,6 +6,7 @@ export function testConfig(overrides: ConfigInput = {}): PierConfig {
   const base: ConfigInput = {
     dataDir: '/tmp/pier-test-unused',
     log: { level: 'silent' },
+    security: { curve: false },
     cluster: { heartbeatIntervalMs: 50, heartbeatMisses: 3, controlTimeoutMs: 500 },
     nexus: {
       controlBind: 'tcp://127.0.0.1:*', eventsBind: 'tcp://127.0.0.1:*', heartbeatsBind: 'tcp://127.0.0.1:*',
