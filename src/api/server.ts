@@ -5,6 +5,7 @@ import type { ApiContext } from './context.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
 
@@ -27,6 +28,7 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   app.addHook('onResponse', async (request, reply) => {
     log.debug({ method: request.method, url: request.url, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime) }, 'api request');
   });
+  dashboardRoutes(app);
   operatorRoutes(app, ctx);
   appRoutes(app, ctx);
   hostRoutes(app, ctx);

@@ -16,5 +16,6 @@ export async function main(configFile: string | undefined, env: NodeJS.ProcessEn
   const { keysDir } = config.security;
   const curve = config.security.curve ? loadCurve(keysDir, true) : undefined;
   const allowedKeys = config.security.curve ? loadAllowedKeys(keysDir) : undefined;
-  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, allowedKeys }), log, 'nexus');
+  const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
+  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, allowedKeys }), log, { what: 'nexus', parentPid });
 }

@@ -134,7 +134,7 @@ export class Platform implements Service {
         command: process.execPath,
         args: [...process.execArgv, cliEntry(), 'nexus', '--config', file],
         // The database URL carries a password: pass it in the environment, never in a file.
-        env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '' },
+        env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
         logFile: join(this.paths.logsDir, `${id}.log`),
       },
       this.log,

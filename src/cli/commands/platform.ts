@@ -57,9 +57,12 @@ async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Pr
   mkdirSync(paths.logsDir, { recursive: true });
   const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true }));
   const platform = new Platform({ config, log, env: ctx.env });
-  await runDaemon(platform, log, 'pier up', () => {
-    if (isQuiet) return;
-    void printSummary(ctx, platform.state()!).then(() => print('Press Ctrl-C to stop.'));
+  await runDaemon(platform, log, {
+    what: 'pier up',
+    onReady: () => {
+      if (isQuiet) return;
+      void printSummary(ctx, platform.state()!).then(() => print('Press Ctrl-C to stop.'));
+    },
   });
 }
 
@@ -152,6 +155,14 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
       }
       print();
       print(status.apps.length === 0 ? 'apps: none' : `apps: ${status.apps.length} (${status.apps.map((a) => a.name).join(', ')})`);
+    }),
+  );
+
+  jsonOption(program.command('nodes').description('every node of the cluster and its liveness (operators)')).action(
+    action(ctx, async (opts: { json?: boolean }) => {
+      const { nodes } = await ctx.api().get<{ nodes: Node[] }>('/v1/nodes');
+      if (opts.json) return printJson(nodes);
+      printTable(['node', 'kind', 'status', 'leader', 'address', 'heartbeat'], nodes.map((n) => [n.id, n.kind, n.status, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt)]));
     }),
   );
 
