@@ -26,6 +26,18 @@ export const NexusAddress = Type.Object(
 );
 export type NexusAddress = Static<typeof NexusAddress>;
 
+/** Where one stats collector can be reached; every node pushes to all of them. */
+export const StatsAddress = Type.Object(
+  {
+    /** PULL intake for logs and access records. */
+    intake: Endpoint('tcp://127.0.0.1:7500'),
+    /** PUB of live log lines. */
+    tail: Endpoint('tcp://127.0.0.1:7501'),
+  },
+  { additionalProperties: false },
+);
+export type StatsAddress = Static<typeof StatsAddress>;
+
 export const DEFAULT_NEXUS_ADDRESSES: NexusAddress[] = [
   { control: 'tcp://127.0.0.1:7400', events: 'tcp://127.0.0.1:7401', heartbeats: 'tcp://127.0.0.1:7402', api: 'http://127.0.0.1:7480' },
   { control: 'tcp://127.0.0.1:7410', events: 'tcp://127.0.0.1:7411', heartbeats: 'tcp://127.0.0.1:7412', api: 'http://127.0.0.1:7490' },
@@ -62,6 +74,8 @@ export const PierConfig = Type.Object(
       heartbeatIntervalMs: Ms(500, 10),
       /** Missed heartbeats after which a node is dead. @default 3 */
       heartbeatMisses: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
+      /** Every stats collector. */
+      stats: Type.Array(StatsAddress, { maxItems: 16, default: [{ intake: 'tcp://127.0.0.1:7500', tail: 'tcp://127.0.0.1:7501' }] }),
       /** Time a control call waits for one nexus before trying the next. @default 1000 */
       controlTimeoutMs: Ms(1000, 10),
       /** Largest ZeroMQ message accepted or sent. @default 4194304 (4 MiB) */

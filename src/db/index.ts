@@ -9,3 +9,4 @@ export * from './config-vars.js';
 export * from './nodes.js';
 export * from './snapshot.js';
 export * from './embedded.js';
+export * from './instances.js';

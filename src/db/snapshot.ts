@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Snapshot } from '../protocol/index.js';
 import { listAllApps } from './apps.js';
 import { currentVersion } from './events.js';
+import { listInstances } from './instances.js';
 import { listNodes } from './nodes.js';
 import { withTransaction } from './pool.js';
 
@@ -13,7 +14,9 @@ import { withTransaction } from './pool.js';
 export function takeSnapshot(pool: pg.Pool, deadAfterMs: number): Promise<Snapshot> {
   return withTransaction(
     pool,
-    async (tx) => ({ version: await currentVersion(tx), apps: await listAllApps(tx), nodes: await listNodes(tx, deadAfterMs) }),
+    async (tx) => ({
+      version: await currentVersion(tx), apps: await listAllApps(tx), nodes: await listNodes(tx, deadAfterMs), instances: await listInstances(tx),
+    }),
     'repeatable read only',
   );
 }

@@ -43,6 +43,28 @@ export const App = Type.Object({
 }, { additionalProperties: false });
 export type App = Static<typeof App>;
 
+export const InstanceState = Type.Union([
+  Type.Literal('assigned'), Type.Literal('starting'), Type.Literal('ready'), Type.Literal('failed'), Type.Literal('stopping'),
+]);
+export type InstanceState = Static<typeof InstanceState>;
+
+/** One app instance placed on a runner; balancers route to `ready` instances of the app's live release. */
+export const Instance = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 64 }),
+  app: AppName,
+  /** Release version number (vN). */
+  release: Type.Integer({ minimum: 1 }),
+  /** Whether this instance's release is the one the balancer routes the app to. */
+  isLive: Type.Boolean(),
+  processType: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,29}$' }),
+  runnerId: NodeId,
+  /** Host the runner's instances are reachable at. */
+  host: Type.String({ minLength: 1, maxLength: 255 }),
+  port: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()]),
+  state: InstanceState,
+}, { additionalProperties: false });
+export type Instance = Static<typeof Instance>;
+
 export const Node = Type.Object({
   id: NodeId,
   kind: NodeKind,

@@ -4,7 +4,7 @@
  */
 import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 import {
-  App, AppName, ConfigKey, ConfigVars, Hostname, Node, NodeId, NodeKind, OwnerName, RequestId, Timestamp, Token, Version,
+  App, AppName, ConfigKey, Instance, ConfigVars, Hostname, Node, NodeId, NodeKind, OwnerName, RequestId, Timestamp, Token, Version,
 } from './common.js';
 import { StateEvent } from './events.js';
 
@@ -29,6 +29,7 @@ export const Snapshot = Type.Object({
   version: Version,
   apps: Type.Array(App),
   nodes: Type.Array(Node),
+  instances: Type.Array(Instance),
 }, { additionalProperties: false });
 export type Snapshot = Static<typeof Snapshot>;
 

@@ -11,6 +11,14 @@ export const EVENT_TYPES = [
   'host.removed',
   'config.changed',
   'node.registered',
+  'release.created',
+  /** data: the Instance (as in snapshots). */
+  'instance.changed',
+  /** data: { id } */
+  'instance.removed',
+  /** data: { release } — the balancer now routes the app to this release's ready instances. */
+  'release.live',
+  'formation.changed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -3,3 +3,4 @@ export * from './events.js';
 export * from './control.js';
 export * from './api.js';
 export * from './codec.js';
+export * from './stats.js';
