@@ -8,9 +8,12 @@ import { configRoutes } from './routes/config.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
+import { releaseRoutes } from './routes/releases.js';
 
 export interface ApiServerOptions {
   bodyLimitBytes: number;
+  /** Largest release upload. */
+  maxReleaseBytes: number;
   log: Logger;
 }
 
@@ -33,5 +36,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
+  releaseRoutes(app, ctx, options.maxReleaseBytes);
   return app;
 }

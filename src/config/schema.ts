@@ -110,6 +110,12 @@ export const PierConfig = Type.Object(
       requestRetentionMs: Ms(86_400_000),
       /** Time given to in-flight requests at stop. @default 2000 */
       shutdownGraceMs: Ms(2000, 0),
+      /** How often the leader reconciles instances with what is wanted (it is also woken by events). @default 500 */
+      schedulerIntervalMs: Ms(500, 10),
+      /** A deploy fails when an instance is not ready this long after assignment. @default 120000 */
+      instanceStartTimeoutMs: Ms(120_000, 100),
+      /** Largest release upload (tar.gz). @default 104857600 (100 MiB) */
+      maxReleaseBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 100 * 1024 * 1024 }),
     }),
     runner: Section({
       /** This runner's node id. @default 'runner-1' */

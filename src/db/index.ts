@@ -10,3 +10,5 @@ export * from './nodes.js';
 export * from './snapshot.js';
 export * from './embedded.js';
 export * from './instances.js';
+export * from './releases.js';
+export * from './scheduling.js';

@@ -83,4 +83,4 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 }
 
 /** Keys of Pier's advisory locks: (PIER, n) pairs, visible in pg_locks as classid/objid. */
-export const ADVISORY = { namespace: 0x50494552, leader: 1, events: 2, migrate: 3 } as const;
+export const ADVISORY = { namespace: 0x50494552, leader: 1, events: 2, migrate: 3, scheduler: 4 } as const;

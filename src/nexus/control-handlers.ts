@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import {
   addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
-  getApp, getConfigVars, listApps, registerNode, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
+  getApp, getConfigVars, instanceSpec, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
 } from '../db/index.js';
 import type { HandlerMap } from '../transport/index.js';
 
@@ -13,6 +13,8 @@ export interface HandlerContext {
   /** A node is dead after this long without a heartbeat. */
   deadAfterMs: number;
   isLeader: () => boolean;
+  /** Called after a runner reported on an instance (wakes the scheduler on the leader). */
+  onInstanceReport?: () => void;
 }
 
 export function controlHandlers(ctx: HandlerContext): HandlerMap {
@@ -29,6 +31,13 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
         await registerNode(tx, { nodeId: r.nodeId, kind: r.kind, address: r.address, info: r.info ?? {} });
         return { nodeId: r.nodeId, heartbeatIntervalMs: ctx.heartbeatIntervalMs, version: await currentVersion(tx) };
       }),
+    'artifact.fetch': async (r) => readArtifactChunk(pool, r.sha256, r.offset, r.length),
+    'instance.spec': (r) => instanceSpec(pool, r.instanceId),
+    'instance.report': async (r) => {
+      const applied = await runOnce(pool, r.id, r.type, (tx) => reportInstance(tx, r.nodeId, r.instanceId, r.state, r.port ?? null, r.error ?? null));
+      ctx.onInstanceReport?.();
+      return { applied };
+    },
     'owner.create': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
         requireAdmin(await authenticate(tx, r.token));
@@ -59,13 +68,15 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
     'config.get': async (r) => ({ vars: await getConfigVars(pool, await resolveApp(pool, await authenticate(pool, r.token), r.app)) }),
     'config.set': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
-        const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
-        return { vars: await changeConfigVars(tx, app, r.vars, []) };
+        const principal = await authenticate(tx, r.token);
+        const app = await resolveApp(tx, principal, r.app, true);
+        return { vars: await changeConfigVars(tx, app, r.vars, [], principal.ownerId) };
       }),
     'config.unset': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
-        const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
-        return { vars: await changeConfigVars(tx, app, {}, r.keys) };
+        const principal = await authenticate(tx, r.token);
+        const app = await resolveApp(tx, principal, r.app, true);
+        return { vars: await changeConfigVars(tx, app, {}, r.keys, principal.ownerId) };
       }),
   };
 }

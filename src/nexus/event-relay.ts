@@ -19,6 +19,8 @@ export interface EventRelayOptions {
   pollMs: number;
   isLeader: () => boolean;
   log: Logger;
+  /** Called after new events were published (wakes the scheduler). */
+  onPublished?: () => void;
 }
 
 export class EventRelay {
@@ -98,6 +100,7 @@ export class EventRelay {
         await this.sender.send([`${TOPIC_EVENT_PREFIX}${event.type}`, encode(message)]);
         this.published = event.version;
       }
+      if (events.length > 0) this.options.onPublished?.();
       if (events.length < 500) return;
     }
   }

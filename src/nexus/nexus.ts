@@ -14,6 +14,7 @@ import { controlHandlers } from './control-handlers.js';
 import { EventRelay } from './event-relay.js';
 import { HeartbeatIntake } from './heartbeat-intake.js';
 import { LeaderElector } from './leader.js';
+import { SchedulerLoop } from './scheduler-loop.js';
 
 export interface NexusOptions {
   config: PierConfig;
@@ -40,6 +41,7 @@ export class Nexus implements Service {
   control: ControlServer | undefined;
   heartbeats: HeartbeatIntake | undefined;
   relay: EventRelay | undefined;
+  scheduler: SchedulerLoop | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private pool: pg.Pool | undefined;
@@ -84,7 +86,7 @@ export class Nexus implements Service {
       await publisher.bind(nexus.eventsBind);
       const relay = new EventRelay({
         pool, url: this.options.dbUrl, publisher, nexusId: this.id, tickIntervalMs: nexus.tickIntervalMs, pollMs: nexus.eventPollMs,
-        isLeader: () => leader.isLeader, log: this.log,
+        isLeader: () => leader.isLeader, log: this.log, onPublished: () => this.scheduler?.kick(),
       });
       this.relay = relay;
       await relay.start();
@@ -100,9 +102,20 @@ export class Nexus implements Service {
         await intake.stop();
       });
 
+      const scheduler = new SchedulerLoop({
+        pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, intervalMs: nexus.schedulerIntervalMs,
+        startTimeoutMs: nexus.instanceStartTimeoutMs, log: this.log,
+      });
+      this.scheduler = scheduler;
+      scheduler.start();
+      defer('scheduler', () => scheduler.stop());
+
       const router = sockets.router();
       await router.bind(nexus.controlBind);
-      const handlers = controlHandlers({ pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader });
+      const handlers = controlHandlers({
+        pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
+        onInstanceReport: () => scheduler.kick(),
+      });
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log);
       this.control = control;
       control.start();
@@ -114,7 +127,7 @@ export class Nexus implements Service {
 
       const api = buildApi(
         { pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published },
-        { bodyLimitBytes: nexus.apiBodyLimitBytes, log: this.log },
+        { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },
       );
       this.api = api;
       await api.listen({ host: nexus.apiHost, port: nexus.apiPort });

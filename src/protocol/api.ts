@@ -37,3 +37,13 @@ export const ApiError = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
 });
 export type ApiError = Static<typeof ApiError>;
+
+export const ReleaseParams = Type.Object({ app: Type.String({ maxLength: 64 }), version: Type.String({ pattern: '^v?[0-9]{1,9}$' }) }, strict);
+export type ReleaseParams = Static<typeof ReleaseParams>;
+
+export const ReleaseQuery = Type.Object({ description: Type.Optional(Type.String({ maxLength: 200 })) }, strict);
+export type ReleaseQuery = Static<typeof ReleaseQuery>;
+
+/** Process counts by type; only `web` for now (Heroku's formation). */
+export const FormationBody = Type.Object({ web: Type.Integer({ minimum: 0, maximum: 100 }) }, strict);
+export type FormationBody = Static<typeof FormationBody>;

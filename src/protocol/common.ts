@@ -43,6 +43,24 @@ export const App = Type.Object({
 }, { additionalProperties: false });
 export type App = Static<typeof App>;
 
+export const ReleaseStatus = Type.Union([
+  Type.Literal('pending'), Type.Literal('live'), Type.Literal('superseded'), Type.Literal('failed'),
+]);
+export type ReleaseStatus = Static<typeof ReleaseStatus>;
+
+/** A release: an uploaded artifact plus the config vars it runs with. */
+export const Release = Type.Object({
+  version: Type.Integer({ minimum: 1 }),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+  status: ReleaseStatus,
+  description: Type.String(),
+  createdBy: Type.Union([OwnerName, Type.Null()]),
+  createdAt: Timestamp,
+  error: Type.Union([Type.String(), Type.Null()]),
+}, { additionalProperties: false });
+export type Release = Static<typeof Release>;
+
 export const InstanceState = Type.Union([
   Type.Literal('assigned'), Type.Literal('starting'), Type.Literal('ready'), Type.Literal('failed'), Type.Literal('stopping'),
 ]);

@@ -33,6 +33,22 @@ export const Snapshot = Type.Object({
 }, { additionalProperties: false });
 export type Snapshot = Static<typeof Snapshot>;
 
+export const InstanceSpec = Type.Object({
+  instanceId: Type.String(),
+  app: AppName,
+  release: Type.Integer({ minimum: 1 }),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+  processType: Type.String(),
+  config: ConfigVars,
+  runnerId: NodeId,
+  state: Type.String(),
+}, { additionalProperties: false });
+export type InstanceSpec = Static<typeof InstanceSpec>;
+
+/** Largest artifact chunk a runner may ask for in one call. */
+export const MAX_ARTIFACT_CHUNK_BYTES = 1024 * 1024;
+
 export const COMMANDS = {
   ping: command(false, {}, Type.Object({ nexusId: NodeId, version: Version, isLeader: Type.Boolean(), at: Timestamp })),
   snapshot: command(false, {}, Snapshot),
@@ -45,6 +61,23 @@ export const COMMANDS = {
     true,
     { nodeId: NodeId, kind: NodeKind, address: Type.String({ maxLength: 512 }), info: Type.Optional(Type.Record(Type.String(), Type.Unknown())) },
     Type.Object({ nodeId: NodeId, heartbeatIntervalMs: Type.Integer(), version: Version }),
+  ),
+  'artifact.fetch': command(
+    false,
+    { sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), offset: Type.Integer({ minimum: 0 }), length: Type.Integer({ minimum: 1, maximum: MAX_ARTIFACT_CHUNK_BYTES }) },
+    Type.Object({ data: Type.Uint8Array(), totalBytes: Type.Integer({ minimum: 0 }) }),
+  ),
+  'instance.spec': command(false, { instanceId: Type.String({ minLength: 1, maxLength: 64 }) }, InstanceSpec),
+  'instance.report': command(
+    true,
+    {
+      nodeId: NodeId,
+      instanceId: Type.String({ minLength: 1, maxLength: 64 }),
+      state: Type.Union([Type.Literal('starting'), Type.Literal('ready'), Type.Literal('failed'), Type.Literal('stopped')]),
+      port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+      error: Type.Optional(Type.String({ maxLength: 16 * 1024 })),
+    },
+    Type.Object({ applied: Type.Boolean() }),
   ),
   'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.String() })),
   'app.list': command(false, Authed, Type.Object({ apps: Type.Array(App) })),

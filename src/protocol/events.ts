@@ -18,6 +18,8 @@ export const EVENT_TYPES = [
   'instance.removed',
   /** data: { release } — the balancer now routes the app to this release's ready instances. */
   'release.live',
+  /** data: { release, error } — the deploy failed; nothing public changed. */
+  'release.failed',
   'formation.changed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

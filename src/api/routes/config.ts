@@ -22,7 +22,7 @@ export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
         else set[key] = value;
       }
       const vars = await mutate(ctx.pool, idempotencyKey(request), 'config.change', async (tx) =>
-        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset));
+        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset, principal.ownerId));
       return { vars };
     },
   );

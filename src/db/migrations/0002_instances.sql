@@ -3,8 +3,12 @@
 
 ALTER TABLE apps ADD COLUMN release_id bigint REFERENCES releases(id) ON DELETE SET NULL;
 ALTER TABLE apps ADD COLUMN live_release_id bigint REFERENCES releases(id) ON DELETE SET NULL;
+-- A release is an artifact plus the config vars it runs with (as Heroku: a config change is a new release).
+-- status: pending (target, instances starting) → live → superseded; or failed (with error).
+ALTER TABLE releases ADD COLUMN config jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE releases ADD COLUMN description text NOT NULL DEFAULT '';
 ALTER TABLE releases ADD COLUMN error text;
-ALTER TABLE releases ADD COLUMN procfile jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE releases ALTER COLUMN status SET DEFAULT 'pending';
 
 CREATE TABLE instances (
   id           text PRIMARY KEY,

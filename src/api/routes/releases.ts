@@ -1,0 +1,66 @@
+/** /v1/apps/:app/releases (upload a tar.gz = deploy), /formation (scale), /instances (ps). */
+import type { FastifyInstance } from 'fastify';
+import { PierError } from '../../core/errors.js';
+import {
+  createRelease, getApp, getRelease, listInstances, listReleases, mutate, resolveApp, setScale, storeArtifact,
+} from '../../db/index.js';
+import { AppParams, FormationBody, ReleaseParams, ReleaseQuery } from '../../protocol/index.js';
+import { checkUpload } from '../archive-check.js';
+import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+
+export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseBytes: number): void {
+  // Release bodies are raw tar.gz bytes.
+  app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: maxReleaseBytes }, (_req, body, done) => done(null, body));
+
+  app.post<{ Params: AppParams; Querystring: ReleaseQuery; Body: Buffer }>(
+    '/v1/apps/:app/releases',
+    { schema: { params: AppParams, querystring: ReleaseQuery }, bodyLimit: maxReleaseBytes },
+    async (request, reply) => {
+      const principal = await principalOf(ctx, request);
+      if (!Buffer.isBuffer(request.body)) {
+        throw new PierError('PIER_BAD_REQUEST', 'send the release as a tar.gz body with Content-Type: application/gzip');
+      }
+      await resolveApp(ctx.pool, principal, request.params.app); // 404 before reading the archive
+      const summary = await checkUpload(request.body);
+      const release = await mutate(ctx.pool, idempotencyKey(request), 'release.create', async (tx) => {
+        const ref = await resolveApp(tx, principal, request.params.app, true);
+        const sha256 = await storeArtifact(tx, request.body);
+        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`);
+      });
+      return reply.status(201).send({ release });
+    },
+  );
+
+  app.get<{ Params: AppParams }>('/v1/apps/:app/releases', { schema: { params: AppParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return { releases: await listReleases(ctx.pool, ref) };
+  });
+
+  app.get<{ Params: ReleaseParams }>('/v1/apps/:app/releases/:version', { schema: { params: ReleaseParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    const version = Number(request.params.version.replace(/^v/, ''));
+    const release = await getRelease(ctx.pool, ref, version);
+    if (!release) throw new PierError('PIER_NOT_FOUND', `release v${version} of app '${ref.name}' not found; run 'pier releases -a ${ref.name}'`);
+    const instances = (await listInstances(ctx.pool)).filter((i) => i.app === ref.name && i.release === version);
+    return { release, instances };
+  });
+
+  app.get<{ Params: AppParams }>('/v1/apps/:app/instances', { schema: { params: AppParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return { instances: (await listInstances(ctx.pool)).filter((i) => i.app === ref.name) };
+  });
+
+  app.get<{ Params: AppParams }>('/v1/apps/:app/formation', { schema: { params: AppParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return { web: (await getApp(ctx.pool, ref)).webScale };
+  });
+
+  app.patch<{ Params: AppParams; Body: FormationBody }>('/v1/apps/:app/formation', { schema: { params: AppParams, body: FormationBody } }, async (request) => {
+    const principal = await principalOf(ctx, request);
+    await mutate(ctx.pool, idempotencyKey(request), 'formation.change', async (tx) => {
+      const ref = await resolveApp(tx, principal, request.params.app, true);
+      await setScale(tx, ref.id, ref.name, request.body.web);
+    });
+    return { web: request.body.web };
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * Releases and their artifacts. A release is an artifact (stored once per sha256) plus the config vars it runs
+ * with; creating one makes it the app's target, which the scheduler then places (a deploy).
+ */
+import { NotFoundError } from '../core/errors.js';
+import { sha256Hex } from '../core/ids.js';
+import type { Release } from '../protocol/index.js';
+import type { AppRef } from './apps.js';
+import { appendEvent } from './events.js';
+import type { Queryable } from './pool.js';
+
+type ReleaseRow = {
+  version: number; sha256: string; size_bytes: number; status: Release['status']; description: string;
+  created_by: string | null; created_at: Date; error: string | null;
+};
+
+const RELEASE_SELECT = `
+  SELECT r.version, r.sha256, ar.size_bytes, r.status, r.description, o.name AS created_by, r.created_at, r.error
+  FROM releases r JOIN artifacts ar ON ar.sha256 = r.sha256 LEFT JOIN owners o ON o.id = r.created_by`;
+
+function toRelease(row: ReleaseRow): Release {
+  return {
+    version: row.version, sha256: row.sha256, sizeBytes: row.size_bytes, status: row.status, description: row.description,
+    createdBy: row.created_by, createdAt: row.created_at.getTime(), error: row.error,
+  };
+}
+
+/** Stores artifact bytes by content hash (once); returns the hash. */
+export async function storeArtifact(tx: Queryable, bytes: Uint8Array): Promise<string> {
+  const sha256 = sha256Hex(bytes);
+  await tx.query('INSERT INTO artifacts (sha256, size_bytes, bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING', [sha256, bytes.byteLength, Buffer.from(bytes)]);
+  return sha256;
+}
+
+/**
+ * Records release vN+1 of `app` with the app's current config vars and makes it the deploy target.
+ * The caller holds the app row lock (resolveApp(…, forUpdate)), so versions never collide.
+ */
+export async function createRelease(tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string): Promise<Release> {
+  const { rows } = await tx.query<{ id: number; version: number }>(
+    `INSERT INTO releases (app_id, version, sha256, created_by, description, config)
+     SELECT $1, coalesce((SELECT max(version) FROM releases WHERE app_id = $1), 0) + 1, $2, $3, $4,
+            coalesce((SELECT jsonb_object_agg(key, value) FROM config_vars WHERE app_id = $1), '{}')
+     RETURNING id, version`,
+    [app.id, sha256, ownerId, description],
+  );
+  const { id, version } = rows[0]!;
+  await tx.query('UPDATE apps SET release_id = $2 WHERE id = $1', [app.id, id]);
+  await appendEvent(tx, 'release.created', app.name, { version, sha256, description });
+  return (await getRelease(tx, app, version))!;
+}
+
+/** The release the app is deployed from (its target), if any. */
+export async function currentReleaseSha(q: Queryable, app: AppRef): Promise<string | undefined> {
+  const { rows } = await q.query<{ sha256: string }>('SELECT r.sha256 FROM apps a JOIN releases r ON r.id = a.release_id WHERE a.id = $1', [app.id]);
+  return rows[0]?.sha256;
+}
+
+export async function getRelease(q: Queryable, app: AppRef, version: number): Promise<Release | undefined> {
+  const { rows } = await q.query<ReleaseRow>(`${RELEASE_SELECT} WHERE r.app_id = $1 AND r.version = $2`, [app.id, version]);
+  return rows[0] ? toRelease(rows[0]) : undefined;
+}
+
+export async function listReleases(q: Queryable, app: AppRef): Promise<Release[]> {
+  const { rows } = await q.query<ReleaseRow>(`${RELEASE_SELECT} WHERE r.app_id = $1 ORDER BY r.version DESC`, [app.id]);
+  return rows.map(toRelease);
+}
+
+/** A slice of an artifact, for runners fetching it in chunks. */
+export async function readArtifactChunk(q: Queryable, sha256: string, offset: number, length: number): Promise<{ data: Buffer; totalBytes: number }> {
+  const { rows } = await q.query<{ data: Buffer; size_bytes: number }>(
+    'SELECT substring(bytes FROM $2::int + 1 FOR $3::int) AS data, size_bytes FROM artifacts WHERE sha256 = $1',
+    [sha256, offset, length],
+  );
+  if (!rows[0]) throw new NotFoundError(`artifact ${sha256} not found`);
+  return { data: rows[0].data, totalBytes: rows[0].size_bytes };
+}
+
+/** What a runner needs to start an instance. */
+export interface InstanceSpec {
+  instanceId: string;
+  app: string;
+  release: number;
+  sha256: string;
+  sizeBytes: number;
+  processType: string;
+  config: Record<string, string>;
+  runnerId: string;
+  state: string;
+}
+
+export async function instanceSpec(q: Queryable, instanceId: string): Promise<InstanceSpec> {
+  const { rows } = await q.query<{ app: string; version: number; sha256: string; size_bytes: number; process_type: string; config: Record<string, string>; runner_id: string; state: string }>(
+    `SELECT a.name AS app, r.version, r.sha256, ar.size_bytes, i.process_type, r.config, i.runner_id, i.state
+     FROM instances i JOIN apps a ON a.id = i.app_id JOIN releases r ON r.id = i.release_id JOIN artifacts ar ON ar.sha256 = r.sha256
+     WHERE i.id = $1`,
+    [instanceId],
+  );
+  const row = rows[0];
+  if (!row) throw new NotFoundError(`instance '${instanceId}' not found`);
+  return {
+    instanceId, app: row.app, release: row.version, sha256: row.sha256, sizeBytes: row.size_bytes,
+    processType: row.process_type, config: row.config, runnerId: row.runner_id, state: row.state,
+  };
+}

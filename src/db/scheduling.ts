@@ -1,0 +1,101 @@
+/** What the scheduler reads and the changes it writes (each with its event), plus runners' instance reports. */
+import { randomId } from '../core/ids.js';
+import type { InstanceState } from '../protocol/index.js';
+import { appendEvent } from './events.js';
+import { getInstance } from './instances.js';
+import { ADVISORY, type Queryable } from './pool.js';
+
+export interface SchedulingState {
+  apps: Array<{ id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null }>;
+  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number }>;
+  runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
+}
+
+export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
+  const apps = await q.query<{ id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null }>(
+    'SELECT id, name, web_scale, release_id, live_release_id FROM apps ORDER BY id',
+  );
+  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number }>(
+    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms
+     FROM instances ORDER BY created_at, id`,
+  );
+  const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
+  return {
+    apps: apps.rows.map((r) => ({ id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id })),
+    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms })),
+    runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
+  };
+}
+
+/** Serializes schedulers across replicas (a second leader for a moment must not double-place). */
+export async function lockScheduling(tx: Queryable): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [ADVISORY.namespace, ADVISORY.scheduler]);
+}
+
+async function instanceChanged(tx: Queryable, id: string): Promise<void> {
+  const instance = await getInstance(tx, id);
+  if (instance) await appendEvent(tx, 'instance.changed', instance.app, instance as unknown as Record<string, unknown>);
+}
+
+export async function placeInstance(tx: Queryable, appId: number, releaseId: number, runnerId: string, processType = 'web'): Promise<string> {
+  const { rows } = await tx.query<{ name: string; version: number }>(
+    'SELECT a.name, r.version FROM apps a JOIN releases r ON r.id = $2 WHERE a.id = $1', [appId, releaseId],
+  );
+  const id = `${rows[0]!.name}-v${rows[0]!.version}-${randomId(3)}`;
+  await tx.query('INSERT INTO instances (id, app_id, release_id, runner_id, process_type) VALUES ($1, $2, $3, $4, $5)', [id, appId, releaseId, runnerId, processType]);
+  await instanceChanged(tx, id);
+  return id;
+}
+
+export async function stopInstance(tx: Queryable, id: string): Promise<void> {
+  const result = await tx.query("UPDATE instances SET state = 'stopping', updated_at = now() WHERE id = $1 AND state <> 'stopping'", [id]);
+  if (result.rowCount) await instanceChanged(tx, id);
+}
+
+export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
+  const { rows } = await tx.query<{ app: string }>('DELETE FROM instances i USING apps a WHERE i.id = $1 AND a.id = i.app_id RETURNING a.name AS app', [id]);
+  if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id });
+}
+
+/** Routes the app to `releaseId`: it becomes live, the previous live release is superseded. */
+export async function makeLive(tx: Queryable, appId: number, releaseId: number): Promise<void> {
+  await tx.query("UPDATE releases SET status = 'superseded' WHERE app_id = $1 AND status = 'live' AND id <> $2", [appId, releaseId]);
+  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'live', error = NULL WHERE id = $1 RETURNING version", [releaseId]);
+  const app = await tx.query<{ name: string }>('UPDATE apps SET live_release_id = $2 WHERE id = $1 RETURNING name', [appId, releaseId]);
+  await appendEvent(tx, 'release.live', app.rows[0]!.name, { release: rows[0]!.version });
+}
+
+/** Marks the target release failed and points the app back at its live release (nothing public changes). */
+export async function failRelease(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
+  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1 RETURNING version", [releaseId, error.slice(0, 8000)]);
+  const app = await tx.query<{ name: string }>('UPDATE apps SET release_id = live_release_id WHERE id = $1 AND release_id = $2 RETURNING name', [appId, releaseId]);
+  if (app.rows[0]) await appendEvent(tx, 'release.failed', app.rows[0].name, { release: rows[0]!.version, error: error.slice(0, 2000) });
+}
+
+export type ReportedState = 'starting' | 'ready' | 'failed' | 'stopped';
+
+/**
+ * Applies a runner's report about one of its instances. Reports from another runner are ignored (the instance
+ * moved); `stopped` removes the row; a stopping instance never goes back to ready.
+ */
+export async function reportInstance(tx: Queryable, runnerId: string, id: string, state: ReportedState, port: number | null, error: string | null): Promise<boolean> {
+  if (state === 'stopped') {
+    const { rows } = await tx.query<{ app: string }>(
+      'DELETE FROM instances i USING apps a WHERE i.id = $1 AND i.runner_id = $2 AND a.id = i.app_id RETURNING a.name AS app', [id, runnerId],
+    );
+    if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id });
+    return rows.length > 0;
+  }
+  const result = await tx.query(
+    `UPDATE instances SET state = $3, port = coalesce($4, port), error = $5, updated_at = now()
+     WHERE id = $1 AND runner_id = $2 AND state NOT IN ('stopping', 'failed') AND state <> $3`,
+    [id, runnerId, state, port, error],
+  );
+  if (result.rowCount) await instanceChanged(tx, id);
+  return (result.rowCount ?? 0) > 0;
+}
+
+export async function setScale(tx: Queryable, appId: number, appName: string, web: number): Promise<void> {
+  await tx.query('UPDATE apps SET web_scale = $2 WHERE id = $1', [appId, web]);
+  await appendEvent(tx, 'formation.changed', appName, { web });
+}

@@ -1,0 +1,112 @@
+/** Runs the scheduler on the leader: on a timer and when woken, reads the state, plans, applies in one transaction. */
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import {
+  failRelease, forgetInstance, loadSchedulingState, lockScheduling, makeLive, placeInstance, stopInstance, withTransaction,
+} from '../db/index.js';
+import { plan, type Action } from './scheduler.js';
+
+export interface SchedulerLoopOptions {
+  pool: pg.Pool;
+  isLeader: () => boolean;
+  /** Node id → ms of the newest heartbeat this replica received. */
+  lastSeen: ReadonlyMap<string, number>;
+  /** A runner is dead after this long without a heartbeat. */
+  deadAfterMs: number;
+  intervalMs: number;
+  /** An instance not ready this long after assignment fails its deploy. */
+  startTimeoutMs: number;
+  log: Logger;
+}
+
+export class SchedulerLoop {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private isAgain = false;
+  private leaderSince: number | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly options: SchedulerLoopOptions) {
+    this.log = options.log.child({ component: 'nexus.scheduler' });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.options.intervalMs);
+  }
+
+  /** Runs a pass now (or right after the current one). */
+  kick(): void {
+    if (!this.options.isLeader()) {
+      this.leaderSince = undefined;
+      return;
+    }
+    this.leaderSince ??= Date.now();
+    if (this.running) {
+      this.isAgain = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'scheduling pass failed; will retry'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.isAgain) {
+          this.isAgain = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async pass(): Promise<void> {
+    const { deadAfterMs } = this.options;
+    const now = Date.now();
+    // Right after taking over, heartbeats from every runner may not have arrived yet: keep their instances.
+    const mayForget = now - (this.leaderSince ?? now) > deadAfterMs * 2;
+    const actions = await withTransaction(this.options.pool, async (tx) => {
+      await lockScheduling(tx);
+      const state = await loadSchedulingState(tx);
+      const runners = state.runners.map((r) => {
+        const seen = Math.max(this.options.lastSeen.get(r.id) ?? 0, r.lastHeartbeatAt ?? 0);
+        return { id: r.id, isAlive: now - seen < deadAfterMs };
+      });
+      const planned = plan(state.apps, state.instances, runners, { startTimeoutMs: this.options.startTimeoutMs, mayForget });
+      for (const action of planned) await apply(tx, action);
+      return planned;
+    });
+    if (actions.length > 0) this.log.info({ actions: actions.map(describe) }, 'scheduled');
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
+
+async function apply(tx: pg.PoolClient, action: Action): Promise<void> {
+  switch (action.kind) {
+    case 'place':
+      await placeInstance(tx, action.appId, action.releaseId, action.runnerId);
+      return;
+    case 'stop':
+      return stopInstance(tx, action.instanceId);
+    case 'forget':
+      return forgetInstance(tx, action.instanceId);
+    case 'live':
+      return makeLive(tx, action.appId, action.releaseId);
+    case 'fail':
+      return failRelease(tx, action.appId, action.releaseId, action.error);
+  }
+}
+
+function describe(action: Action): string {
+  switch (action.kind) {
+    case 'place':
+      return `place app ${action.appId} release ${action.releaseId} on ${action.runnerId}`;
+    case 'stop':
+    case 'forget':
+      return `${action.kind} ${action.instanceId}`;
+    case 'live':
+      return `live app ${action.appId} release ${action.releaseId}`;
+    case 'fail':
+      return `fail app ${action.appId} release ${action.releaseId}`;
+  }
+}

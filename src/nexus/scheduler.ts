@@ -1,0 +1,124 @@
+/**
+ * The scheduler's decisions, pure: given apps, instances and runners, what to place, stop, forget, switch live
+ * or fail. Deploys are blue/green: the new release's instances start beside the old ones, routes switch only
+ * when all of them are ready, and only then are the old ones stopped. A release whose instance fails (or does
+ * not become ready in time) is marked failed and the app's target goes back to the live release.
+ */
+import type { InstanceState } from '../protocol/index.js';
+
+export interface SchedApp {
+  id: number;
+  name: string;
+  scale: number;
+  targetReleaseId: number | null;
+  liveReleaseId: number | null;
+}
+
+export interface SchedInstance {
+  id: string;
+  appId: number;
+  releaseId: number;
+  runnerId: string;
+  state: InstanceState;
+  error: string | null;
+  /** Time since the instance was assigned. */
+  ageMs: number;
+}
+
+export interface SchedRunner {
+  id: string;
+  isAlive: boolean;
+}
+
+export type Action =
+  | { kind: 'place'; appId: number; releaseId: number; runnerId: string }
+  | { kind: 'stop'; instanceId: string }
+  | { kind: 'forget'; instanceId: string }
+  | { kind: 'live'; appId: number; releaseId: number }
+  | { kind: 'fail'; appId: number; releaseId: number; error: string };
+
+export interface PlanOptions {
+  /** An instance not ready this long after assignment has failed. */
+  startTimeoutMs: number;
+  /** False right after becoming leader, before liveness is known: instances on silent runners are kept. */
+  mayForget: boolean;
+}
+
+export function plan(apps: SchedApp[], instances: SchedInstance[], runners: SchedRunner[], options: PlanOptions): Action[] {
+  const actions: Action[] = [];
+  const alive = runners.filter((r) => r.isAlive).map((r) => r.id).sort();
+  const aliveSet = new Set(alive);
+  // Load per runner, updated as we place, so one pass spreads instances.
+  const load = new Map<string, number>(alive.map((id) => [id, 0]));
+  const appLoad = new Map<string, number>();
+  const kept: SchedInstance[] = [];
+  for (const instance of instances) {
+    if (!aliveSet.has(instance.runnerId) && options.mayForget) {
+      actions.push({ kind: 'forget', instanceId: instance.id });
+      continue;
+    }
+    kept.push(instance);
+    load.set(instance.runnerId, (load.get(instance.runnerId) ?? 0) + 1);
+    const key = `${instance.appId}/${instance.runnerId}`;
+    appLoad.set(key, (appLoad.get(key) ?? 0) + 1);
+  }
+  for (const app of apps) {
+    const mine = kept.filter((i) => i.appId === app.id);
+    const stop = (list: SchedInstance[]): void => {
+      for (const i of list) if (i.state !== 'stopping') actions.push({ kind: 'stop', instanceId: i.id });
+    };
+    if (app.targetReleaseId === null) {
+      stop(mine);
+      continue;
+    }
+    const target = mine.filter((i) => i.releaseId === app.targetReleaseId && i.state !== 'stopping');
+    const others = mine.filter((i) => i.releaseId !== app.targetReleaseId);
+    const isDeploying = app.targetReleaseId !== app.liveReleaseId;
+    const broken = target.filter((i) => i.state === 'failed' || (i.state !== 'ready' && i.ageMs > options.startTimeoutMs));
+    if (broken.length > 0 && isDeploying) {
+      const first = broken[0]!;
+      const error = first.state === 'failed' ? (first.error ?? 'instance failed') : `instance did not become ready in ${Math.round(options.startTimeoutMs / 1000)} s`;
+      actions.push({ kind: 'fail', appId: app.id, releaseId: app.targetReleaseId, error });
+      stop(target);
+      continue;
+    }
+    stop(broken); // a live release's instance that died: replaced below
+    const healthy = target.filter((i) => !broken.includes(i));
+    if (healthy.length < app.scale) {
+      for (let n = healthy.length; n < app.scale; n++) {
+        const runnerId = pickRunner(alive, load, appLoad, app.id);
+        if (runnerId === undefined) break;
+        actions.push({ kind: 'place', appId: app.id, releaseId: app.targetReleaseId, runnerId });
+        load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
+        appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
+      }
+    } else if (healthy.length > app.scale) {
+      const rank = (i: SchedInstance): number => (i.state === 'ready' ? 1 : 0);
+      const extras = [...healthy].sort((a, b) => rank(a) - rank(b) || a.ageMs - b.ageMs).slice(0, healthy.length - app.scale);
+      stop(extras);
+    }
+    const readyCount = healthy.filter((i) => i.state === 'ready').length;
+    if (isDeploying && readyCount >= app.scale && broken.length === 0) {
+      actions.push({ kind: 'live', appId: app.id, releaseId: app.targetReleaseId });
+      stop(others);
+    } else if (!isDeploying) {
+      stop(others);
+    }
+  }
+  return actions;
+}
+
+/** The live runner with the fewest instances of this app, then the fewest overall, then by id. */
+function pickRunner(alive: string[], load: Map<string, number>, appLoad: Map<string, number>, appId: number): string | undefined {
+  let best: string | undefined;
+  for (const id of alive) {
+    if (best === undefined) {
+      best = id;
+      continue;
+    }
+    const a = appLoad.get(`${appId}/${id}`) ?? 0;
+    const b = appLoad.get(`${appId}/${best}`) ?? 0;
+    if (a < b || (a === b && (load.get(id) ?? 0) < (load.get(best) ?? 0))) best = id;
+  }
+  return best;
+}

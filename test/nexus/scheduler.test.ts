@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { plan, type SchedApp, type SchedInstance } from '../../src/nexus/scheduler.js';
+
+const options = { startTimeoutMs: 60_000, mayForget: true };
+const runners = (...ids: string[]) => ids.map((id) => ({ id, isAlive: true }));
+const app = (over: Partial<SchedApp> = {}): SchedApp => ({ id: 1, name: 'hello', scale: 1, targetReleaseId: 2, liveReleaseId: 1, ...over });
+const inst = (over: Partial<SchedInstance>): SchedInstance => ({
+  id: 'i', appId: 1, releaseId: 2, runnerId: 'r1', state: 'ready', error: null, ageMs: 1000, ...over,
+});
+
+describe('scheduler plan', () => {
+  it('places the wanted number of instances spread across live runners', () => {
+    const actions = plan([app({ scale: 3, liveReleaseId: null })], [], runners('r1', 'r2', 'r3'), options);
+    const placed = actions.filter((a) => a.kind === 'place').map((a) => (a as { runnerId: string }).runnerId);
+    expect(placed.sort()).toEqual(['r1', 'r2', 'r3']);
+  });
+
+  it('places nothing when no runner is alive', () => {
+    expect(plan([app()], [], [{ id: 'r1', isAlive: false }], options)).toEqual([]);
+  });
+
+  it('keeps the old release serving until every new instance is ready, then switches and stops the old', () => {
+    const old = inst({ id: 'old', releaseId: 1 });
+    const starting = inst({ id: 'new', releaseId: 2, state: 'starting' });
+    expect(plan([app()], [old, starting], runners('r1'), options)).toEqual([]);
+    const ready = { ...starting, state: 'ready' as const };
+    expect(plan([app()], [old, ready], runners('r1'), options)).toEqual([
+      { kind: 'live', appId: 1, releaseId: 2 },
+      { kind: 'stop', instanceId: 'old' },
+    ]);
+  });
+
+  it('fails a deploy whose instance failed, stops its instances and leaves the live one alone', () => {
+    const old = inst({ id: 'old', releaseId: 1 });
+    const bad = inst({ id: 'bad', releaseId: 2, state: 'failed', error: 'ImportError: boom' });
+    expect(plan([app()], [old, bad], runners('r1'), options)).toEqual([
+      { kind: 'fail', appId: 1, releaseId: 2, error: 'ImportError: boom' },
+      { kind: 'stop', instanceId: 'bad' },
+    ]);
+  });
+
+  it('fails a deploy whose instance is not ready within the start timeout', () => {
+    const slow = inst({ id: 'slow', state: 'starting', ageMs: 61_000 });
+    const [first] = plan([app({ liveReleaseId: null })], [slow], runners('r1'), options);
+    expect(first).toMatchObject({ kind: 'fail', error: 'instance did not become ready in 60 s' });
+  });
+
+  it('replaces an instance of the live release that died', () => {
+    const dead = inst({ id: 'dead', releaseId: 1, state: 'failed' });
+    const actions = plan([app({ targetReleaseId: 1 })], [dead], runners('r1'), options);
+    expect(actions).toEqual([
+      { kind: 'stop', instanceId: 'dead' },
+      { kind: 'place', appId: 1, releaseId: 1, runnerId: 'r1' },
+    ]);
+  });
+
+  it('scales down by stopping instances that are not ready first', () => {
+    const a = inst({ id: 'a', releaseId: 1, state: 'ready' });
+    const b = inst({ id: 'b', releaseId: 1, state: 'starting' });
+    expect(plan([app({ targetReleaseId: 1 })], [a, b], runners('r1'), options)).toEqual([{ kind: 'stop', instanceId: 'b' }]);
+  });
+
+  it('forgets instances on dead runners and places them elsewhere, but not right after a leader change', () => {
+    const lost = inst({ id: 'lost', releaseId: 1, runnerId: 'r1' });
+    const state = [{ id: 'r1', isAlive: false }, { id: 'r2', isAlive: true }];
+    expect(plan([app({ targetReleaseId: 1 })], [lost], state, options)).toEqual([
+      { kind: 'forget', instanceId: 'lost' },
+      { kind: 'place', appId: 1, releaseId: 1, runnerId: 'r2' },
+    ]);
+    expect(plan([app({ targetReleaseId: 1 })], [lost], state, { ...options, mayForget: false })).toEqual([]);
+  });
+
+  it('stops everything of an app with no release', () => {
+    expect(plan([app({ targetReleaseId: null })], [inst({ id: 'x' })], runners('r1'), options)).toEqual([{ kind: 'stop', instanceId: 'x' }]);
+  });
+});
