@@ -6,6 +6,7 @@ import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerHostCommands } from './commands/hosts.js';
 import { registerPlatformCommands } from './commands/platform.js';
+import { registerReleaseCommands } from './commands/releases.js';
 import { oneLine, printError } from './output.js';
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -20,6 +21,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerAppCommands(program, ctx);
   registerHostCommands(program, ctx);
   registerConfigCommands(program, ctx);
+  registerReleaseCommands(program, ctx);
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
   try {
     await program.parseAsync(argv);
