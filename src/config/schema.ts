@@ -125,6 +125,19 @@ export const PierConfig = Type.Object(
       /** First and last port handed to app instances. @default 20000, 29999 */
       portMin: Port(20000),
       portMax: Port(29999),
+      /** Folder for this runner's vassals, releases, virtualenvs and artifact cache. @default '' (dataDir/runner-<id>) */
+      dir: Type.String({ default: '' }),
+      /** Extra pip arguments, e.g. ['--no-index', '--find-links', '/srv/wheels'] for machines without a package index. @default [] */
+      pipArgs: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 32, default: [] }),
+      /** Time an instance gets to answer HTTP before its start fails. @default 30000 */
+      startTimeoutMs: Ms(30_000, 100),
+      /** Requests sent to a new instance before it is reported ready. @default 3 */
+      warmupRequests: Type.Integer({ minimum: 0, maximum: 100, default: 3 }),
+      /** uWSGI worker processes and threads per instance. @default 1, 4 */
+      processes: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+      threads: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+      /** Time to build a virtualenv (pip install) before the deploy fails. @default 300000 */
+      buildTimeoutMs: Ms(300_000, 1000),
     }),
     balancer: Section({
       /** This balancer's node id. @default 'balancer-1' */

@@ -110,32 +110,34 @@ export class Platform implements Service {
   }
 
   private spawnNexus(address: NexusAddress, index: number): void {
-    const { config } = this.options;
-    const id = `nexus-${index + 1}`;
-    const file = join(this.paths.configDir, `${id}.toml`);
-    const nexusConfig = {
-      dataDir: config.dataDir,
-      log: { level: config.log.level },
-      cluster: { ...config.cluster },
-      security: { ...config.security },
+    this.spawnDaemon('nexus', `nexus-${index + 1}`, {
       nexus: {
-        id,
+        id: `nexus-${index + 1}`,
         controlBind: `tcp://127.0.0.1:${portOf(address.control)}`,
         eventsBind: `tcp://127.0.0.1:${portOf(address.events)}`,
         heartbeatsBind: `tcp://127.0.0.1:${portOf(address.heartbeats)}`,
         apiHost: '127.0.0.1',
         apiPort: Number(new URL(address.api).port || 80),
       },
-    };
-    writeFileSync(file, `# written by pier up; edit ${join(this.paths.dataDir, 'pier.toml')} instead\n${toToml(nexusConfig)}\n`);
+    });
+  }
+
+  /**
+   * Writes DATA/config/<name>.toml (the shared sections plus the daemon's own) and starts `pier <kind> --config`
+   * under supervision. The database URL carries a password: it goes in the environment, never in a file.
+   */
+  private spawnDaemon(kind: 'nexus' | 'runner' | 'balancer' | 'stats', name: string, own: Record<string, unknown>): void {
+    const { config } = this.options;
+    const file = join(this.paths.configDir, `${name}.toml`);
+    const daemonConfig = { dataDir: config.dataDir, log: { level: config.log.level }, cluster: { ...config.cluster }, security: { ...config.security }, ...own };
+    writeFileSync(file, `# written by pier up; edit ${join(this.paths.dataDir, 'pier.toml')} instead\n${toToml(daemonConfig)}\n`);
     const child = new SupervisedChild(
       {
-        name: id,
+        name,
         command: process.execPath,
-        args: [...process.execArgv, cliEntry(), 'nexus', '--config', file],
-        // The database URL carries a password: pass it in the environment, never in a file.
+        args: [...process.execArgv, cliEntry(), kind, '--config', file],
         env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
-        logFile: join(this.paths.logsDir, `${id}.log`),
+        logFile: join(this.paths.logsDir, `${name}.log`),
       },
       this.log,
     );
