@@ -32,10 +32,10 @@ export function describeValidation(part: string, issues: AjvIssue[]): string {
   }
 }
 
-export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: Record<string, unknown>): FastifyReply {
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, details?: Record<string, unknown>, status = httpStatusFor(code)): FastifyReply {
   const error: Record<string, unknown> = { code, message };
   if (details !== undefined) error.details = details;
-  return reply.status(httpStatusFor(code)).type('application/json').send({ error });
+  return reply.status(status).type('application/json').send({ error });
 }
 
 export function errorHandler(log: Logger) {
@@ -49,10 +49,10 @@ export function errorHandler(log: Logger) {
     }
     const status = err.statusCode ?? 500;
     if (status === 413) return sendError(reply, 'PIER_TOO_LARGE', 'request body is too large');
-    if (status === 415) return sendError(reply, 'PIER_BAD_REQUEST', `unsupported content type '${request.headers['content-type'] ?? ''}'; send application/json`).status(415);
+    if (status === 415) return sendError(reply, 'PIER_BAD_REQUEST', `unsupported content type '${request.headers['content-type'] ?? ''}'; send application/json`, undefined, 415);
     if (status >= 400 && status < 500) {
       const message = err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'malformed JSON body' : lowerFirst(err.message);
-      return sendError(reply, 'PIER_BAD_REQUEST', message).status(status);
+      return sendError(reply, 'PIER_BAD_REQUEST', message, undefined, status);
     }
     log.error({ err, url: request.url }, 'request failed');
     return sendError(reply, 'PIER_INTERNAL', 'internal error');

@@ -22,7 +22,7 @@ export type AddHostBody = Static<typeof AddHostBody>;
 export const PatchConfigBody = Type.Record(
   Type.String({ pattern: ConfigKey.pattern }),
   Type.Union([ConfigValue, Type.Null()]),
-  { maxProperties: 500, minProperties: 1 },
+  { maxProperties: 500, minProperties: 1, additionalProperties: false },
 );
 export type PatchConfigBody = Static<typeof PatchConfigBody>;
 

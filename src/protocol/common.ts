@@ -16,7 +16,8 @@ export const Hostname = Type.String({ pattern: HOSTNAME_PATTERN, minLength: 1, m
 export const CONFIG_KEY_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,254}$';
 export const ConfigKey = Type.String({ pattern: CONFIG_KEY_PATTERN, maxLength: 255 });
 export const ConfigValue = Type.String({ maxLength: 32 * 1024 });
-export const ConfigVars = Type.Record(Type.String({ pattern: CONFIG_KEY_PATTERN }), ConfigValue, { maxProperties: 500 });
+/** Keys outside the pattern are rejected, not ignored (a Record is patternProperties underneath). */
+export const ConfigVars = Type.Record(Type.String({ pattern: CONFIG_KEY_PATTERN }), ConfigValue, { maxProperties: 500, additionalProperties: false });
 
 export const NodeId = Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$' });
 export const NodeKind = Type.Union([Type.Literal('nexus'), Type.Literal('runner'), Type.Literal('balancer'), Type.Literal('stats')]);
