@@ -46,7 +46,7 @@ export const DEFAULT_NEXUS_ADDRESSES: NexusAddress[] = [
 export const PierConfig = Type.Object(
   {
     /** Folder for this node's state (embedded PostgreSQL, logs, caches). @default '/var/lib/pier' as root, else ~/.local/share/pier */
-    dataDir: Type.String({ minLength: 1, default: '' }),
+    dataDir: Type.String({ default: '' }),
     log: Section({
       /** Minimum log level. @default 'info' */
       level: Type.Union(
@@ -148,6 +148,24 @@ export const PierConfig = Type.Object(
       port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
       /** Domain under which every app gets `<app>.<domain>`. @default 'localhost' */
       domain: Type.String({ minLength: 1, default: 'localhost' }),
+      /** Time to open a connection to an instance before trying another one. @default 2000 */
+      connectTimeoutMs: Ms(2000, 1),
+      /** Time an instance gets to send its response headers before the client gets a 504 (checked about every 0.5 s). @default 60000 */
+      responseTimeoutMs: Ms(60_000, 1),
+      /** Longest silence between two chunks of a response body before the response is cut. @default 300000 */
+      bodyTimeoutMs: Ms(300_000, 1),
+      /** How long an idle keep-alive connection to an instance is kept (keep below uWSGI's socket timeout). @default 3000 */
+      upstreamKeepAliveMs: Ms(3000, 1),
+      /** Most connections to one instance. @default 256 */
+      maxConnectionsPerBackend: Type.Integer({ minimum: 1, maximum: 65_535, default: 256 }),
+      /** An instance that refused a connection is skipped (while others remain) for this long. @default 2000 */
+      backendCooldownMs: Ms(2000, 0),
+      /** How long an idle client keep-alive connection is kept. @default 5000 */
+      clientKeepAliveMs: Ms(5000, 1),
+      /** Time in-flight requests get to finish at stop. @default 5000 */
+      shutdownGraceMs: Ms(5000, 0),
+      /** Access records waiting for the stats collectors; beyond this they are dropped (and counted). @default 10000 */
+      accessQueueMax: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
     }),
     stats: Section({
       /** This collector's node id. @default 'stats-1' */
