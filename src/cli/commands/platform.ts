@@ -185,14 +185,22 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
       }),
     );
 
-  program
-    .command('nexus')
-    .description('run one nexus replica')
-    .requiredOption('--config <file>', 'config file (TOML)')
-    .action(
-      action(ctx, async (opts: { config: string }) => {
-        const { main } = await import('../../nexus/main.js');
-        await main(opts.config, ctx.env);
-      }),
-    );
+  const daemons = {
+    nexus: { what: 'run one nexus replica (control plane, API)', load: () => import('../../nexus/main.js') },
+    runner: { what: 'run one runner (app instances under a uWSGI emperor)', load: () => import('../../runner/main.js') },
+    balancer: { what: 'run one balancer (public HTTP, routes by Host)', load: () => import('../../balancer/main.js') },
+    stats: { what: 'run one stats collector (logs, access records, metrics)', load: () => import('../../stats/main.js') },
+  } as const;
+  for (const [kind, daemon] of Object.entries(daemons)) {
+    program
+      .command(kind)
+      .description(daemon.what)
+      .requiredOption('--config <file>', 'config file (TOML); see config/*.example.toml')
+      .action(
+        action(ctx, async (opts: { config: string }) => {
+          const { main } = await daemon.load();
+          await main(opts.config, ctx.env);
+        }),
+      );
+  }
 }
