@@ -1,6 +1,15 @@
-/** Entry point of the balancer daemon. Its service lands with issue #4 ("Serve apps end to end"). */
-import { PierError } from '../core/errors.js';
+/** Entry point of `pier balancer --config FILE`: load config, run the balancer, stop cleanly on SIGTERM/SIGINT. */
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../core/logger.js';
+import { runDaemon } from '../core/daemon.js';
+import { loadCurve } from '../transport/index.js';
+import { Balancer } from './balancer.js';
 
-export async function main(): Promise<void> {
-  throw new PierError('PIER_ILLEGAL_STATE', 'the balancer daemon is not part of this version yet');
+/** Runs the balancer until SIGTERM/SIGINT (or the supervisor's death); `env` supplies PIER_* settings. */
+export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const config = loadConfig({ file: configFile, env });
+  const log = createLogger({ level: config.log.level, name: `balancer:${config.balancer.id}` });
+  const curve = config.security.curve ? loadCurve(config.security.keysDir, false) : undefined;
+  const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
+  await runDaemon(new Balancer({ config, log, curve }), log, { what: 'balancer', parentPid });
 }

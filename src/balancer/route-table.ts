@@ -1,0 +1,218 @@
+/**
+ * The balancer's route table, pure (no I/O): which app a Host header leads to and which instances serve it.
+ * Loaded from a nexus snapshot and then kept current by applying state events in order; it is never reloaded
+ * from scratch unless the event follower falls back to a snapshot.
+ */
+import { Instance, validatorFor, type Snapshot, type StateEvent } from '../protocol/index.js';
+import { HostIndex, normalizeHost } from './host-match.js';
+
+/** One instance the balancer may send requests to. */
+export interface Backend {
+  /** Instance id. */
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  /** `host:port` (`[v6]:port`), the key of the upstream connection pool. */
+  readonly address: string;
+}
+
+/** An app as routed: its current backends and the round-robin cursor over them. */
+export interface AppRoute {
+  readonly name: string;
+  /** Ready instances of the live release that have a port, in a stable order. */
+  backends: readonly Backend[];
+  cursor: number;
+}
+
+/** What a Host header leads to. */
+export type RouteLookup =
+  | { kind: 'app'; host: string; route: AppRoute }
+  /** No app has this host (or it is a reserved stage name): 404. */
+  | { kind: 'unknown'; host: string };
+
+export interface RouteTableOptions {
+  /** Every app answers at `<app>.<domain>`. */
+  domain: string;
+}
+
+interface AppEntry extends AppRoute {
+  hostnames: Set<string>;
+  instances: Map<string, Instance>;
+}
+
+const isInstance = validatorFor(Instance);
+
+function backendOf(instance: Instance): Backend | undefined {
+  if (instance.state !== 'ready' || !instance.isLive || instance.port === null) return undefined;
+  const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
+  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}` };
+}
+
+/** Host → app → backends, with round-robin picking; see the module comment. */
+export class RouteTable {
+  /** Event version the table reflects (-1 before the first snapshot). */
+  version = -1;
+  /** Events whose data did not have the expected shape (ignored). */
+  invalidEvents = 0;
+  private readonly apps = new Map<string, AppEntry>();
+  private readonly hosts: HostIndex;
+
+  constructor(options: RouteTableOptions) {
+    this.hosts = new HostIndex(options.domain.toLowerCase());
+  }
+
+  /** Replaces the whole table with a snapshot's state. */
+  load(snapshot: Snapshot): void {
+    this.apps.clear();
+    this.hosts.clear();
+    for (const app of snapshot.apps) {
+      const entry = this.ensureApp(app.name);
+      for (const hostname of app.hostnames) this.addHost(entry, hostname);
+    }
+    for (const instance of snapshot.instances) this.ensureApp(instance.app).instances.set(instance.id, { ...instance });
+    for (const entry of this.apps.values()) this.rebuild(entry);
+    this.version = snapshot.version;
+  }
+
+  /** Applies one event (in version order); returns true when routes may have changed. */
+  apply(event: StateEvent): boolean {
+    this.version = event.version;
+    const appName = event.app;
+    switch (event.type) {
+      case 'app.created':
+        if (appName === null) return this.invalid();
+        this.ensureApp(appName);
+        return true;
+      case 'app.destroyed': {
+        const entry = appName === null ? undefined : this.apps.get(appName);
+        if (!entry) return false;
+        this.hosts.removeApp(entry.name, entry.hostnames);
+        this.apps.delete(entry.name);
+        return true;
+      }
+      case 'host.added':
+      case 'host.removed': {
+        const hostname = event.data.hostname;
+        if (appName === null || typeof hostname !== 'string') return this.invalid();
+        const entry = this.ensureApp(appName);
+        if (event.type === 'host.added') this.addHost(entry, hostname);
+        else {
+          entry.hostnames.delete(hostname);
+          this.hosts.removeHost(entry.name, hostname);
+        }
+        return true;
+      }
+      case 'instance.changed': {
+        if (!isInstance.Check(event.data)) return this.invalid();
+        const instance = { ...(event.data as Instance) };
+        const entry = this.ensureApp(instance.app);
+        entry.instances.set(instance.id, instance);
+        this.rebuild(entry);
+        return true;
+      }
+      case 'instance.removed':
+        return this.removeInstance(appName, event.data.id);
+      case 'release.live': {
+        const release = event.data.release;
+        const entry = appName === null ? undefined : this.apps.get(appName);
+        if (typeof release !== 'number') return this.invalid();
+        if (!entry) return false;
+        for (const instance of entry.instances.values()) instance.isLive = instance.release === release;
+        this.rebuild(entry);
+        return true;
+      }
+      default:
+        return false; // node.registered, config.changed, … do not change routes
+    }
+  }
+
+  /** Looks up a raw Host header (any case, with or without port or trailing dot). */
+  lookup(hostHeader: string | undefined): RouteLookup {
+    const host = normalizeHost(hostHeader) ?? '';
+    const target = host === '' ? undefined : this.hosts.match(host);
+    const route = target && target.slot === 'live' ? this.apps.get(target.app) : undefined;
+    return route ? { kind: 'app', host, route } : { kind: 'unknown', host };
+  }
+
+  /** The app's route, if the app exists. */
+  route(app: string): AppRoute | undefined {
+    return this.apps.get(app);
+  }
+
+  /**
+   * Picks the next backend round-robin, skipping `exclude` and backends `isUsable` rejects; when every other
+   * backend is rejected it still returns a rejected one (a cooling-down backend beats none), never `exclude`.
+   */
+  pick(route: AppRoute, exclude?: Backend, isUsable?: (backend: Backend) => boolean): Backend | undefined {
+    const { backends } = route;
+    const count = backends.length;
+    let fallback: Backend | undefined;
+    for (let i = 0; i < count; i++) {
+      const backend = backends[(route.cursor + i) % count]!;
+      if (backend === exclude || (exclude !== undefined && backend.address === exclude.address)) continue;
+      if (isUsable && !isUsable(backend)) {
+        fallback ??= backend;
+        continue;
+      }
+      route.cursor = (route.cursor + i + 1) % count;
+      return backend;
+    }
+    return fallback;
+  }
+
+  /** The `host:port` of every backend of every app (to retire connection pools of instances that left). */
+  addresses(): Set<string> {
+    const out = new Set<string>();
+    for (const entry of this.apps.values()) for (const backend of entry.backends) out.add(backend.address);
+    return out;
+  }
+
+  /** Number of apps known. */
+  get size(): number {
+    return this.apps.size;
+  }
+
+  private ensureApp(name: string): AppEntry {
+    let entry = this.apps.get(name);
+    if (!entry) {
+      entry = { name, backends: [], cursor: 0, hostnames: new Set(), instances: new Map() };
+      this.apps.set(name, entry);
+      this.hosts.addApp(name);
+    }
+    return entry;
+  }
+
+  private addHost(entry: AppEntry, hostname: string): void {
+    entry.hostnames.add(hostname);
+    this.hosts.addHost(entry.name, hostname);
+  }
+
+  private removeInstance(appName: string | null, id: unknown): boolean {
+    if (typeof id !== 'string') return this.invalid();
+    const entries = appName !== null && this.apps.has(appName) ? [this.apps.get(appName)!] : [...this.apps.values()];
+    for (const entry of entries) {
+      if (entry.instances.delete(id)) {
+        this.rebuild(entry);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Recomputes an app's backends; keeps the cursor in range so round-robin continues smoothly. */
+  private rebuild(entry: AppEntry): void {
+    const backends: Backend[] = [];
+    for (const instance of entry.instances.values()) {
+      const backend = backendOf(instance);
+      if (backend) backends.push(backend);
+    }
+    backends.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    entry.backends = backends;
+    entry.cursor = backends.length === 0 ? 0 : entry.cursor % backends.length;
+  }
+
+  private invalid(): false {
+    this.invalidEvents += 1;
+    return false;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The public HTTP listener and everything behind it (proxy, upgrade tunnels, upstream pools) over a route table
+ * that someone else keeps current — the Balancer from nexus events, tests and the benchmark by hand.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { PierConfig } from '../config/index.js';
+import { sleep } from '../core/wait.js';
+import { HttpProxy, type AccessRecord } from './proxy.js';
+import type { RouteTable } from './route-table.js';
+import { UpgradeProxy } from './upgrades.js';
+import { UpstreamPools } from './upstreams.js';
+
+/** The proxy settings of the `balancer` config section. */
+export type ProxySettings = Pick<
+  PierConfig['balancer'],
+  | 'connectTimeoutMs' | 'responseTimeoutMs' | 'bodyTimeoutMs' | 'upstreamKeepAliveMs' | 'maxConnectionsPerBackend'
+  | 'backendCooldownMs' | 'clientKeepAliveMs'
+>;
+
+export interface ProxyServerOptions {
+  table: RouteTable;
+  settings: ProxySettings;
+  log: Logger;
+  /** Called once per finished request (and per closed tunnel); must not block. */
+  onAccess?: (record: AccessRecord) => void;
+}
+
+/** The public HTTP server of a balancer: listen, drain, close. */
+export class ProxyServer {
+  readonly upstreams: UpstreamPools;
+  readonly proxy: HttpProxy;
+  readonly upgrades: UpgradeProxy;
+  readonly server: Server;
+  private readonly log: Logger;
+
+  constructor(private readonly options: ProxyServerOptions) {
+    const { table, settings, onAccess } = options;
+    this.log = options.log.child({ component: 'balancer.server' });
+    this.upstreams = new UpstreamPools({
+      connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs, bodyTimeoutMs: settings.bodyTimeoutMs,
+      keepAliveMs: settings.upstreamKeepAliveMs, maxConnections: settings.maxConnectionsPerBackend, cooldownMs: settings.backendCooldownMs,
+      log: options.log,
+    });
+    this.proxy = new HttpProxy({ table, upstreams: this.upstreams, log: options.log, onAccess });
+    this.upgrades = new UpgradeProxy({
+      table, upstreams: this.upstreams, connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs,
+      log: options.log, onAccess,
+    });
+    this.server = createServer({ keepAliveTimeout: settings.clientKeepAliveMs }, this.proxy.handle);
+    this.server.on('upgrade', this.upgrades.handle);
+  }
+
+  /** Listens on host:port (0 picks a free port) and resolves with the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    const { server } = this;
+    return new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops accepting connections, closes idle ones, and waits up to `graceMs` for in-flight requests. */
+  async drain(graceMs: number): Promise<void> {
+    this.server.close();
+    this.server.closeIdleConnections();
+    const graceOver = new AbortController();
+    await Promise.race([this.proxy.idle(), sleep(graceMs, graceOver.signal)]);
+    graceOver.abort();
+  }
+
+  /** Closes everything that is left: client connections, tunnels, upstream connections. */
+  async close(): Promise<void> {
+    if (this.proxy.inflight > 0) this.log.warn({ inflight: this.proxy.inflight }, 'requests still running after the grace period; closing them');
+    this.upgrades.destroyAll();
+    this.server.closeAllConnections();
+    const closed = new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+    await Promise.all([closed, this.upstreams.destroy()]);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Keep-alive connection pools to instances (one undici Pool per `host:port`) and the short cool-down of an
+ * instance that refused a connection, so the next requests go to the others instead of paying a retry each.
+ */
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { Backend } from './route-table.js';
+
+export interface UpstreamOptions {
+  /** Time to open a connection. */
+  connectTimeoutMs: number;
+  /** Time to receive the response headers once the request is sent. */
+  responseTimeoutMs: number;
+  /** Longest silence between two response body chunks. */
+  bodyTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this long (or the instance's `Keep-Alive: timeout` hint, if lower). */
+  keepAliveMs: number;
+  /** Most connections per instance. */
+  maxConnections: number;
+  /** How long an instance that refused a connection is avoided. */
+  cooldownMs: number;
+  log: Logger;
+}
+
+/** One keep-alive pool per instance address, created on first use and retired when the instance leaves. */
+export class UpstreamPools {
+  private readonly pools = new Map<string, Pool>();
+  private readonly coolingUntil = new Map<string, number>();
+  private readonly log: Logger;
+
+  constructor(private readonly options: UpstreamOptions) {
+    this.log = options.log.child({ component: 'balancer.upstreams' });
+  }
+
+  /** The pool for a backend, created on first use. */
+  pool(backend: Backend): Pool {
+    let pool = this.pools.get(backend.address);
+    if (!pool) {
+      const { options } = this;
+      pool = new Pool(`http://${backend.address}`, {
+        connections: options.maxConnections,
+        pipelining: 1,
+        connectTimeout: options.connectTimeoutMs,
+        headersTimeout: options.responseTimeoutMs,
+        bodyTimeout: options.bodyTimeoutMs,
+        keepAliveTimeout: options.keepAliveMs,
+        keepAliveMaxTimeout: options.keepAliveMs,
+        // A body that does not match its Content-Length fails the request instead of reaching the app malformed.
+        strictContentLength: true,
+      });
+      this.pools.set(backend.address, pool);
+    }
+    return pool;
+  }
+
+  /** Avoid this backend for a while (it refused or timed out a connection). */
+  coolDown(backend: Backend, now = Date.now()): void {
+    if (this.options.cooldownMs > 0) this.coolingUntil.set(backend.address, now + this.options.cooldownMs);
+  }
+
+  /** False while the backend cools down after a connection failure. */
+  readonly isUsable = (backend: Backend): boolean => {
+    if (this.coolingUntil.size === 0) return true;
+    const until = this.coolingUntil.get(backend.address);
+    if (until === undefined) return true;
+    if (until > Date.now()) return false;
+    this.coolingUntil.delete(backend.address);
+    return true;
+  };
+
+  /** Closes (gracefully) the pools of instances no longer routed to. */
+  retain(addresses: ReadonlySet<string>): void {
+    for (const [address, pool] of this.pools) {
+      if (addresses.has(address)) continue;
+      this.pools.delete(address);
+      this.coolingUntil.delete(address);
+      // Requests still running on it finish; then its sockets close. A failure here changes nothing for clients.
+      pool.close().catch((err: Error) => this.log.debug({ err: err.message, backend: address }, 'pool close failed'));
+    }
+  }
+
+  /** Open pools (one per instance ever routed to and not yet retired). */
+  get size(): number {
+    return this.pools.size;
+  }
+
+  /** Waits for running requests, then closes every connection. */
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(pools.map((pool) => pool.close()));
+  }
+
+  /** Aborts everything still running and closes every connection at once. */
+  async destroy(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(pools.map((pool) => pool.destroy()));
+  }
+}
