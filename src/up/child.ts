@@ -1,6 +1,6 @@
 /** One supervised daemon process: output to its log file, restarted with backoff if it dies, stopped by pid. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 
 export interface ChildSpec {
@@ -33,7 +33,21 @@ export class SupervisedChild {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** Log size when the current process started: its own lines come after. */
+  private logOffset = 0;
+
+  /** True once the current process has logged that it is ready (every daemon does, through runDaemon). */
+  isReady(): boolean {
+    try {
+      const text = readFileSync(this.spec.logFile).subarray(this.logOffset).toString('utf8');
+      return text.includes('"msg":"ready"');
+    } catch {
+      return false;
+    }
+  }
+
   start(): void {
+    this.logOffset = existsSync(this.spec.logFile) ? statSync(this.spec.logFile).size : 0;
     const fd = openSync(this.spec.logFile, 'a');
     try {
       this.child = spawn(this.spec.command, this.spec.args, { env: this.spec.env, stdio: ['ignore', fd, fd] });

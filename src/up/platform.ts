@@ -74,9 +74,10 @@ export class Platform implements Service {
       const token = await this.prepareDatabase();
       if (config.security.curve) ensureKeys(config.security.keysDir);
 
-      config.cluster.nexus.forEach((address, i) => this.spawnNexus(address, i));
-      this.lifecycle.defer('daemons', () => Promise.all([...this.children].reverse().map((c) => c.stop())));
-      await this.waitReady();
+      this.lifecycle.defer('daemons', () => this.stopChildren());
+      await this.waitReady(config.cluster.nexus.map((address, i) => this.spawnNexus(address, i)));
+      // The rest need a nexus to register with.
+      await this.waitReady([this.spawnDaemon('balancer', 'balancer-1', { balancer: { ...config.balancer, id: 'balancer-1' } })]);
 
       const apiUrls = config.cluster.nexus.map((n) => n.api);
       writeFileSync(paths.adminFile, `${JSON.stringify({ apiUrls, token }, null, 2)}\n`, { mode: 0o600 });
@@ -109,8 +110,8 @@ export class Platform implements Service {
     }
   }
 
-  private spawnNexus(address: NexusAddress, index: number): void {
-    this.spawnDaemon('nexus', `nexus-${index + 1}`, {
+  private spawnNexus(address: NexusAddress, index: number): SupervisedChild {
+    return this.spawnDaemon('nexus', `nexus-${index + 1}`, {
       nexus: {
         id: `nexus-${index + 1}`,
         controlBind: `tcp://127.0.0.1:${portOf(address.control)}`,
@@ -126,7 +127,7 @@ export class Platform implements Service {
    * Writes DATA/config/<name>.toml (the shared sections plus the daemon's own) and starts `pier <kind> --config`
    * under supervision. The database URL carries a password: it goes in the environment, never in a file.
    */
-  private spawnDaemon(kind: 'nexus' | 'runner' | 'balancer' | 'stats', name: string, own: Record<string, unknown>): void {
+  private spawnDaemon(kind: 'nexus' | 'runner' | 'balancer' | 'stats', name: string, own: Record<string, unknown>): SupervisedChild {
     const { config } = this.options;
     const file = join(this.paths.configDir, `${name}.toml`);
     const daemonConfig = { dataDir: config.dataDir, log: { level: config.log.level }, cluster: { ...config.cluster }, security: { ...config.security }, ...own };
@@ -143,23 +144,29 @@ export class Platform implements Service {
     );
     this.children.push(child);
     child.start();
+    return child;
   }
 
-  /** Waits until every nexus answers /healthz; fails with a daemon's last log lines if it keeps dying. */
-  private async waitReady(timeoutMs = 30_000): Promise<void> {
+  /** Stops daemons in reverse start order (balancers and runners before the nexus they report to). */
+  private async stopChildren(): Promise<void> {
+    for (const child of [...this.children].reverse()) await child.stop();
+  }
+
+  /** Waits until each child logged `ready`; fails with a daemon's last log lines if it dies while starting. */
+  private async waitReady(children: SupervisedChild[], timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const urls = this.options.config.cluster.nexus.map((n) => n.api);
-    const pending = new Set(urls.map((_, i) => i));
+    const pending = new Set(children);
     while (pending.size > 0) {
-      for (const i of [...pending]) {
-        if (await healthy(urls[i]!)) pending.delete(i);
-        else if (this.children[i]!.restarts > 0) {
-          const child = this.children[i]!;
+      for (const child of [...pending]) {
+        if (child.isReady()) pending.delete(child);
+        else if (child.restarts > 0) {
           throw new PierError('PIER_ILLEGAL_STATE', `${child.spec.name} exited during start; its log ends: ${child.logTail(3)}`);
         }
       }
       if (pending.size === 0) break;
-      if (Date.now() > deadline) throw new PierError('PIER_TIMEOUT', `nexus did not become ready in ${timeoutMs} ms; see ${this.paths.logsDir}`);
+      if (Date.now() > deadline) {
+        throw new PierError('PIER_TIMEOUT', `${[...pending].map((c) => c.spec.name).join(', ')} did not become ready in ${timeoutMs / 1000} s; see ${this.paths.logsDir}`);
+      }
       await sleep(100);
     }
   }
@@ -174,6 +181,8 @@ export class Platform implements Service {
       postgres: this.postgres ? { pid: this.postgres.pid ?? 0, port: config.db.embeddedPort, dir: this.paths.postgresDir } : null,
       children: this.children.map((c) => ({ name: c.spec.name, pid: c.pid ?? 0, logFile: c.spec.logFile })),
       nexus: config.cluster.nexus.map((n, i) => ({ id: `nexus-${i + 1}`, ...n })),
+      balancerUrl: `http://${config.balancer.domain}:${config.balancer.port}/`,
+      domain: config.balancer.domain,
     };
     writeFileSync(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
   }
@@ -194,14 +203,5 @@ function readAdminToken(file: string): string | undefined {
     return typeof value.token === 'string' && value.token.startsWith('pier_') ? value.token : undefined;
   } catch {
     return undefined;
-  }
-}
-
-async function healthy(apiUrl: string): Promise<boolean> {
-  try {
-    const response = await fetch(`${apiUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
-    return response.ok;
-  } catch {
-    return false;
   }
 }

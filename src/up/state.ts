@@ -15,6 +15,9 @@ export interface PlatformState {
   postgres: { pid: number; port: number; dir: string } | null;
   children: Array<{ name: string; pid: number; logFile: string }>;
   nexus: Array<NexusAddress & { id: string }>;
+  /** Public URL of the balancer (apps answer at http://<app>.<domain>:<port>/). */
+  balancerUrl: string;
+  domain: string;
 }
 
 export function readState(paths: PlatformPaths): PlatformState | undefined {

@@ -24,11 +24,11 @@ function listening(port: number): boolean {
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'pier-up-'));
-  ports = await Promise.all(Array.from({ length: 9 }, () => freePort()));
-  const [pg, c1, e1, h1, a1, c2, e2, h2, a2] = ports;
+  ports = await Promise.all(Array.from({ length: 10 }, () => freePort()));
+  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web] = ports;
   writeFileSync(
     join(dataDir, 'pier.toml'),
-    `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n` +
+    `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "http://127.0.0.1:${a1}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c2}"\nevents = "tcp://127.0.0.1:${e2}"\nheartbeats = "tcp://127.0.0.1:${h2}"\napi = "http://127.0.0.1:${a2}"\n`,
   );
@@ -48,6 +48,7 @@ describe('pier up', () => {
     expect(up.stdout).toContain(`http://127.0.0.1:${ports[4]}`);
     expect(up.stdout).toContain(dataDir);
     expect(up.stdout).toMatch(/stop\s+pier down/);
+    expect(up.stdout).toContain(`http://<app>.localhost:${ports[9]}/`);
   });
 
   it('shows both nexus replicas and one leader in pier status', async () => {
@@ -58,6 +59,14 @@ describe('pier up', () => {
     expect(nexus.map((n) => n.id).sort()).toEqual(['nexus-1', 'nexus-2']);
     expect(nexus.every((n) => n.status === 'alive')).toBe(true);
     expect(nexus.filter((n) => n.isLeader)).toHaveLength(1);
+    expect(parsed.nodes.filter((n) => n.kind === 'balancer' && n.status === 'alive').map((n) => n.id)).toEqual(['balancer-1']);
+  });
+
+  it('serves public HTTP on the balancer: an unknown host gets a clear 404', async () => {
+    const { request } = await import('undici');
+    const res = await request(`http://127.0.0.1:${ports[9]}/`, { headers: { host: 'nobody.example.test', accept: 'text/plain' } });
+    expect(res.statusCode).toBe(404);
+    expect(await res.body.text()).toContain('nobody.example.test');
   });
 
   it('refuses a second pier up on the same data folder with a one-line error', async () => {

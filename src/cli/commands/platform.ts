@@ -37,6 +37,7 @@ function upConfig(ctx: CliContext, opts: UpOptions): PierConfig {
 async function printSummary(ctx: CliContext, state: PlatformState): Promise<void> {
   const paths = (await loadUp()).platformPaths(state.dataDir);
   print(`Pier is up (supervisor pid ${state.pid})`);
+  print(`  apps         ${state.balancerUrl.replace('//', '//<app>.')}  (the balancer)`);
   print(`  API          ${state.apiUrls.join('  ')}`);
   for (const n of state.nexus) {
     const child = state.children.find((c) => c.name === n.id);
