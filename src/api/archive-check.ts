@@ -1,14 +1,20 @@
-/** Checks an uploaded release before anything is stored: a safe tar.gz holding a WSGI app. */
-import { PierError } from '../core/errors.js';
+/**
+ * Checks an uploaded release before anything is stored: a safe tar.gz (no traversal, links out, devices or
+ * oversize content — the shared rules in src/archive) holding a WSGI app at its root.
+ */
+import { ValidationError } from '../core/errors.js';
+import { inspectArchive } from '../archive/index.js';
 
 export interface UploadSummary {
   files: number;
+  totalBytes: number;
 }
 
-// TODO(#4): replace with the shared archive inspector (src/archive) once it lands.
-export async function checkUpload(bytes: Buffer): Promise<UploadSummary> {
-  if (bytes.length < 18 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) {
-    throw new PierError('PIER_VALIDATION', 'release body is not a gzip-compressed tar archive');
+export async function checkUpload(bytes: Buffer, maxArchiveBytes: number): Promise<UploadSummary> {
+  const summary = await inspectArchive(bytes, { maxArchiveBytes });
+  const names = new Set(summary.entries.map((e) => e.path));
+  if (!names.has('wsgi.py') && !names.has('Procfile')) {
+    throw new ValidationError("release has no wsgi.py and no Procfile at its root; add one (see examples/hello)");
   }
-  return { files: 0 };
+  return { files: summary.entries.filter((e) => e.type === 'file').length, totalBytes: summary.totalBytes };
 }

@@ -11,6 +11,8 @@ export interface ApiContext {
   isLeader: () => boolean;
   /** Version of the last event this replica published. */
   publishedVersion: () => number;
+  /** The public URL an app answers at through the balancer. */
+  appUrl: (app: string) => string;
 }
 
 /** Authenticates the request's bearer token. */

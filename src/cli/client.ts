@@ -45,16 +45,22 @@ export class ApiClient {
     return this.send<T>('DELETE', path);
   }
 
-  async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** Sends raw bytes (a release tarball). */
+  upload<T>(path: string, bytes: Buffer, contentType: string): Promise<T> {
+    return this.send<T>('POST', path, bytes, contentType);
+  }
+
+  async send<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.credentials.token}`, accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = contentType;
     if (method !== 'GET') headers['idempotency-key'] = randomUUID();
     const failures: string[] = [];
     for (const base of this.credentials.apiUrls) {
       const url = `${base.replace(/\/+$/, '')}${path}`;
       let response: Awaited<ReturnType<typeof request>>;
       try {
-        response = await request(url, { method: method as 'GET', headers, body: body === undefined ? undefined : JSON.stringify(body), dispatcher: this.agent });
+        const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body);
+        response = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent });
       } catch (err) {
         failures.push(`${base}: ${describeNetworkError(err)}`);
         continue;

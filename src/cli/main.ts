@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { CliContext } from './context.js';
 import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
+import { registerDeployCommand } from './commands/deploy.js';
 import { registerHostCommands } from './commands/hosts.js';
 import { registerPlatformCommands } from './commands/platform.js';
 import { registerReleaseCommands } from './commands/releases.js';
@@ -22,6 +23,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerHostCommands(program, ctx);
   registerConfigCommands(program, ctx);
   registerReleaseCommands(program, ctx);
+  registerDeployCommand(program, ctx);
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
   try {
     await program.parseAsync(argv);

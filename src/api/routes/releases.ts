@@ -21,7 +21,7 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
         throw new PierError('PIER_BAD_REQUEST', 'send the release as a tar.gz body with Content-Type: application/gzip');
       }
       await resolveApp(ctx.pool, principal, request.params.app); // 404 before reading the archive
-      const summary = await checkUpload(request.body);
+      const summary = await checkUpload(request.body, maxReleaseBytes);
       const release = await mutate(ctx.pool, idempotencyKey(request), 'release.create', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, request.body);
@@ -42,7 +42,7 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
     const release = await getRelease(ctx.pool, ref, version);
     if (!release) throw new PierError('PIER_NOT_FOUND', `release v${version} of app '${ref.name}' not found; run 'pier releases -a ${ref.name}'`);
     const instances = (await listInstances(ctx.pool)).filter((i) => i.app === ref.name && i.release === version);
-    return { release, instances };
+    return { release, instances, url: ctx.appUrl(ref.name) };
   });
 
   app.get<{ Params: AppParams }>('/v1/apps/:app/instances', { schema: { params: AppParams } }, async (request) => {

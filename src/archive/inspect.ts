@@ -1,0 +1,44 @@
+/** Validates a release archive without writing anything: the check the API runs before storing an upload. */
+import { ValidationError } from '../core/errors.js';
+import { ArchiveTree, type ArchiveEntry } from './entry-policy.js';
+import { formatBytes, resolveLimits, type ArchiveLimits } from './limits.js';
+import { ENTRY_OVERHEAD_BYTES, readTarGz, type EntryHandler } from './tar-reader.js';
+
+/** What a valid archive holds. */
+export interface ArchiveSummary {
+  /** Accepted entries in archive order, normalized. */
+  entries: ArchiveEntry[];
+  /** Sum of file contents once unpacked (hard links count as the copies they become). */
+  totalBytes: number;
+}
+
+/**
+ * Reads a whole tar.gz and applies every rule (see `ArchiveTree`) without writing anything.
+ * @throws ValidationError naming the first offending entry, or the archive-level problem.
+ */
+export async function inspectArchive(bytes: Uint8Array, limits: Partial<ArchiveLimits> = {}): Promise<ArchiveSummary> {
+  const tree = await walkArchive(bytes, resolveLimits(limits), async () => undefined);
+  return { entries: tree.entries, totalBytes: tree.totalBytes };
+}
+
+/** Runs the shared rules over an archive, calling `onAccepted` for each entry that passed them. */
+export async function walkArchive(
+  bytes: Uint8Array,
+  limits: ArchiveLimits,
+  onAccepted: (entry: ArchiveEntry, body: Parameters<EntryHandler>[1]) => Promise<void>,
+): Promise<ArchiveTree> {
+  if (bytes.length > limits.maxArchiveBytes) {
+    throw new ValidationError(`archive is ${formatBytes(bytes.length)}, over the ${formatBytes(limits.maxArchiveBytes)} limit`, {
+      details: { limit: 'maxArchiveBytes' },
+    });
+  }
+  const tree = new ArchiveTree(limits);
+  // Every byte that can come out is accounted for by a limit; this cap only backs that reasoning up.
+  const maxInflatedBytes = limits.maxBytes + (limits.maxEntries + 2) * ENTRY_OVERHEAD_BYTES;
+  await readTarGz(bytes, maxInflatedBytes, async (raw, body) => {
+    const entry = tree.add(raw);
+    if (entry) await onAccepted(entry, body);
+  });
+  tree.finish();
+  return tree;
+}

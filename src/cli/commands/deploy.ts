@@ -1,0 +1,86 @@
+/** pier deploy [DIR]: pack the app folder, upload it as a new release, and follow the deploy until it is live. */
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { PierError, ValidationError } from '../../core/errors.js';
+import { sleep } from '../../core/wait.js';
+import type { Instance, Release } from '../../protocol/common.js';
+import { seg, type CliContext } from '../context.js';
+import { print } from '../output.js';
+import { action, appOption } from './shared.js';
+
+interface DeployOptions {
+  app?: string;
+  wait?: boolean;
+  timeout: string;
+}
+
+export function registerDeployCommand(program: Command, ctx: CliContext): void {
+  appOption(
+    program
+      .command('deploy')
+      .description('upload DIR (default: .) as a new release and deploy it')
+      .argument('[dir]', 'app folder with wsgi.py or a Procfile', '.')
+      .option('--no-wait', 'return once the release is uploaded')
+      .option('--timeout <seconds>', 'give up waiting after this long', '600'),
+  ).action(
+    action(ctx, async (dir: string, opts: DeployOptions) => {
+      const app = ctx.app(opts);
+      const timeoutMs = Number(opts.timeout) * 1000;
+      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ValidationError(`--timeout must be a number of seconds, not '${opts.timeout}'`);
+      const folder = resolve(dir);
+      if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new ValidationError(`'${dir}' is not a folder`);
+      // Load the packing code only here: the rest of the CLI does not need it.
+      const { detectApp } = await import('../../runner/app-detect.js');
+      const { packDirectory, formatBytes } = await import('../../archive/index.js');
+      const detected = await detectApp(folder);
+      const bytes = await packDirectory(folder);
+      print(`-----> Packed ${dir} (${formatBytes(bytes.length)}, ${detected.wsgi.module}:${detected.wsgi.callable})`);
+      const started = Date.now();
+      const { release } = await ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases`, bytes, 'application/gzip');
+      print(`-----> Uploaded release v${release.version} (sha256 ${release.sha256.slice(0, 12)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      if (opts.wait === false) return;
+      await follow(ctx, app, release.version, timeoutMs);
+    }),
+  );
+}
+
+/** Prints each step of the deploy as it happens; throws when it fails or times out. */
+async function follow(ctx: CliContext, app: string, version: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const said = new Set<string>();
+  const say = (key: string, line: string): void => {
+    if (said.has(key)) return;
+    said.add(key);
+    print(line);
+  };
+  for (;;) {
+    const { release, instances, url } = await ctx.api().get<{ release: Release; instances: Instance[]; url: string }>(
+      `/v1/apps/${seg(app)}/releases/v${version}`,
+    );
+    if (instances.length > 0) say('build', `-----> Building on ${[...new Set(instances.map((i) => i.runnerId))].join(', ')} (unpack, virtualenv)`);
+    for (const i of instances) {
+      if (i.state === 'starting') say(`start ${i.id}`, `-----> Starting ${i.id} on ${i.host}:${i.port}`);
+      if (i.state === 'ready') say(`ready ${i.id}`, `-----> ${i.id} is ready`);
+    }
+    if (release.status === 'live') {
+      print(`-----> v${version} is live in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}`);
+      return;
+    }
+    if (release.status === 'failed') {
+      print(`-----> v${version} failed; nothing public changed. The app said:`);
+      print((release.error ?? 'no output').split('\n').map((line) => `       ${line}`).join('\n'));
+      throw new PierError('PIER_ILLEGAL_STATE', `deploy of v${version} failed: ${(release.error ?? 'unknown error').split('\n')[0]}`);
+    }
+    if (release.status === 'superseded') {
+      print(`-----> v${version} was superseded by a newer release before it went live`);
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new PierError('PIER_TIMEOUT', `v${version} is not live after ${Math.round(timeoutMs / 1000)} s; see 'pier ps -a ${app}' and 'pier releases -a ${app}'`);
+    }
+    if (Date.now() - started > 5000 && instances.length === 0) say('waiting', '-----> Waiting for a runner to take it (is a runner up? see pier status)');
+    await sleep(250);
+  }
+}
