@@ -1,6 +1,14 @@
-/** Entry point of the runner daemon. Its service lands with issue #4 ("Serve apps end to end"). */
-import { PierError } from '../core/errors.js';
+/** Entry point of `pier runner --config FILE`: load config, run the runner, stop cleanly on SIGTERM/SIGINT. */
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../core/logger.js';
+import { runDaemon } from '../core/daemon.js';
+import { loadCurve } from '../transport/index.js';
+import { Runner } from './runner.js';
 
-export async function main(_configFile: string, _env: NodeJS.ProcessEnv): Promise<void> {
-  throw new PierError('PIER_ILLEGAL_STATE', 'the runner daemon is not part of this version yet');
+export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const config = loadConfig({ file: configFile, env });
+  const log = createLogger({ level: config.log.level, name: `runner:${config.runner.id}` });
+  const curve = config.security.curve ? loadCurve(config.security.keysDir, false) : undefined;
+  const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
+  await runDaemon(new Runner({ config, log, curve }), log, { what: 'runner', parentPid });
 }

@@ -24,6 +24,8 @@ export const ADMIN_OWNER = 'admin';
 
 export interface PlatformOptions {
   config: PierConfig;
+  /** Runners to start on this machine, each with its own folder and port range. @default 1 */
+  runners?: number;
   log: Logger;
   /** Environment passed on to the daemons. */
   env: NodeJS.ProcessEnv;
@@ -77,7 +79,14 @@ export class Platform implements Service {
       this.lifecycle.defer('daemons', () => this.stopChildren());
       await this.waitReady(config.cluster.nexus.map((address, i) => this.spawnNexus(address, i)));
       // The rest need a nexus to register with.
-      await this.waitReady([this.spawnDaemon('balancer', 'balancer-1', { balancer: { ...config.balancer, id: 'balancer-1' } })]);
+      const count = this.options.runners ?? 1;
+      const runners = Array.from({ length: count }, (_, i) => {
+        // Split the instance port range between the runners of this machine.
+        const span = Math.floor((config.runner.portMax - config.runner.portMin + 1) / count);
+        const portMin = config.runner.portMin + i * span;
+        return this.spawnDaemon('runner', `runner-${i + 1}`, { runner: { ...config.runner, id: `runner-${i + 1}`, portMin, portMax: portMin + span - 1 } });
+      });
+      await this.waitReady([this.spawnDaemon('balancer', 'balancer-1', { balancer: { ...config.balancer, id: 'balancer-1' } }), ...runners]);
 
       const apiUrls = config.cluster.nexus.map((n) => n.api);
       writeFileSync(paths.adminFile, `${JSON.stringify({ apiUrls, token }, null, 2)}\n`, { mode: 0o600 });

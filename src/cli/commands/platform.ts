@@ -22,6 +22,7 @@ import { action, jsonOption } from './shared.js';
 
 interface UpOptions {
   data?: string;
+  runners: string;
   config?: string;
   detach?: boolean;
   supervise?: boolean;
@@ -50,6 +51,12 @@ async function printSummary(ctx: CliContext, state: PlatformState): Promise<void
   print(`  stop         pier down${state.dataDir === ctx.dataDir() ? '' : ` --data ${state.dataDir}`}`);
 }
 
+function runnerCount(opts: UpOptions): number {
+  const n = Number(opts.runners);
+  if (!Number.isInteger(n) || n < 0 || n > 16) throw new PierError('PIER_VALIDATION', `--runners must be a whole number from 0 to 16, not '${opts.runners}'`);
+  return n;
+}
+
 /** Runs the supervisor in this process until SIGTERM/SIGINT. */
 async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Promise<void> {
   const config = upConfig(ctx, opts);
@@ -57,7 +64,7 @@ async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Pr
   const paths = platformPaths(config.dataDir);
   mkdirSync(paths.logsDir, { recursive: true });
   const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true }));
-  const platform = new Platform({ config, log, env: ctx.env });
+  const platform = new Platform({ config, log, env: ctx.env, runners: runnerCount(opts) });
   await runDaemon(platform, log, {
     what: 'pier up',
     onReady: () => {
@@ -74,7 +81,7 @@ async function detach(ctx: CliContext, opts: UpOptions): Promise<void> {
   const paths = platformPaths(config.dataDir);
   mkdirSync(paths.logsDir, { recursive: true });
   const entry = fileURLToPath(new URL(`../main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
-  const args = [...process.execArgv, entry, 'up', '--data', config.dataDir, '--supervise'];
+  const args = [...process.execArgv, entry, 'up', '--data', config.dataDir, '--runners', String(runnerCount(opts)), '--supervise'];
   if (opts.config) args.push('--config', opts.config);
   const logFile = join(paths.logsDir, 'up.log');
   const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
@@ -115,6 +122,7 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
     .description('run the whole platform on this machine (PostgreSQL, nexus replicas); prints where to look')
     .option('--data <dir>', 'data folder (default: $PIER_DATA, /var/lib/pier as root)')
     .option('--config <file>', 'config file (default: DATA/pier.toml when present)')
+    .option('--runners <n>', 'runners to start on this machine', '1')
     .option('--detach', 'run in the background; stop with pier down')
     .option('--supervise', 'run as the background supervisor (used by --detach)')
     .action(

@@ -1,0 +1,188 @@
+/**
+ * Keeps this runner's vassals equal to its assignments: starts assigned instances (prepare the release, pick a
+ * port, write the vassal, wait for HTTP, warm up, report ready), stops the ones the nexus marks stopping or
+ * removes, and re-adopts vassals that were already running when the runner (re)started.
+ */
+import type { Logger } from 'pino';
+import { PierError, toPierError } from '../core/errors.js';
+import { sleep } from '../core/wait.js';
+import type { Instance } from '../protocol/index.js';
+import type { ControlClient } from '../transport/index.js';
+import type { Emperor } from './emperor.js';
+import type { PortPool } from './ports.js';
+import { SHIM_MODULE, type ReleaseCache } from './release-cache.js';
+import { renderVassal } from './vassal.js';
+import { summarizeFailure } from './log-tail.js';
+import { waitForHttp, warmUp } from './probe.js';
+
+export interface InstanceManagerOptions {
+  runnerId: string;
+  control: ControlClient;
+  emperor: Emperor;
+  releases: ReleaseCache;
+  ports: PortPool;
+  /** Where vassals send their logs (the stats collectors' uWSGI intake), if any. */
+  logEndpoint?: string;
+  startTimeoutMs: number;
+  warmupRequests: number;
+  processes: number;
+  threads: number;
+  log: Logger;
+}
+
+/** uWSGI's last words when the app cannot be loaded (need-app makes the vassal exit right after). */
+const FATAL = /no app loaded\. GAME OVER|unable to load app/;
+
+type Local = { id: string; app: string; port: number | null; phase: 'starting' | 'ready' | 'stopping'; work: Promise<void> };
+
+export class InstanceManager {
+  private readonly local = new Map<string, Local>();
+  private readonly log: Logger;
+  private isClosed = false;
+
+  constructor(private readonly options: InstanceManagerOptions) {
+    this.log = options.log.child({ component: 'runner.instances' });
+  }
+
+  /** Number of instances this runner holds (for heartbeats). */
+  get count(): number {
+    return this.local.size;
+  }
+
+  /** Vassals found running at start: kept as ready until the state says otherwise. */
+  adopt(id: string, app: string, port: number): void {
+    this.options.ports.claim(port);
+    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve() });
+    this.log.info({ instance: id, port }, 'adopted running vassal');
+  }
+
+  /** Reconciles with the full list of instances (after a snapshot). */
+  sync(instances: Instance[]): void {
+    const mine = instances.filter((i) => i.runnerId === this.options.runnerId);
+    const ids = new Set(mine.map((i) => i.id));
+    for (const id of [...this.local.keys()]) if (!ids.has(id)) this.stop(id, false);
+    for (const instance of mine) this.apply(instance);
+  }
+
+  /** Applies one instance's new state. */
+  apply(instance: Instance): void {
+    if (instance.runnerId !== this.options.runnerId || this.isClosed) {
+      if (this.local.has(instance.id)) this.stop(instance.id, false);
+      return;
+    }
+    const current = this.local.get(instance.id);
+    if (instance.state === 'stopping') return this.stop(instance.id, true);
+    if (instance.state === 'failed') {
+      if (current) this.stop(instance.id, false);
+      return;
+    }
+    if (!current) this.start(instance);
+  }
+
+  removed(id: string): void {
+    if (this.local.has(id)) this.stop(id, false);
+  }
+
+  private start(instance: Instance): void {
+    const entry: Local = { id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve() };
+    this.local.set(instance.id, entry);
+    entry.work = this.run(entry).catch((err) => this.log.error({ err, instance: entry.id }, 'instance task failed'));
+  }
+
+  private async run(entry: Local): Promise<void> {
+    const { control, emperor, releases, ports } = this.options;
+    const started = Date.now();
+    try {
+      const spec = await control.call('instance.spec', { instanceId: entry.id });
+      const release = await releases.prepare(spec);
+      if (entry.phase !== 'starting') return;
+      entry.port = await ports.allocate();
+      await emperor.writeVassal(entry.id, renderVassal({
+        name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: { module: SHIM_MODULE, callable: 'application' }, port: entry.port,
+        env: { ...spec.config, PIER_WSGI_APP: `${release.wsgi.module}:${release.wsgi.callable}` }, processes: this.options.processes, threads: this.options.threads,
+        logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
+        meta: { app: spec.app, port: entry.port, release: spec.release },
+      }));
+      await this.report(entry.id, 'starting', entry.port);
+      await this.waitUntilServing(entry.id, entry.port);
+      await warmUp('127.0.0.1', entry.port, this.options.warmupRequests);
+      if (entry.phase !== 'starting') return;
+      entry.phase = 'ready';
+      await this.report(entry.id, 'ready', entry.port);
+      this.log.info({ instance: entry.id, port: entry.port, durationMs: Date.now() - started }, 'instance ready');
+    } catch (err) {
+      if (entry.phase !== 'starting') return;
+      const lines = await this.options.emperor.readVassalLog(entry.id, 200).catch(() => []);
+      const message = toPierError(err).message === 'internal error' ? String((err as Error).message) : toPierError(err).message;
+      // What the owner needs first is the app's own error (its traceback), then what the runner saw.
+      const summary = summarizeFailure(lines);
+      const error = summary ? `${summary}\n(${message})` : message;
+      this.log.warn({ instance: entry.id, err: message }, 'instance failed to start');
+      await this.remove(entry);
+      await this.report(entry.id, 'failed', undefined, error);
+    }
+  }
+
+  /**
+   * Waits until the instance answers HTTP, giving up early when its log shows uWSGI gave up on the app
+   * (an import error ends in "no app loaded"), rather than waiting out the whole start time-out.
+   */
+  private async waitUntilServing(name: string, port: number): Promise<void> {
+    const abort = new AbortController();
+    const watch = setInterval(() => {
+      void this.options.emperor.readVassalLog(name, 50).then((lines) => {
+        if (lines.some((l) => FATAL.test(l))) abort.abort(new PierError('PIER_ILLEGAL_STATE', 'the app failed to load'));
+      }).catch(() => undefined);
+    }, 250);
+    try {
+      await waitForHttp('127.0.0.1', port, { timeoutMs: this.options.startTimeoutMs, signal: abort.signal });
+    } catch (err) {
+      throw abort.signal.aborted ? abort.signal.reason : err;
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
+  private stop(id: string, isReported: boolean): void {
+    const entry = this.local.get(id);
+    if (!entry) {
+      if (isReported) void this.report(id, 'stopped');
+      return;
+    }
+    if (entry.phase === 'stopping') return;
+    const wasStarting = entry.phase === 'starting';
+    entry.phase = 'stopping';
+    const previous = entry.work;
+    entry.work = (async () => {
+      if (wasStarting) await previous;
+      await this.remove(entry);
+      if (isReported) await this.report(id, 'stopped');
+    })();
+  }
+
+  private async remove(entry: Local): Promise<void> {
+    await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
+    if (entry.port !== null) this.options.ports.release(entry.port);
+    this.local.delete(entry.id);
+  }
+
+  /** Reports to the nexus, retrying for a while: the nexus may be failing over. */
+  private async report(instanceId: string, state: 'starting' | 'ready' | 'failed' | 'stopped', port?: number, error?: string): Promise<void> {
+    const id = `${this.options.runnerId}:${instanceId}:${state}:${Date.now()}`;
+    for (let attempt = 0; attempt < 30 && !this.isClosed; attempt++) {
+      try {
+        await this.options.control.call('instance.report', { nodeId: this.options.runnerId, instanceId, state, ...(port === undefined ? {} : { port }), ...(error === undefined ? {} : { error: error.slice(0, 16_000) }) }, { id });
+        return;
+      } catch (err) {
+        this.log.warn({ instance: instanceId, state, err: (err as Error).message }, 'cannot report instance state; retrying');
+        await sleep(Math.min(1000, 100 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Stops taking work; vassals keep running (a restarted runner adopts them). */
+  async close(): Promise<void> {
+    this.isClosed = true;
+    await Promise.allSettled([...this.local.values()].map((l) => l.work));
+  }
+}

@@ -1,0 +1,52 @@
+/** Reads the end of a vassal's log file and picks out why an app failed to start, for the instance's error text. */
+import { open } from 'node:fs/promises';
+
+/** Largest error summary returned, in characters (it ends up in the instance's state and the CLI). */
+const MAX_SUMMARY_CHARS = 2000;
+
+/**
+ * The last `maxLines` lines of a file, reading at most `maxBytes` from its end; [] when the file does not exist.
+ * A file rotated a moment ago may be short: callers wanting more context can also read `<path>.1`.
+ */
+export async function readLastLines(path: string, maxLines = 50, maxBytes = 64 * 1024): Promise<string[]> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, maxBytes);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const lines = buffer.toString('utf8').split('\n');
+    if (length < size) lines.shift(); // the first line was cut
+    if (lines.at(-1) === '') lines.pop();
+    return lines.slice(-maxLines);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The most useful part of a failed vassal's log: its last Python traceback (through the exception line), else the
+ * last lines uWSGI flags as errors, else the last few lines. Undefined for an empty log.
+ */
+export function summarizeFailure(lines: readonly string[]): string | undefined {
+  const start = lines.map((l) => l.startsWith('Traceback (most recent call last):')).lastIndexOf(true);
+  let picked: readonly string[];
+  if (start !== -1) {
+    // The traceback ends at its first unindented line after the header: the exception itself.
+    let end = start + 1;
+    while (end < lines.length && /^\s/.test(lines[end]!)) end++;
+    picked = lines.slice(start, end + 1);
+  } else {
+    const flagged = lines.filter((l) => /error|unable|cannot|failed|no such|not found|invalid|unknown config/i.test(l));
+    picked = flagged.length > 0 ? flagged.slice(-5) : lines.slice(-5);
+  }
+  const text = picked.join('\n').trim();
+  if (text === '') return undefined;
+  return text.length > MAX_SUMMARY_CHARS ? `…${text.slice(-MAX_SUMMARY_CHARS)}` : text;
+}

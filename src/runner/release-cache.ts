@@ -1,0 +1,106 @@
+/**
+ * Prepares releases on this runner, once per artifact: fetches the artifact over the control protocol in chunks
+ * (cached by sha256 and checked), unpacks it safely, detects the WSGI entry point and builds the virtualenv.
+ * Concurrent instances of one release share one preparation.
+ */
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { PierError } from '../core/errors.js';
+import { MAX_ARTIFACT_CHUNK_BYTES, type InstanceSpec } from '../protocol/index.js';
+import type { ControlClient } from '../transport/index.js';
+import { extractArchive } from '../archive/index.js';
+import { detectApp, type WsgiEntry } from './app-detect.js';
+import { buildVirtualenv } from './venv.js';
+
+export interface PreparedRelease {
+  /** Unpacked app folder (the vassal's chdir). */
+  appDir: string;
+  venvDir: string;
+  wsgi: WsgiEntry;
+}
+
+/** Python module loaded in front of every app. */
+export const SHIM_MODULE = '_pier_wsgi';
+const WSGI_SHIM = fileURLToPath(new URL('./python/pier_wsgi.py', import.meta.url));
+
+export interface ReleaseCacheOptions {
+  dir: string;
+  control: ControlClient;
+  pipArgs: readonly string[];
+  buildTimeoutMs: number;
+  log: Logger;
+}
+
+export class ReleaseCache {
+  private readonly inFlight = new Map<string, Promise<PreparedRelease>>();
+
+  constructor(private readonly options: ReleaseCacheOptions) {
+    mkdirSync(join(options.dir, 'artifacts'), { recursive: true });
+    mkdirSync(join(options.dir, 'releases'), { recursive: true });
+  }
+
+  prepare(spec: InstanceSpec): Promise<PreparedRelease> {
+    const key = `${spec.app}/${spec.sha256}`;
+    let job = this.inFlight.get(key);
+    if (!job) {
+      job = this.build(spec).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, job);
+    }
+    return job;
+  }
+
+  private async build(spec: InstanceSpec): Promise<PreparedRelease> {
+    const releaseDir = join(this.options.dir, 'releases', spec.app, spec.sha256.slice(0, 16));
+    const marker = join(releaseDir, 'release.json');
+    if (existsSync(marker)) {
+      const cached = JSON.parse(readFileSync(marker, 'utf8')) as PreparedRelease;
+      if (!existsSync(join(cached.appDir, `${SHIM_MODULE}.py`))) copyFileSync(WSGI_SHIM, join(cached.appDir, `${SHIM_MODULE}.py`));
+      return cached;
+    }
+    const started = Date.now();
+    const bytes = await this.artifact(spec.sha256, spec.sizeBytes);
+    const appDir = join(releaseDir, 'app');
+    // A half-prepared release (a runner killed mid-build) is unpacked again from scratch.
+    await extractArchive(bytes, appDir, {}, { replace: true });
+    const detected = await detectApp(appDir);
+    const venvDir = join(releaseDir, 'venv');
+    await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs });
+    // The shim frames responses for uWSGI's keep-alive socket (see python/pier_wsgi.py); the app is named in env.
+    copyFileSync(WSGI_SHIM, join(appDir, `${SHIM_MODULE}.py`));
+    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi };
+    writeFileSync(`${marker}.tmp`, JSON.stringify(prepared));
+    renameSync(`${marker}.tmp`, marker);
+    this.options.log.info({ appId: spec.app, release: spec.release, durationMs: Date.now() - started }, 'release prepared');
+    return prepared;
+  }
+
+  /** The artifact bytes, from the cache or fetched in chunks; the sha256 is checked either way. */
+  private async artifact(sha256: string, sizeBytes: number): Promise<Buffer> {
+    const file = join(this.options.dir, 'artifacts', `${sha256}.tar.gz`);
+    if (existsSync(file)) {
+      const cached = readFileSync(file);
+      if (hash(cached) === sha256) return cached;
+    }
+    const chunks: Buffer[] = [];
+    let offset = 0;
+    while (offset < sizeBytes) {
+      const length = Math.min(MAX_ARTIFACT_CHUNK_BYTES / 2, sizeBytes - offset);
+      const { data } = await this.options.control.call('artifact.fetch', { sha256, offset, length }, { timeoutMs: 10_000 });
+      if (data.byteLength === 0) break;
+      chunks.push(Buffer.from(data));
+      offset += data.byteLength;
+    }
+    const bytes = Buffer.concat(chunks);
+    if (hash(bytes) !== sha256) throw new PierError('PIER_PROTOCOL', `artifact ${sha256.slice(0, 12)} arrived corrupted (sha256 mismatch)`);
+    writeFileSync(`${file}.tmp`, bytes);
+    renameSync(`${file}.tmp`, file);
+    return bytes;
+  }
+}
+
+function hash(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

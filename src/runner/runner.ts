@@ -1,0 +1,109 @@
+/**
+ * One runner: registers with the nexus, heartbeats, follows the state, and keeps a uWSGI emperor's vassals equal
+ * to the instances assigned to it. A restarted runner adopts the vassals its emperor still runs.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { PierConfig } from '../config/index.js';
+import { Lifecycle, type Service } from '../core/service.js';
+import { sleep } from '../core/wait.js';
+import type { StateEvent, Instance } from '../protocol/index.js';
+import { ControlClient, EventFollower, HeartbeatPublisher, SocketFactory, type CurveSettings } from '../transport/index.js';
+import { Emperor } from './emperor.js';
+import { InstanceManager } from './instance-manager.js';
+import { PortPool } from './ports.js';
+import { ReleaseCache } from './release-cache.js';
+import { readVassalMeta } from './vassal.js';
+
+export interface RunnerOptions {
+  config: PierConfig;
+  log: Logger;
+  curve?: CurveSettings;
+}
+
+export class Runner implements Service {
+  readonly id: string;
+  instances: InstanceManager | undefined;
+  private readonly lifecycle: Lifecycle;
+  private readonly log: Logger;
+
+  constructor(private readonly options: RunnerOptions) {
+    this.id = options.config.runner.id;
+    this.log = options.log.child({ component: 'runner', runnerId: this.id });
+    this.lifecycle = new Lifecycle(`runner '${this.id}'`, this.log);
+  }
+
+  get dir(): string {
+    const { config } = this.options;
+    return config.runner.dir || join(config.dataDir, `runner-${this.id}`);
+  }
+
+  start(): Promise<void> {
+    return this.lifecycle.start(async () => {
+      const { config } = this.options;
+      const { cluster, runner } = config;
+      const defer = this.lifecycle.defer.bind(this.lifecycle);
+      const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
+      const control = new ControlClient({ endpoints: cluster.nexus.map((n) => n.control), timeoutMs: cluster.controlTimeoutMs, sockets, log: this.log });
+      defer('control client', () => control.close());
+
+      const emperor = new Emperor({ dir: join(this.dir, 'emperor'), log: this.log });
+      await emperor.start();
+      defer('emperor', () => emperor.stop());
+
+      const ports = new PortPool(runner.portMin, runner.portMax);
+      const releases = new ReleaseCache({ dir: this.dir, control, pipArgs: runner.pipArgs, buildTimeoutMs: runner.buildTimeoutMs, log: this.log });
+      const manager = new InstanceManager({
+        // TODO(#4): point vassal logs at the stats collector's uWSGI intake once it runs everywhere: the logzmq
+        // plugin blocks a vassal when nothing pulls, so it stays off until then; logs go to per-vassal files.
+        runnerId: this.id, control, emperor, releases, ports,
+        startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
+      });
+      this.instances = manager;
+      for (const name of await emperor.listVassals()) {
+        const meta = readVassalMeta((await emperor.readVassal(name)) ?? '');
+        if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port);
+        else await emperor.removeVassal(name); // not ours to keep: no record of what it is
+      }
+      defer('instances', () => manager.close());
+
+      await this.register(control);
+      const heartbeat = new HeartbeatPublisher({
+        nodeId: this.id, kind: 'runner', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
+        sample: () => ({ instances: manager.count }),
+      });
+      heartbeat.start();
+      defer('heartbeat', () => heartbeat.stop());
+
+      const follower = new EventFollower({
+        eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,
+        onSnapshot: (snapshot) => manager.sync(snapshot.instances),
+        onEvent: (event: StateEvent) => {
+          if (event.type === 'instance.changed') manager.apply(event.data as unknown as Instance);
+          else if (event.type === 'instance.removed') manager.removed(String(event.data.id));
+        },
+      });
+      await follower.start();
+      defer('follower', () => follower.stop());
+      this.log.info({ dir: this.dir, adopted: manager.count }, 'runner ready');
+    });
+  }
+
+  /** Registers with the nexus, retrying until one answers (a runner can start before the control plane). */
+  private async register(control: ControlClient): Promise<void> {
+    const { runner } = this.options.config;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await control.call('node.register', { nodeId: this.id, kind: 'runner', address: runner.advertiseHost, info: { portMin: runner.portMin, portMax: runner.portMax } });
+        return;
+      } catch (err) {
+        if (attempt === 0) this.log.warn({ err: (err as Error).message }, 'cannot register yet; retrying');
+        await sleep(Math.min(2000, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  stop(): Promise<void> {
+    return this.lifecycle.stop();
+  }
+}
