@@ -1,5 +1,5 @@
 /** Starts daemons in-process for tests and registers their stop, so a test cannot leave one running. */
-import { afterEach, onTestFinished } from 'vitest';
+import { afterAll, afterEach, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/index.js';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -29,11 +29,15 @@ export interface NexusHandle {
   api: string;
 }
 
-/** Starts a nexus on free ports against `dbUrl`. */
-export async function startNexus(dbUrl: string, overrides: ConfigInput = {}): Promise<NexusHandle> {
+/**
+ * Starts a nexus on free ports against `dbUrl`, stopped after the current test — or, with `scope: 'file'`
+ * (for beforeAll), after the file.
+ */
+export async function startNexus(dbUrl: string, overrides: ConfigInput = {}, scope: 'test' | 'file' = 'test'): Promise<NexusHandle> {
   const config = testConfig({ nexus: { id: `nexus-${randomId()}` }, ...overrides });
   const nexus = new Nexus({ config, dbUrl, log: silentLogger() });
-  onCleanup(() => nexus.stop());
+  if (scope === 'file') afterAll(() => nexus.stop());
+  else onCleanup(() => nexus.stop());
   await nexus.start();
   return { nexus, ...nexus.endpoints! };
 }
