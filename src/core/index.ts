@@ -5,3 +5,4 @@ export * from './wait.js';
 export * from './ids.js';
 export * from './daemon.js';
 export * from './process.js';
+export * from './coalesce.js';

@@ -8,6 +8,7 @@ import type * as zmq from 'zeromq';
 import type { Logger } from 'pino';
 import { EVENTS_CHANNEL, currentVersion, eventsSince } from '../db/index.js';
 import { encode, TOPIC_EVENT_PREFIX, TOPIC_TICK, type EventMessage, type TickMessage } from '../protocol/index.js';
+import { Coalesced } from '../core/coalesce.js';
 import { SerialSender } from '../transport/index.js';
 
 export interface EventRelayOptions {
@@ -29,8 +30,10 @@ export class EventRelay {
   private readonly sender: SerialSender;
   private listener: pg.Client | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private pumping: Promise<void> | undefined;
-  private isPumpWanted = false;
+  private readonly pumper = new Coalesced(
+    () => this.publishNew(),
+    (err) => this.log.warn({ err: err.message }, 'cannot read new events; will retry'),
+  );
   private isStopped = false;
   private reconnectDelayMs = 100;
   private readonly log: Logger;
@@ -76,20 +79,7 @@ export class EventRelay {
 
   /** Publishes new events; concurrent calls coalesce into one more pass. */
   pump(): void {
-    if (this.isStopped) return;
-    if (this.pumping) {
-      this.isPumpWanted = true;
-      return;
-    }
-    this.pumping = this.publishNew()
-      .catch((err: Error) => this.log.warn({ err: err.message }, 'cannot read new events; will retry'))
-      .finally(() => {
-        this.pumping = undefined;
-        if (this.isPumpWanted) {
-          this.isPumpWanted = false;
-          this.pump();
-        }
-      });
+    if (!this.isStopped) this.pumper.kick();
   }
 
   private async publishNew(): Promise<void> {
@@ -115,7 +105,7 @@ export class EventRelay {
   async stop(): Promise<void> {
     this.isStopped = true;
     for (const timer of this.timers) clearTimeout(timer);
-    await this.pumping;
+    await this.pumper.idle();
     await this.sender.drain();
     const listener = this.listener;
     this.listener = undefined;

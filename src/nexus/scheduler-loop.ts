@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import {
   failRelease, forgetInstance, loadSchedulingState, lockScheduling, makeLive, placeInstance, stopInstance, withTransaction,
 } from '../db/index.js';
+import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
 
 export interface SchedulerLoopOptions {
@@ -21,8 +22,10 @@ export interface SchedulerLoopOptions {
 
 export class SchedulerLoop {
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private isAgain = false;
+  private readonly passes = new Coalesced(
+    () => this.pass(),
+    (err) => this.log.warn({ err: err.message }, 'scheduling pass failed; will retry'),
+  );
   private leaderSince: number | undefined;
   private readonly log: Logger;
 
@@ -41,19 +44,7 @@ export class SchedulerLoop {
       return;
     }
     this.leaderSince ??= Date.now();
-    if (this.running) {
-      this.isAgain = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err: Error) => this.log.warn({ err: err.message }, 'scheduling pass failed; will retry'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.isAgain) {
-          this.isAgain = false;
-          this.kick();
-        }
-      });
+    this.passes.kick();
   }
 
   private async pass(): Promise<void> {
@@ -77,7 +68,7 @@ export class SchedulerLoop {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.running;
+    await this.passes.idle();
   }
 }
 
