@@ -1,4 +1,4 @@
-// Compiles src/ to dist/ with tsc and copies the non-TypeScript files (SQL migrations, the WSGI shim) beside it.
+// Compiles src/ to dist/ with tsc and copies the non-TypeScript files (the SQL migrations) beside it.
 import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,5 +12,4 @@ try {
 }
 mkdirSync(`${root}/dist/db`, { recursive: true });
 cpSync(`${root}/src/db/migrations`, `${root}/dist/db/migrations`, { recursive: true });
-cpSync(`${root}/src/runner/python`, `${root}/dist/runner/python`, { recursive: true });
 writeFileSync(`${root}/dist/.built`, `${new Date().toISOString()}\n`);

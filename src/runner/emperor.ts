@@ -10,13 +10,13 @@
  * every vassal; `detach()` lets go and leaves them running, for a runner restart that should not drop traffic.
  *
  * Layout of `dir`: `vassals/` (the emperor's folder), `logs/emperor.log` (the emperor's output, and what a vassal
- * prints before its own logger is set up), `logs/<name>.log` (suggested per-vassal log), `emperor.json`, and
- * the stats socket `emperor.sock`.
+ * prints before its own logger is set up), `logs/<name>/vassal.log` (suggested per-vassal log, in a folder the
+ * vassal's user can write, since uWSGI rotates it by renaming), `emperor.json`, and the stats socket `emperor.sock`.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { chown, mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -50,6 +50,14 @@ export interface EmperorOptions {
 const VASSAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DEFAULT_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
 const MAX_RESTART_DELAY_MS = 30_000;
+
+export interface WriteVassalOptions {
+  /**
+   * Numeric owner for the vassal's log folder: the uid/gid the vassal drops to. uWSGI opens (and rotates) its log
+   * after dropping privileges, so without this a vassal with `uid` set logs nothing. @default the emperor's user
+   */
+  logOwner?: { uid: number; gid: number };
+}
 
 export class Emperor implements Service {
   /** Folder the emperor watches. */
@@ -123,9 +131,15 @@ export class Emperor implements Service {
     await this.lifecycle.stop();
   }
 
-  /** Writes (or replaces) a vassal: to a temp name, then renamed, so the emperor never reads half a file. */
-  async writeVassal(name: string, ini: string): Promise<void> {
+  /**
+   * Writes (or replaces) a vassal: to a temp name, then renamed, so the emperor never reads half a file. Also
+   * creates the folder of `vassalLogPath(name)`.
+   */
+  async writeVassal(name: string, ini: string, options: WriteVassalOptions = {}): Promise<void> {
     const path = this.vassalPath(name);
+    const logFolder = join(this.logDir, name);
+    await mkdir(logFolder, { recursive: true, mode: 0o755 });
+    if (options.logOwner) await chown(logFolder, options.logOwner.uid, options.logOwner.gid);
     const previous = await mtimeSeconds(path);
     const tmp = join(this.vassalDir, `.${name}.${randomId()}.tmp`);
     const handle = await open(tmp, 'w', 0o644);
@@ -146,10 +160,15 @@ export class Emperor implements Service {
     this.log.info({ vassal: name }, 'vassal written');
   }
 
-  /** Removes a vassal; the emperor stops it within a scan interval. False when there was none. */
-  async removeVassal(name: string): Promise<boolean> {
+  /**
+   * Removes a vassal; the emperor stops it within a scan interval. Its log folder stays for a post-mortem unless
+   * `removeLog` is set. False when there was no such vassal.
+   */
+  async removeVassal(name: string, options: { removeLog?: boolean } = {}): Promise<boolean> {
+    const path = this.vassalPath(name);
+    if (options.removeLog) await rm(join(this.logDir, name), { recursive: true, force: true });
     try {
-      await unlink(this.vassalPath(name));
+      await unlink(path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
@@ -183,10 +202,10 @@ export class Emperor implements Service {
     }
   }
 
-  /** Where a vassal named `name` should log (pass it as the vassal's `logFile`). */
+  /** Where a vassal named `name` should log (pass it as the vassal's `logFile`); its folder is made by writeVassal. */
   vassalLogPath(name: string): string {
     this.checkName(name);
-    return join(this.logDir, `${name}.log`);
+    return join(this.logDir, name, 'vassal.log');
   }
 
   /**

@@ -10,7 +10,7 @@ import type { Instance } from '../protocol/index.js';
 import type { ControlClient } from '../transport/index.js';
 import type { Emperor } from './emperor.js';
 import type { PortPool } from './ports.js';
-import { SHIM_MODULE, type ReleaseCache } from './release-cache.js';
+import type { ReleaseCache } from './release-cache.js';
 import { renderVassal } from './vassal.js';
 import { summarizeFailure } from './log-tail.js';
 import { waitForHttp, warmUp } from './probe.js';
@@ -98,8 +98,8 @@ export class InstanceManager {
       if (entry.phase !== 'starting') return;
       entry.port = await ports.allocate();
       await emperor.writeVassal(entry.id, renderVassal({
-        name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: { module: SHIM_MODULE, callable: 'application' }, port: entry.port,
-        env: { ...spec.config, PIER_WSGI_APP: `${release.wsgi.module}:${release.wsgi.callable}` }, processes: this.options.processes, threads: this.options.threads,
+        name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, port: entry.port,
+        env: spec.config, processes: this.options.processes, threads: this.options.threads,
         logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
         meta: { app: spec.app, port: entry.port, release: spec.release },
       }));

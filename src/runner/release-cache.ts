@@ -4,8 +4,7 @@
  * Concurrent instances of one release share one preparation.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PierError } from '../core/errors.js';
@@ -21,10 +20,6 @@ export interface PreparedRelease {
   venvDir: string;
   wsgi: WsgiEntry;
 }
-
-/** Python module loaded in front of every app. */
-export const SHIM_MODULE = '_pier_wsgi';
-const WSGI_SHIM = fileURLToPath(new URL('./python/pier_wsgi.py', import.meta.url));
 
 export interface ReleaseCacheOptions {
   dir: string;
@@ -55,11 +50,7 @@ export class ReleaseCache {
   private async build(spec: InstanceSpec): Promise<PreparedRelease> {
     const releaseDir = join(this.options.dir, 'releases', spec.app, spec.sha256.slice(0, 16));
     const marker = join(releaseDir, 'release.json');
-    if (existsSync(marker)) {
-      const cached = JSON.parse(readFileSync(marker, 'utf8')) as PreparedRelease;
-      if (!existsSync(join(cached.appDir, `${SHIM_MODULE}.py`))) copyFileSync(WSGI_SHIM, join(cached.appDir, `${SHIM_MODULE}.py`));
-      return cached;
-    }
+    if (existsSync(marker)) return JSON.parse(readFileSync(marker, 'utf8')) as PreparedRelease;
     const started = Date.now();
     const bytes = await this.artifact(spec.sha256, spec.sizeBytes);
     const appDir = join(releaseDir, 'app');
@@ -68,8 +59,6 @@ export class ReleaseCache {
     const detected = await detectApp(appDir);
     const venvDir = join(releaseDir, 'venv');
     await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs });
-    // The shim frames responses for uWSGI's keep-alive socket (see python/pier_wsgi.py); the app is named in env.
-    copyFileSync(WSGI_SHIM, join(appDir, `${SHIM_MODULE}.py`));
     const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi };
     writeFileSync(`${marker}.tmp`, JSON.stringify(prepared));
     renameSync(`${marker}.tmp`, marker);

@@ -95,9 +95,13 @@ export function renderVassal(spec: VassalSpec): string {
   opt('plugins', plugins.join(','));
   for (const flag of ['master', 'need-app', 'die-on-term', 'single-interpreter', 'enable-threads']) opt(flag, 'true');
   opt('http11-socket', `${host}:${spec.port}`);
-  // A keep-alive response needs a length: without Content-Length (a generator body) uWSGI sends neither a length
-  // nor chunks and the client waits for the 4 s socket timeout. Chunk exactly those responses.
+  // A keep-alive response needs framing: without Content-Length (a generator body) uWSGI sends neither a length
+  // nor chunks, and the client waits for the 4 s socket timeout. Chunk exactly those responses: not ones the app
+  // already chunked (a WSGI shim may), and not for HTTP/1.0 clients, whose connection uWSGI closes instead.
   opt('response-header-collect', 'Content-Length PIER_CL');
+  opt('response-header-collect', 'Transfer-Encoding PIER_TE');
+  opt('response-route-if-not', 'empty:${PIER_TE} last:');
+  opt('response-route-if', 'equal:${SERVER_PROTOCOL};HTTP/1.0 last:');
   opt('response-route-if', 'empty:${PIER_CL} chunked:');
   opt('chdir', absolute(spec.appDir, 'appDir'), 'appDir');
   if (spec.venvDir !== undefined) opt('virtualenv', absolute(spec.venvDir, 'venvDir'), 'venvDir');

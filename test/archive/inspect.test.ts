@@ -183,7 +183,7 @@ describe('inspectArchive', () => {
 
   it('rejects corrupt gzip data', async () => {
     const bytes = Buffer.from(tarGz([APP, { name: 'x', data: 'y'.repeat(1000) }]));
-    bytes[bytes.length - 6] ^= 0xff; // inside the CRC-32 trailer
+    bytes[bytes.length - 6] = bytes[bytes.length - 6]! ^ 0xff; // inside the CRC-32 trailer
     expect((await rejection(bytes)).message).toMatch(/^archive is corrupt \(gzip: .+\)$/);
   });
 
