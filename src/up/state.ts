@@ -1,5 +1,5 @@
 /** The state file of a running `pier up`, and the clean-up of processes a killed supervisor left behind. */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { NexusAddress } from '../config/index.js';
@@ -62,6 +62,21 @@ export async function cleanupStale(paths: PlatformPaths, log: Logger): Promise<v
     if (isAlive(child.pid) && belongsTo(child.pid, paths.configDir)) {
       log.warn({ child: child.name, pid: child.pid }, 'stopping a daemon left running by an earlier pier up');
       await terminate(child.pid, 'SIGTERM', 10_000);
+    }
+  }
+  // Emperors outlive a killed runner on purpose (so a restarted runner adopts them); with the whole platform
+  // gone, nothing will adopt them: stop them and their apps.
+  for (const entry of existsSync(paths.dataDir) ? readdirSync(paths.dataDir) : []) {
+    const file = join(paths.dataDir, entry, 'emperor', 'emperor.json');
+    if (!entry.startsWith('runner-') || !existsSync(file)) continue;
+    try {
+      const { pid, vassalDir } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; vassalDir: string };
+      if (isAlive(pid) && belongsTo(pid, vassalDir)) {
+        log.warn({ pid }, 'stopping a uWSGI emperor left running by an earlier pier up');
+        await terminate(pid, 'SIGTERM', 10_000);
+      }
+    } catch {
+      // an unreadable record: nothing we can safely signal
     }
   }
   const postmaster = join(paths.postgresDir, 'postmaster.pid');
