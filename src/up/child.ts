@@ -72,6 +72,25 @@ export class SupervisedChild {
     this.restartTimer = setTimeout(() => this.start(), delayMs);
   }
 
+  /**
+   * Why the current process failed, in one line: the CLI's own `error: …` line when there is one, else the
+   * message of the last fatal log entry, else the last line of output.
+   */
+  failureReason(): string {
+    const lines = this.logTail(40).split('\n').reverse();
+    const cliError = lines.find((l) => l.startsWith('error: '));
+    if (cliError) return cliError.slice('error: '.length).replace(/ \(PIER_[A-Z_]+\)$/, '');
+    for (const line of lines) {
+      try {
+        const entry = JSON.parse(line) as { level?: number; msg?: string; err?: { message?: string } };
+        if ((entry.level ?? 0) >= 50) return entry.err?.message ?? entry.msg ?? line;
+      } catch {
+        // plain output; keep looking
+      }
+    }
+    return lines[0] ?? 'no output';
+  }
+
   /** The end of its log file, for error messages. */
   logTail(lines = 5): string {
     try {

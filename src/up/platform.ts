@@ -169,7 +169,9 @@ export class Platform implements Service {
       for (const child of [...pending]) {
         if (child.isReady()) pending.delete(child);
         else if (child.restarts > 0) {
-          throw new PierError('PIER_ILLEGAL_STATE', `${child.spec.name} exited during start; its log ends: ${child.logTail(3)}`);
+          const reason = child.failureReason();
+          const hint = /EADDRINUSE/.test(reason) ? `; free the port or choose another in ${join(this.paths.dataDir, 'pier.toml')}` : `; see ${child.spec.logFile}`;
+          throw new PierError('PIER_ILLEGAL_STATE', `${child.spec.name} could not start: ${reason}${hint}`);
         }
       }
       if (pending.size === 0) break;

@@ -95,7 +95,7 @@ async function detach(ctx: CliContext, opts: UpOptions): Promise<void> {
     if (state && state.pid === child.pid) return printSummary(ctx, state);
     if (exitCode !== null) {
       const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(logStart) : '';
-      throw new PierError('PIER_ILLEGAL_STATE', `pier up failed: ${lastError(tail)}; see ${logFile}`);
+      throw new PierError('PIER_ILLEGAL_STATE', `pier up failed: ${lastError(tail)}`);
     }
     if (Date.now() > deadline) throw new PierError('PIER_TIMEOUT', `pier up did not become ready in 60 s; see ${logFile}`);
     await sleep(100);
