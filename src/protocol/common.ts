@@ -15,7 +15,12 @@ export const Hostname = Type.String({ pattern: HOSTNAME_PATTERN, minLength: 1, m
 /** Config var names are shell-style environment variable names. */
 export const CONFIG_KEY_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,254}$';
 export const ConfigKey = Type.String({ pattern: CONFIG_KEY_PATTERN, maxLength: 255 });
-export const ConfigValue = Type.String({ maxLength: 32 * 1024 });
+/**
+ * Values must fit a uWSGI ini line (the runner writes them into the vassal): one line, no control characters,
+ * no trailing space or tab, and no '%(' (an option reference uWSGI expands and cannot escape).
+ */
+export const CONFIG_VALUE_PATTERN = '^(?!.*%\\()[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*(?<![ \\t])$';
+export const ConfigValue = Type.String({ maxLength: 32 * 1024, pattern: CONFIG_VALUE_PATTERN });
 /** Keys outside the pattern are rejected, not ignored (a Record is patternProperties underneath). */
 export const ConfigVars = Type.Record(Type.String({ pattern: CONFIG_KEY_PATTERN }), ConfigValue, { maxProperties: 500, additionalProperties: false });
 
@@ -107,5 +112,6 @@ export const PATTERN_HINTS: Record<string, string> = {
   [APP_NAME_PATTERN]: 'must be lowercase letters, digits and dashes, start with a letter, and be at most 30 characters',
   [HOSTNAME_PATTERN]: "must be a lowercase hostname such as 'www.example.com' or '*.example.com'",
   [CONFIG_KEY_PATTERN]: 'must be letters, digits and underscores, not starting with a digit',
+  [CONFIG_VALUE_PATTERN]: "must be one line with no control characters, no trailing space and no '%('",
   '^[a-z0-9][a-z0-9.-]{0,62}$': 'must be lowercase letters, digits, dots and dashes',
 };

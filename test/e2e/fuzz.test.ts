@@ -119,7 +119,7 @@ describe('control port under malformed input', () => {
     expect(apps.apps).toEqual([]);
 
     expect((await post('{"name":"cfg-app"}')).status).toBe(201);
-    for (const body of ['{"BAD KEY":"x"}', '{"OK":5}', '{}', '{"1ST":"x"}']) {
+    for (const body of ['{"BAD KEY":"x"}', '{"OK":5}', '{}', '{"1ST":"x"}', '{"A":"two\\nlines"}', '{"A":"x%(y)s"}', '{"A":"trailing "}']) {
       const res = await fetch(`${n.api}/v1/apps/cfg-app/config`, { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
       expect(res.status, body).toBe(400);
     }

@@ -1,12 +1,13 @@
 /** pier config, config:set K=V…, config:unset K…. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { CONFIG_KEY_PATTERN, PATTERN_HINTS } from '../../protocol/common.js';
+import { CONFIG_KEY_PATTERN, CONFIG_VALUE_PATTERN, PATTERN_HINTS } from '../../protocol/common.js';
 import { seg, type CliContext } from '../context.js';
 import { print, printJson } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';
 
 const KEY = new RegExp(CONFIG_KEY_PATTERN);
+const VALUE = new RegExp(CONFIG_VALUE_PATTERN, 'u');
 
 function checkKey(key: string): string {
   if (!KEY.test(key)) throw new ValidationError(`config var name '${key}' ${PATTERN_HINTS[CONFIG_KEY_PATTERN]}`);
@@ -19,7 +20,10 @@ export function parseAssignments(args: string[]): Record<string, string> {
   for (const arg of args) {
     const eq = arg.indexOf('=');
     if (eq <= 0) throw new ValidationError(`'${arg}' is not KEY=VALUE`);
-    vars[checkKey(arg.slice(0, eq))] = arg.slice(eq + 1);
+    const key = checkKey(arg.slice(0, eq));
+    const value = arg.slice(eq + 1);
+    if (!VALUE.test(value)) throw new ValidationError(`value of ${key} ${PATTERN_HINTS[CONFIG_VALUE_PATTERN]}`);
+    vars[key] = value;
   }
   return vars;
 }
