@@ -180,9 +180,15 @@ export class InstanceManager {
     }
   }
 
-  /** Stops taking work; vassals keep running (a restarted runner adopts them). */
-  async close(): Promise<void> {
+  /**
+   * Stops taking work and gives in-flight starts and reports up to `graceMs` to finish (a start may wait on
+   * a slow app for its whole time-out; the emperor's stop ends it anyway).
+   */
+  async close(graceMs = 2000): Promise<void> {
     this.isClosed = true;
-    await Promise.allSettled([...this.local.values()].map((l) => l.work));
+    const work = Promise.allSettled([...this.local.values()].map((l) => l.work));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
   }
 }

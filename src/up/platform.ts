@@ -148,6 +148,8 @@ export class Platform implements Service {
         args: [...process.execArgv, cliEntry(), kind, '--config', file],
         env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
         logFile: join(this.paths.logsDir, `${name}.log`),
+        // A runner stops its emperor and every app before exiting: give it the emperor's grace and more.
+        stopGraceMs: kind === 'runner' ? 30_000 : 10_000,
       },
       this.log,
     );
