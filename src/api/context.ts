@@ -22,8 +22,12 @@ export function principalOf(ctx: ApiContext, request: FastifyRequest): Promise<P
   return authenticate(ctx.pool, match?.[1]);
 }
 
-/** The Idempotency-Key header, when the caller sent one: a retried mutation with it is applied once. */
-export function idempotencyKey(request: FastifyRequest): string | undefined {
+/**
+ * The Idempotency-Key header, when the caller sent one: a retried mutation with it is applied once. Keys are
+ * scoped to the owner and the route, so one owner's key can never return another's answer.
+ */
+export function idempotencyKey(request: FastifyRequest, principal: Principal): string | undefined {
   const key = request.headers['idempotency-key'];
-  return typeof key === 'string' && key.length > 0 && key.length <= 128 ? `api:${key}` : undefined;
+  if (typeof key !== 'string' || key.length === 0 || key.length > 128) return undefined;
+  return `api:${principal.ownerId}:${request.method}:${request.url.split('?')[0]}:${key}`;
 }

@@ -32,12 +32,22 @@ export function defaultDataDir(env: Record<string, string | undefined> = {}): st
 
 export function loadConfig(options: LoadConfigOptions = {}): PierConfig {
   const env = options.env ?? {};
-  let merged: ConfigInput = {};
-  if (options.file !== undefined) merged = deepMerge(merged, readTomlFile(options.file));
-  merged = deepMerge(merged, envLayer(env));
-  if (options.overrides) merged = deepMerge(merged, options.overrides);
-  const source = options.file === undefined ? 'config' : `file ${options.file}`;
-  const config = validateConfig(merged, source);
+  const fromFile = options.file === undefined ? {} : readTomlFile(options.file);
+  const fromEnv = envLayer(env);
+  const merged = deepMerge(deepMerge(fromFile, fromEnv), options.overrides ?? {});
+  let config: PierConfig;
+  try {
+    config = validateConfig(merged);
+  } catch (err) {
+    // Name the layer that set the bad value: an explicit override, then the environment, then the file.
+    const path = String((err as ConfigError).details?.path ?? '').split('.').filter(Boolean);
+    const source = hasPath(options.overrides ?? {}, path)
+      ? 'override'
+      : hasPath(fromEnv, path)
+        ? `env ${envName(path)}`
+        : options.file === undefined ? 'config' : `file ${options.file}`;
+    throw new ConfigError((err as ConfigError).message.replace(/^config: /, `${source}: `), { cause: err });
+  }
   if (config.dataDir === '') config.dataDir = defaultDataDir(env);
   if (config.security.keysDir === '') config.security.keysDir = join(config.dataDir, 'keys');
   return deepFreeze(config);
@@ -49,15 +59,15 @@ export function validateConfig(input: ConfigInput, source = 'config'): PierConfi
   if (!checker.Check(withDefaults)) {
     const first = checker.Errors(withDefaults).First();
     const path = first ? first.path.replace(/^\//, '').replaceAll('/', '.') : '';
-    const what = first ? describeError(first.schema, first.message) : 'is invalid';
-    throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`);
+    const what = first ? describeError(first.schema, first.value, first.message) : 'is invalid';
+    throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`, { details: { path } });
   }
   return withDefaults as PierConfig;
 }
 
-function describeError(schema: TSchema, message: string): string {
+function describeError(schema: TSchema, value: unknown, message: string): string {
   if (schema[Kind] === 'Never' || message.includes('Unexpected property')) return 'is not a known setting';
-  if (typeof schema.minimum === 'number' && typeof schema.maximum === 'number') {
+  if (typeof value === 'number' && typeof schema.minimum === 'number' && typeof schema.maximum === 'number') {
     return `must be ${schema.minimum}..${schema.maximum}`;
   }
   return message.charAt(0).toLowerCase() + message.slice(1);
@@ -76,6 +86,21 @@ function readTomlFile(file: string): ConfigInput {
     const first = String((err as Error).message).split('\n')[0];
     throw new ConfigError(`file ${file}: invalid TOML: ${first}`, { cause: err });
   }
+}
+
+/** The variable a setting came from, for messages. */
+function envName(path: string[]): string {
+  if (path.join('.') === 'db.url') return 'PIER_DB_URL or DATABASE_URL';
+  return `PIER_${path.map((p) => p.replace(/[A-Z]/g, (c) => `_${c}`)).join('_').toUpperCase()}`;
+}
+
+function hasPath(layer: ConfigInput, path: string[]): boolean {
+  let node: unknown = layer;
+  for (const key of path) {
+    if (typeof node !== 'object' || node === null || !Object.hasOwn(node, key)) return false;
+    node = (node as ConfigInput)[key];
+  }
+  return path.length > 0;
 }
 
 /** Maps PIER_SECTION_KEY (and DATABASE_URL) onto scalar settings, parsing by the schema's type. */

@@ -2,7 +2,7 @@
  * Encoding and validating decoding of every ZeroMQ message (standard MessagePack, no record extension),
  * and the one place that turns an `error` reply back into a PierError.
  */
-import { Packr } from 'msgpackr';
+import { C1, Packr } from 'msgpackr';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { PierError, ProtocolError, isErrorCode, toPierError } from '../core/errors.js';
@@ -10,7 +10,7 @@ import {
   COMMANDS, ControlReply, ErrorMessage, REQUEST_SCHEMAS, isCommandType,
   type CommandResult, type CommandType, type ControlRequest,
 } from './control.js';
-import { PATTERN_HINTS } from './common.js';
+import { PATTERN_HINTS, RequestId } from './common.js';
 
 /** Plain MessagePack: maps decode to plain objects, nothing msgpackr-specific on the wire. */
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false, int64AsType: 'number' });
@@ -46,11 +46,15 @@ export function unpackFrame(frame: Uint8Array, maxBytes = DEFAULT_MAX_MESSAGE_BY
     throw new ProtocolError(`message of ${frame.byteLength} bytes exceeds the limit of ${maxBytes} bytes`, { code: 'PIER_TOO_LARGE' });
   }
   if (frame.byteLength === 0) throw new ProtocolError('empty frame; expected a MessagePack map');
+  let value: unknown;
   try {
-    return packr.unpack(frame);
+    value = packr.unpack(frame);
   } catch (err) {
     throw new ProtocolError('malformed MessagePack frame', { cause: err });
   }
+  // msgpackr decodes the never-used byte 0xc1 to a placeholder instead of failing.
+  if (value === C1) throw new ProtocolError('malformed MessagePack frame');
+  return value;
 }
 
 /** Checks `value` against `schema`; the error names the first bad path. */
@@ -90,10 +94,11 @@ export function decodeRequest(frame: Uint8Array, maxBytes?: number): ControlRequ
     throw new RequestDecodeError(null, err as ProtocolError);
   }
   const obj = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  const re = obj && typeof obj.id === 'string' && obj.id.length > 0 && obj.id.length <= 128 ? obj.id : null;
+  // Only an id that is itself valid is echoed back: the error reply must pass the client's own schema.
+  const re = obj && validatorFor(RequestId).Check(obj.id) ? (obj.id as string) : null;
   try {
     if (!obj) throw new ProtocolError('invalid request: expected a map with v, type and id');
-    if (obj.v !== 1) throw new ProtocolError(`invalid request: unsupported protocol version ${JSON.stringify(obj.v) ?? 'undefined'}; expected 1`);
+    if (obj.v !== 1) throw new ProtocolError(`invalid request: unsupported protocol version ${(JSON.stringify(obj.v) ?? 'undefined').slice(0, 32)}; expected 1`);
     if (!isCommandType(obj.type)) {
       const shown = typeof obj.type === 'string' ? `'${obj.type.slice(0, 64)}'` : 'missing';
       throw new ProtocolError(`unknown message type ${shown}`, { code: 'PIER_UNKNOWN_TYPE' });

@@ -105,6 +105,8 @@ export class ControlClient {
     const frame = encode({ ...body, v: 1, type, id });
     const failures: string[] = [];
     for (let i = 0; i < this.endpoints.length; i++) {
+      // Closed during the call: stop here rather than try (and perhaps apply) it on another endpoint.
+      if (this.isClosed) throw new IllegalStateError('control client is closed');
       const index = (this.preferred + i) % this.endpoints.length;
       const endpoint = this.endpoints[index]!;
       let reply: ControlReply;
@@ -153,6 +155,7 @@ export class ControlClient {
   }
 
   private connection(endpoint: string, timeoutMs: number): Connection {
+    if (this.isClosed) throw new IllegalStateError('control client is closed');
     let connection = this.connections.get(endpoint);
     if (!connection || connection.socket.closed) {
       const socket = this.options.sockets.dealer(timeoutMs);

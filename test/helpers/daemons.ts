@@ -1,6 +1,6 @@
 /** Starts daemons in-process for tests and registers their stop, so a test cannot leave one running. */
 import { afterAll, afterEach, onTestFinished } from 'vitest';
-import type { ConfigInput } from '../../src/config/index.js';
+import { deepMerge, type ConfigInput } from '../../src/config/index.js';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { Nexus } from '../../src/nexus/nexus.js';
@@ -34,7 +34,8 @@ export interface NexusHandle {
  * (for beforeAll), after the file.
  */
 export async function startNexus(dbUrl: string, overrides: ConfigInput = {}, scope: 'test' | 'file' = 'test'): Promise<NexusHandle> {
-  const config = testConfig({ nexus: { id: `nexus-${randomId()}` }, ...overrides });
+  // Merge, not spread: an override of other nexus settings must keep the unique id.
+  const config = testConfig(deepMerge({ nexus: { id: `nexus-${randomId()}` } }, overrides));
   const nexus = new Nexus({ config, dbUrl, log: silentLogger() });
   if (scope === 'file') afterAll(() => nexus.stop());
   else onCleanup(() => nexus.stop());

@@ -9,7 +9,7 @@ export function appRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.post<{ Body: CreateAppBody }>('/v1/apps', { schema: { body: CreateAppBody } }, async (request, reply) => {
     const principal = await principalOf(ctx, request);
-    const created = await mutate(ctx.pool, idempotencyKey(request), 'app.create', (tx) => createApp(tx, principal, request.body.name));
+    const created = await mutate(ctx.pool, idempotencyKey(request, principal), 'app.create', (tx) => createApp(tx, principal, request.body.name));
     return reply.status(201).send({ app: created });
   });
 
@@ -20,7 +20,7 @@ export function appRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.delete<{ Params: AppParams }>('/v1/apps/:app', { schema: { params: AppParams } }, async (request) => {
     const principal = await principalOf(ctx, request);
-    await mutate(ctx.pool, idempotencyKey(request), 'app.destroy', (tx) => destroyApp(tx, principal, request.params.app));
+    await mutate(ctx.pool, idempotencyKey(request, principal), 'app.destroy', (tx) => destroyApp(tx, principal, request.params.app));
     return { ok: true };
   });
 }

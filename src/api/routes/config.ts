@@ -21,7 +21,7 @@ export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
         if (value === null) unset.push(key);
         else set[key] = value;
       }
-      const vars = await mutate(ctx.pool, idempotencyKey(request), 'config.change', async (tx) =>
+      const vars = await mutate(ctx.pool, idempotencyKey(request, principal), 'config.change', async (tx) =>
         changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset, principal.ownerId));
       return { vars };
     },

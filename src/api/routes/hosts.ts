@@ -15,7 +15,7 @@ export function hostRoutes(app: FastifyInstance, ctx: ApiContext): void {
     { schema: { params: AppParams, body: AddHostBody } },
     async (request, reply) => {
       const principal = await principalOf(ctx, request);
-      const hostnames = await mutate(ctx.pool, idempotencyKey(request), 'host.add', async (tx) =>
+      const hostnames = await mutate(ctx.pool, idempotencyKey(request, principal), 'host.add', async (tx) =>
         addHostname(tx, await resolveApp(tx, principal, request.params.app, true), request.body.hostname));
       return reply.status(201).send({ hostnames });
     },
@@ -23,7 +23,7 @@ export function hostRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.delete<{ Params: HostParams }>('/v1/apps/:app/hostnames/:hostname', { schema: { params: HostParams } }, async (request) => {
     const principal = await principalOf(ctx, request);
-    const hostnames = await mutate(ctx.pool, idempotencyKey(request), 'host.remove', async (tx) =>
+    const hostnames = await mutate(ctx.pool, idempotencyKey(request, principal), 'host.remove', async (tx) =>
       removeHostname(tx, await resolveApp(tx, principal, request.params.app, true), request.params.hostname.toLowerCase()));
     return { hostnames };
   });

@@ -28,8 +28,9 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   app.post<{ Body: CreateOwnerBody }>('/v1/owners', { schema: { body: CreateOwnerBody } }, async (request, reply) => {
-    requireAdmin(await principalOf(ctx, request));
-    const created = await mutate(ctx.pool, idempotencyKey(request), 'owner.create', (tx) =>
+    const principal = await principalOf(ctx, request);
+    requireAdmin(principal);
+    const created = await mutate(ctx.pool, idempotencyKey(request, principal), 'owner.create', (tx) =>
       createOwner(tx, request.body.name, request.body.isAdmin ?? false));
     return reply.status(201).send(created);
   });

@@ -22,7 +22,7 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
       }
       await resolveApp(ctx.pool, principal, request.params.app); // 404 before reading the archive
       const summary = await checkUpload(request.body, maxReleaseBytes);
-      const release = await mutate(ctx.pool, idempotencyKey(request), 'release.create', async (tx) => {
+      const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, request.body);
         return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`);
@@ -57,7 +57,7 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
 
   app.patch<{ Params: AppParams; Body: FormationBody }>('/v1/apps/:app/formation', { schema: { params: AppParams, body: FormationBody } }, async (request) => {
     const principal = await principalOf(ctx, request);
-    await mutate(ctx.pool, idempotencyKey(request), 'formation.change', async (tx) => {
+    await mutate(ctx.pool, idempotencyKey(request, principal), 'formation.change', async (tx) => {
       const ref = await resolveApp(tx, principal, request.params.app, true);
       await setScale(tx, ref.id, ref.name, request.body.web);
     });
