@@ -31,8 +31,12 @@ export const StatsAddress = Type.Object(
   {
     /** PULL intake for logs and access records. */
     intake: Endpoint('tcp://127.0.0.1:7500'),
-    /** PUB of live log lines. */
+    /** PUB of live log lines (topic `log.<app>`). */
     tail: Endpoint('tcp://127.0.0.1:7501'),
+    /** ROUTER answering `logs.tail` and `stats.query` (the API asks every collector). */
+    query: Endpoint('tcp://127.0.0.1:7502'),
+    /** PULL of uWSGI's `logzmq` logger (plain, no CURVE: uWSGI cannot encrypt); vassals log here. */
+    uwsgiLog: Endpoint('tcp://127.0.0.1:7503'),
   },
   { additionalProperties: false },
 );
@@ -41,6 +45,10 @@ export type StatsAddress = Static<typeof StatsAddress>;
 export const DEFAULT_NEXUS_ADDRESSES: NexusAddress[] = [
   { control: 'tcp://127.0.0.1:7400', events: 'tcp://127.0.0.1:7401', heartbeats: 'tcp://127.0.0.1:7402', api: 'http://127.0.0.1:7480' },
   { control: 'tcp://127.0.0.1:7410', events: 'tcp://127.0.0.1:7411', heartbeats: 'tcp://127.0.0.1:7412', api: 'http://127.0.0.1:7490' },
+];
+
+export const DEFAULT_STATS_ADDRESSES: StatsAddress[] = [
+  { intake: 'tcp://127.0.0.1:7500', tail: 'tcp://127.0.0.1:7501', query: 'tcp://127.0.0.1:7502', uwsgiLog: 'tcp://127.0.0.1:7503' },
 ];
 
 export const PierConfig = Type.Object(
@@ -75,7 +83,7 @@ export const PierConfig = Type.Object(
       /** Missed heartbeats after which a node is dead. @default 3 */
       heartbeatMisses: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
       /** Every stats collector. */
-      stats: Type.Array(StatsAddress, { maxItems: 16, default: [{ intake: 'tcp://127.0.0.1:7500', tail: 'tcp://127.0.0.1:7501' }] }),
+      stats: Type.Array(StatsAddress, { maxItems: 16, default: DEFAULT_STATS_ADDRESSES }),
       /** Time a control call waits for one nexus before trying the next. @default 1000 */
       controlTimeoutMs: Ms(1000, 10),
       /** Largest ZeroMQ message accepted or sent. @default 4194304 (4 MiB) */
@@ -179,8 +187,26 @@ export const PierConfig = Type.Object(
       intakeBind: Endpoint('tcp://127.0.0.1:7500'),
       /** PUB of live log lines for `pier logs -f`. @default 'tcp://127.0.0.1:7501' */
       tailBind: Endpoint('tcp://127.0.0.1:7501'),
-      /** PULL intake of uWSGI's own logger. @default 'tcp://127.0.0.1:7503' */
+      /** PULL intake of uWSGI's own logger (no CURVE: uWSGI's logzmq cannot encrypt; keep it on a private address). @default 'tcp://127.0.0.1:7503' */
       uwsgiLogBind: Endpoint('tcp://127.0.0.1:7503'),
+      /** ROUTER answering `logs.tail` and `stats.query`. @default 'tcp://127.0.0.1:7502' */
+      queryBind: Endpoint('tcp://127.0.0.1:7502'),
+      /** Folder of the per-app log chunks (`<dir>/logs/<app>/000001.log`). @default '' (dataDir/stats) */
+      dir: Type.String({ default: '' }),
+      /** Size at which an app's log chunk is closed and the next one started. @default 8388608 (8 MiB) */
+      chunkBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024, default: 8 * 1024 * 1024 }),
+      /** Chunks kept per app; older ones are deleted. @default 8 */
+      retainChunks: Type.Integer({ minimum: 1, maximum: 10_000, default: 8 }),
+      /** Write one `router[...]` log line per public request into the app's log, as Heroku does. @default true */
+      routerLogs: Type.Boolean({ default: true }),
+      /** How often request aggregates (the current minute included) are upserted into PostgreSQL. @default 5000 */
+      flushIntervalMs: Ms(5000, 10),
+      /** Request aggregates older than this are deleted. @default 1209600000 (14 days) */
+      statsRetentionMs: Type.Integer({ minimum: 60_000, maximum: 3650 * 86_400_000, default: 14 * 86_400_000 }),
+      /** App-minutes kept in memory while PostgreSQL is unreachable; beyond this the oldest are dropped (and counted). @default 50000 */
+      maxPendingMinutes: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 50_000 }),
+      /** Time the last flush of logs and aggregates gets at stop. @default 2000 */
+      shutdownGraceMs: Ms(2000, 0),
     }),
   },
   { additionalProperties: false },

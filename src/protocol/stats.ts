@@ -1,17 +1,29 @@
-/** Messages every node PUSHes to the stats collectors (logs, access records), and live lines they republish. */
-import { Type, type Static } from '@sinclair/typebox';
-import { AppName, NodeId, Timestamp } from './common.js';
+/**
+ * The stats conversations: what every node PUSHes to the collectors (logs, access records), the live lines they
+ * PUBlish, the query requests they answer on their ROUTER (same envelope as the control protocol), and the
+ * HTTP shapes of `/v1/apps/:app/logs` and `/v1/apps/:app/stats`.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { ProtocolError } from '../core/errors.js';
+import { AppName, NodeId, RequestId, Timestamp } from './common.js';
+import { RequestDecodeError, check, unpackFrame } from './codec.js';
+
+/** Where a log line came from: 'app' (stdout/stderr), 'uwsgi' (request log), 'router' (balancer), 'pier' (platform). */
+export const LogSource = Type.Union([Type.Literal('app'), Type.Literal('uwsgi'), Type.Literal('router'), Type.Literal('pier')]);
+export type LogSource = Static<typeof LogSource>;
+
+/** Longest log line kept, in characters; longer ones are cut. */
+export const MAX_LOG_LINE_CHARS = 16 * 1024;
 
 /** One line of an app's log: its own output, uWSGI's, or the platform's (deploys). */
 export const LogMessage = Type.Object({
   v: Type.Literal(1),
   type: Type.Literal('log'),
   app: AppName,
-  /** 'app' (stdout/stderr), 'uwsgi' (request log and server messages), 'router' (balancer), 'pier' (platform). */
-  source: Type.Union([Type.Literal('app'), Type.Literal('uwsgi'), Type.Literal('router'), Type.Literal('pier')]),
+  source: LogSource,
   /** Instance or node that produced it. */
   origin: Type.String({ maxLength: 128 }),
-  line: Type.String({ maxLength: 16 * 1024 }),
+  line: Type.String({ maxLength: MAX_LOG_LINE_CHARS }),
   at: Timestamp,
 }, { additionalProperties: false });
 export type LogMessage = Static<typeof LogMessage>;
@@ -38,3 +50,134 @@ export type AccessMessage = Static<typeof AccessMessage>;
 
 export const StatsIntakeMessage = Type.Union([LogMessage, AccessMessage]);
 export type StatsIntakeMessage = LogMessage | AccessMessage;
+
+/** Decodes one intake frame (LogMessage or AccessMessage). @throws ProtocolError naming what is wrong */
+export function decodeIntake(frame: Uint8Array, maxBytes?: number): StatsIntakeMessage {
+  const value = unpackFrame(frame, maxBytes) as { type?: unknown } | null;
+  const type = typeof value === 'object' && value !== null ? value.type : undefined;
+  if (type === 'log') return check(LogMessage, value, "'log' message");
+  if (type === 'access') return check(AccessMessage, value, "'access' message");
+  throw new ProtocolError(`unknown intake message type ${typeof type === 'string' ? `'${type.slice(0, 64)}'` : 'missing'}`, { code: 'PIER_UNKNOWN_TYPE' });
+}
+
+/** Live tail PUB topic of an app. SUB filters by prefix (`log.web` also matches `log.web-2`): compare the topic frame exactly. */
+export function tailTopic(app: string): string {
+  return `log.${app}`;
+}
+
+/** What a collector publishes after storing lines: [topic `log.<app>`, this message]. Lines are formatted as stored. */
+export const LogLines = Type.Object({
+  v: Type.Literal(1),
+  type: Type.Literal('log.lines'),
+  app: AppName,
+  lines: Type.Array(Type.String()),
+}, { additionalProperties: false });
+export type LogLines = Static<typeof LogLines>;
+
+/** Most lines one `logs.tail` (and the API) returns. */
+export const MAX_TAIL_LINES = 10_000;
+
+/** One app-minute of request aggregates. Latencies are in ms (null when the minute had no requests). */
+export const StatsRow = Type.Object({
+  /** Start of the minute, ms since the epoch. */
+  minute: Timestamp,
+  requests: Type.Integer({ minimum: 0 }),
+  s2xx: Type.Integer({ minimum: 0 }),
+  s3xx: Type.Integer({ minimum: 0 }),
+  s4xx: Type.Integer({ minimum: 0 }),
+  s5xx: Type.Integer({ minimum: 0 }),
+  bytes: Type.Integer({ minimum: 0 }),
+  p50Ms: Type.Union([Type.Number(), Type.Null()]),
+  p95Ms: Type.Union([Type.Number(), Type.Null()]),
+  p99Ms: Type.Union([Type.Number(), Type.Null()]),
+}, { additionalProperties: false });
+export type StatsRow = Static<typeof StatsRow>;
+
+/** Requests a collector's query ROUTER answers: request fields (besides `v`, `type`, `id`) and result. */
+export const STATS_QUERIES = {
+  'logs.tail': {
+    request: {
+      app: AppName,
+      lines: Type.Integer({ minimum: 1, maximum: MAX_TAIL_LINES }),
+      /** Stop before the reply would exceed this many bytes of text. @default the collector's message limit */
+      maxBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+    },
+    result: Type.Object({ lines: Type.Array(Type.String()), truncated: Type.Boolean() }, { additionalProperties: false }),
+  },
+  'stats.query': {
+    request: { app: AppName, sinceMs: Timestamp },
+    result: Type.Object({ rows: Type.Array(StatsRow) }, { additionalProperties: false }),
+  },
+} as const;
+
+export type StatsQueryType = keyof typeof STATS_QUERIES;
+export type StatsQueryResult<T extends StatsQueryType> = Static<(typeof STATS_QUERIES)[T]['result']>;
+
+/** Full request schemas, envelope included. */
+export const STATS_QUERY_SCHEMAS = {
+  'logs.tail': Type.Object({ v: Type.Literal(1), type: Type.Literal('logs.tail'), id: RequestId, ...STATS_QUERIES['logs.tail'].request }, { additionalProperties: false }),
+  'stats.query': Type.Object({ v: Type.Literal(1), type: Type.Literal('stats.query'), id: RequestId, ...STATS_QUERIES['stats.query'].request }, { additionalProperties: false }),
+};
+
+function isStatsQueryType(type: unknown): type is StatsQueryType {
+  return typeof type === 'string' && Object.hasOwn(STATS_QUERIES, type);
+}
+
+/** A decoded query request of type T, envelope included. */
+export type StatsQueryRequest<T extends StatsQueryType = StatsQueryType> = Static<(typeof STATS_QUERY_SCHEMAS)[T]>;
+/** The body a caller passes for query T (no envelope). */
+export type StatsQueryBody<T extends StatsQueryType> = Omit<StatsQueryRequest<T>, 'v' | 'type' | 'id'>;
+
+/** Decodes a query request: envelope, known type, then its schema. @throws RequestDecodeError (carrying the id when readable) */
+export function decodeStatsQuery(frame: Uint8Array, maxBytes?: number): StatsQueryRequest {
+  let value: unknown;
+  try {
+    value = unpackFrame(frame, maxBytes);
+  } catch (err) {
+    throw new RequestDecodeError(null, err as ProtocolError);
+  }
+  const obj = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  const re = obj && typeof obj.id === 'string' && obj.id.length > 0 && obj.id.length <= 128 ? obj.id : null;
+  try {
+    if (!obj) throw new ProtocolError('invalid request: expected a map with v, type and id');
+    if (obj.v !== 1) throw new ProtocolError(`invalid request: unsupported protocol version ${JSON.stringify(obj.v) ?? 'undefined'}; expected 1`);
+    if (!isStatsQueryType(obj.type)) {
+      throw new ProtocolError(`unknown message type ${typeof obj.type === 'string' ? `'${obj.type.slice(0, 64)}'` : 'missing'}`, { code: 'PIER_UNKNOWN_TYPE' });
+    }
+    return check(STATS_QUERY_SCHEMAS[obj.type], obj, `'${obj.type}' request`) as StatsQueryRequest;
+  } catch (err) {
+    throw new RequestDecodeError(re, err as ProtocolError);
+  }
+}
+
+// ---- HTTP: /v1/apps/:app/logs and /v1/apps/:app/stats (query strings arrive as text; types are never coerced)
+
+/** `?lines=N` (1..10000, default 100) and `?follow=1`. */
+export const LogsQuery = Type.Object({
+  lines: Type.Optional(Type.String({ pattern: '^(0|[1-9][0-9]{0,3}|10000)$' })),
+  follow: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
+}, { additionalProperties: false });
+export type LogsQuery = Static<typeof LogsQuery>;
+
+export const LogsResponse = Type.Object({ lines: Type.Array(Type.String()) }, { additionalProperties: false });
+export type LogsResponse = Static<typeof LogsResponse>;
+
+/** `15m`, `1h`, `24h`, `7d`, or plain digits meaning minutes. */
+export const SINCE_PATTERN = '^[1-9][0-9]{0,4}[mhd]?$';
+export const StatsQuery = Type.Object({ since: Type.Optional(Type.String({ pattern: SINCE_PATTERN })) }, { additionalProperties: false });
+export type StatsQuery = Static<typeof StatsQuery>;
+
+export const StatsResponse = Type.Object({ stats: Type.Array(StatsRow) }, { additionalProperties: false });
+export type StatsResponse = Static<typeof StatsResponse>;
+
+/** Longest `since` window: 30 days. */
+export const MAX_SINCE_MS = 30 * 86_400_000;
+
+/** Turns `15m`/`1h`/`2d`/`90` (minutes) into milliseconds, or undefined when it does not parse or exceeds 30 days. */
+export function parseSince(since: string): number | undefined {
+  const match = /^([1-9][0-9]{0,4})([mhd]?)$/.exec(since);
+  if (!match) return undefined;
+  const unitMs = match[2] === 'h' ? 3_600_000 : match[2] === 'd' ? 86_400_000 : 60_000;
+  const ms = Number(match[1]) * unitMs;
+  return ms <= MAX_SINCE_MS ? ms : undefined;
+}
