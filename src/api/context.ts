@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import type { FastifyRequest } from 'fastify';
 import { authenticate, type Principal } from '../db/index.js';
+import type { StatsClient } from '../transport/index.js';
 
 export interface ApiContext {
   pool: pg.Pool;
@@ -13,6 +14,8 @@ export interface ApiContext {
   publishedVersion: () => number;
   /** The public URL an app answers at through the balancer. */
   appUrl: (app: string) => string;
+  /** The stats collectors (logs); undefined when none is configured. */
+  stats?: StatsClient;
 }
 
 /** Authenticates the request's bearer token. */

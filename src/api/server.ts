@@ -8,6 +8,7 @@ import { configRoutes } from './routes/config.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
+import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
 
 export interface ApiServerOptions {
@@ -37,5 +38,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
   releaseRoutes(app, ctx, options.maxReleaseBytes);
+  logRoutes(app, ctx);
   return app;
 }

@@ -4,6 +4,7 @@
  * Idempotency-Key, so a retry on the next replica is not applied twice.
  */
 import { randomUUID } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import { Agent, request } from 'undici';
 import { PierError, isErrorCode } from '../core/errors.js';
 import type { Credentials } from './credentials.js';
@@ -54,26 +55,63 @@ export class ApiClient {
     const headers: Record<string, string> = { authorization: `Bearer ${this.credentials.token}`, accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = contentType;
     if (method !== 'GET') headers['idempotency-key'] = randomUUID();
+    const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    const response = await this.firstAnswer(method, path, headers, payload);
+    const text = await response.body.text();
+    const parsed = parseJson(text);
+    if (response.statusCode >= 400) throw errorFromBody(response.statusCode, parsed, text);
+    return parsed as T;
+  }
+
+  /**
+   * GETs a streaming text resource (`/logs?follow=1`) and hands each piece to `onText` until the server ends it
+   * or `signal` aborts; no body time-out applies.
+   */
+  async stream(path: string, onText: (text: string) => void, signal?: AbortSignal): Promise<void> {
+    const headers = { authorization: `Bearer ${this.credentials.token}`, accept: 'text/plain, application/json' };
+    const response = await this.firstAnswer('GET', path, headers, undefined, { bodyTimeout: 0, signal });
+    if (response.statusCode >= 400) {
+      const text = await response.body.text();
+      throw errorFromBody(response.statusCode, parseJson(text), text);
+    }
+    const decoder = new StringDecoder('utf8');
+    try {
+      for await (const piece of response.body) onText(decoder.write(piece as Buffer));
+    } catch (err) {
+      if (!signal?.aborted) throw new PierError('PIER_NEXUS_UNAVAILABLE', `the log stream broke off: ${describeNetworkError(err)}`);
+    }
+  }
+
+  /**
+   * The first replica's response that is not a 502/503 (those, refused connections and time-outs move on to the
+   * next replica). When every replica answered 503 with an error body, that error is thrown: it says what is down.
+   */
+  private async firstAnswer(
+    method: string, path: string, headers: Record<string, string>, payload: string | Buffer | undefined,
+    extra: { bodyTimeout?: number; signal?: AbortSignal | undefined } = {},
+  ): Promise<Awaited<ReturnType<typeof request>>> {
     const failures: string[] = [];
+    let lastError: PierError | undefined;
     for (const base of this.credentials.apiUrls) {
       const url = `${base.replace(/\/+$/, '')}${path}`;
       let response: Awaited<ReturnType<typeof request>>;
       try {
-        const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body);
-        response = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent });
+        response = await request(url, { method: method as 'GET', headers, body: payload, dispatcher: this.agent, ...extra });
       } catch (err) {
+        if (extra.signal?.aborted) throw err;
         failures.push(`${base}: ${describeNetworkError(err)}`);
         continue;
       }
-      const text = await response.body.text();
       if (response.statusCode === 503 || response.statusCode === 502) {
+        const text = await response.body.text();
+        const parsed = parseJson(text) as { error?: unknown } | undefined;
+        if (parsed?.error) lastError = errorFromBody(response.statusCode, parsed, text);
         failures.push(`${base}: HTTP ${response.statusCode}`);
         continue;
       }
-      const parsed = parseJson(text);
-      if (response.statusCode >= 400) throw errorFromBody(response.statusCode, parsed, text);
-      return parsed as T;
+      return response;
     }
+    if (lastError) throw lastError;
     throw new PierError('PIER_NEXUS_UNAVAILABLE', `no API answered (${failures.join('; ')}); is the platform running? try 'pier status'`);
   }
 

@@ -6,6 +6,7 @@ import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerDeployCommand } from './commands/deploy.js';
 import { registerHostCommands } from './commands/hosts.js';
+import { registerLogCommands } from './commands/logs.js';
 import { registerPlatformCommands } from './commands/platform.js';
 import { registerReleaseCommands } from './commands/releases.js';
 import { oneLine, printError } from './output.js';
@@ -24,6 +25,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerConfigCommands(program, ctx);
   registerReleaseCommands(program, ctx);
   registerDeployCommand(program, ctx);
+  registerLogCommands(program, ctx);
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
   try {
     await program.parseAsync(argv);

@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   PIER_TIMEOUT: { http: 504, exit: 75 },
   PIER_NEXUS_UNAVAILABLE: { http: 503, exit: 69 },
   PIER_DB_UNAVAILABLE: { http: 503, exit: 69 },
+  PIER_STATS_UNAVAILABLE: { http: 503, exit: 69 },
   PIER_ILLEGAL_STATE: { http: 409, exit: 70 },
   PIER_EVENTS_TRIMMED: { http: 410, exit: 70 },
 } as const;

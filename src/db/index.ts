@@ -12,3 +12,4 @@ export * from './embedded.js';
 export * from './instances.js';
 export * from './releases.js';
 export * from './scheduling.js';
+export * from './stats.js';

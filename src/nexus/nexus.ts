@@ -9,7 +9,7 @@ import { buildApi } from '../api/index.js';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { createPool, migrate, upsertNexus, pruneRequests } from '../db/index.js';
-import { acquireZap, closeQuietly, ControlServer, SocketFactory, type CurveSettings } from '../transport/index.js';
+import { acquireZap, closeQuietly, ControlServer, SocketFactory, StatsClient, type CurveSettings } from '../transport/index.js';
 import { controlHandlers } from './control-handlers.js';
 import { EventRelay } from './event-relay.js';
 import { HeartbeatIntake } from './heartbeat-intake.js';
@@ -129,6 +129,7 @@ export class Nexus implements Service {
         {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
           appUrl: (app) => `http://${app}.${config.balancer.domain}${config.balancer.port === 80 ? '' : `:${config.balancer.port}`}/`,
+          stats: new StatsClient({ collectors: cluster.stats, sockets, timeoutMs: cluster.controlTimeoutMs, log: this.log }),
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },
       );

@@ -13,6 +13,7 @@ import type { PortPool } from './ports.js';
 import type { ReleaseCache } from './release-cache.js';
 import { renderVassal } from './vassal.js';
 import { summarizeFailure } from './log-tail.js';
+import type { LogShipper } from './log-shipper.js';
 import { waitForHttp, warmUp } from './probe.js';
 
 export interface InstanceManagerOptions {
@@ -21,8 +22,10 @@ export interface InstanceManagerOptions {
   emperor: Emperor;
   releases: ReleaseCache;
   ports: PortPool;
-  /** Where vassals send their logs (the stats collectors' uWSGI intake), if any. */
+  /** Where vassals send their logs (the stats collectors' uWSGI intake), if any: see LogShipper for why it is off. */
   logEndpoint?: string;
+  /** Ships each vassal's log file to the stats collectors. */
+  shipper?: LogShipper;
   startTimeoutMs: number;
   warmupRequests: number;
   processes: number;
@@ -32,6 +35,9 @@ export interface InstanceManagerOptions {
 
 /** uWSGI's last words when the app cannot be loaded (need-app makes the vassal exit right after). */
 const FATAL = /no app loaded\. GAME OVER|unable to load app/;
+
+/** How long a removed vassal's log is still followed. */
+const SHIP_LAST_WORDS_MS = 3000;
 
 type Local = { id: string; app: string; port: number | null; phase: 'starting' | 'ready' | 'stopping'; work: Promise<void> };
 
@@ -53,6 +59,7 @@ export class InstanceManager {
   adopt(id: string, app: string, port: number): void {
     this.options.ports.claim(port);
     this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve() });
+    this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     this.log.info({ instance: id, port }, 'adopted running vassal');
   }
 
@@ -97,6 +104,7 @@ export class InstanceManager {
       const release = await releases.prepare(spec);
       if (entry.phase !== 'starting') return;
       entry.port = await ports.allocate();
+      this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
       await emperor.writeVassal(entry.id, renderVassal({
         name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, port: entry.port,
         env: spec.config, processes: this.options.processes, threads: this.options.threads,
@@ -164,6 +172,9 @@ export class InstanceManager {
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
     if (entry.port !== null) this.options.ports.release(entry.port);
     this.local.delete(entry.id);
+    // uWSGI writes the vassal's last words as the emperor stops it: keep shipping for a moment.
+    const shipper = this.options.shipper;
+    if (shipper) setTimeout(() => void shipper.unwatch(entry.id), SHIP_LAST_WORDS_MS).unref();
   }
 
   /** Reports to the nexus, retrying for a while: the nexus may be failing over. */

@@ -8,12 +8,16 @@ import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { sleep } from '../core/wait.js';
 import type { StateEvent, Instance } from '../protocol/index.js';
-import { ControlClient, EventFollower, HeartbeatPublisher, SocketFactory, type CurveSettings } from '../transport/index.js';
+import { ControlClient, EventFollower, HeartbeatPublisher, IntakePusher, SocketFactory, type CurveSettings } from '../transport/index.js';
 import { Emperor } from './emperor.js';
 import { InstanceManager } from './instance-manager.js';
+import { LogShipper } from './log-shipper.js';
 import { PortPool } from './ports.js';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
+
+/** Log lines waiting for the collectors; beyond this they are dropped (and counted). */
+const LOG_QUEUE_MAX = 50_000;
 
 export interface RunnerOptions {
   config: PierConfig;
@@ -53,10 +57,18 @@ export class Runner implements Service {
 
       const ports = new PortPool(runner.portMin, runner.portMax);
       const releases = new ReleaseCache({ dir: this.dir, control, pipArgs: runner.pipArgs, buildTimeoutMs: runner.buildTimeoutMs, log: this.log });
+      // Vassals log to their own files, which the shipper follows and pushes to the collectors (uWSGI's logzmq
+      // logger would block every app while no collector pulls).
+      const pusher = new IntakePusher({
+        endpoints: cluster.stats.map((s) => s.intake), sockets, maxQueue: LOG_QUEUE_MAX, what: 'log lines', log: this.log,
+      });
+      pusher.start();
+      defer('log pusher', () => pusher.stop());
+      const shipper = new LogShipper({ pusher, log: this.log });
+      shipper.start();
+      defer('log shipper', () => shipper.stop());
       const manager = new InstanceManager({
-        // TODO(#4): point vassal logs at the stats collector's uWSGI intake once it runs everywhere: the logzmq
-        // plugin blocks a vassal when nothing pulls, so it stays off until then; logs go to per-vassal files.
-        runnerId: this.id, control, emperor, releases, ports,
+        runnerId: this.id, control, emperor, releases, ports, shipper,
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;

@@ -1,6 +1,21 @@
-/** Entry point of the stats daemon. Its service lands with issue #4 ("Serve apps end to end"). */
-import { PierError } from '../core/errors.js';
+/** Entry point of `pier stats --config FILE`: load config, run one collector, stop cleanly on SIGTERM/SIGINT. */
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../core/logger.js';
+import { runDaemon } from '../core/daemon.js';
+import { loadAllowedKeys, loadCurve } from '../transport/index.js';
+import { StatsDaemon } from './stats.js';
 
-export async function main(_configFile: string, _env: NodeJS.ProcessEnv): Promise<void> {
-  throw new PierError('PIER_ILLEGAL_STATE', 'the stats daemon is not part of this version yet');
+export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const config = loadConfig({ file: configFile, env });
+  const log = createLogger({ level: config.log.level, name: `stats:${config.stats.id}` });
+  if (config.db.url === '') {
+    log.fatal('db.url is empty: a standalone collector needs DATABASE_URL (or db.url in its config) for its request aggregates; pier up sets it');
+    process.exitCode = 78;
+    return;
+  }
+  const { keysDir } = config.security;
+  const curve = config.security.curve ? loadCurve(keysDir, true) : undefined;
+  const allowedKeys = config.security.curve ? loadAllowedKeys(keysDir) : undefined;
+  const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
+  await runDaemon(new StatsDaemon({ config, dbUrl: config.db.url, log, curve, allowedKeys }), log, { what: 'stats collector', parentPid });
 }

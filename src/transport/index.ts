@@ -5,3 +5,5 @@ export * from './event-follower.js';
 export * from './heartbeat.js';
 export * from './keys.js';
 export * from './zap.js';
+export * from './intake-pusher.js';
+export * from './stats-client.js';

@@ -41,6 +41,11 @@ function portOf(endpoint: string): string {
   return endpoint.slice(endpoint.lastIndexOf(':') + 1);
 }
 
+/** The loopback bind address of a configured endpoint (pier up runs every daemon on this machine). */
+function localBind(endpoint: string): string {
+  return `tcp://127.0.0.1:${portOf(endpoint)}`;
+}
+
 export class Platform implements Service {
   readonly paths: PlatformPaths;
   readonly children: SupervisedChild[] = [];
@@ -78,7 +83,13 @@ export class Platform implements Service {
 
       this.lifecycle.defer('daemons', () => this.stopChildren());
       await this.waitReady(config.cluster.nexus.map((address, i) => this.spawnNexus(address, i)));
-      // The rest need a nexus to register with.
+      // The rest need a nexus to register with. Collectors start first (and so stop last): they get every last line.
+      const collectors = config.cluster.stats.map((address, i) => this.spawnDaemon('stats', `stats-${i + 1}`, {
+        stats: {
+          ...config.stats, id: `stats-${i + 1}`, intakeBind: localBind(address.intake), tailBind: localBind(address.tail),
+          queryBind: localBind(address.query), uwsgiLogBind: localBind(address.uwsgiLog),
+        },
+      }));
       const count = this.options.runners ?? 1;
       const runners = Array.from({ length: count }, (_, i) => {
         // Split the instance port range between the runners of this machine.
@@ -86,7 +97,7 @@ export class Platform implements Service {
         const portMin = config.runner.portMin + i * span;
         return this.spawnDaemon('runner', `runner-${i + 1}`, { runner: { ...config.runner, id: `runner-${i + 1}`, portMin, portMax: portMin + span - 1 } });
       });
-      await this.waitReady([this.spawnDaemon('balancer', 'balancer-1', { balancer: { ...config.balancer, id: 'balancer-1' } }), ...runners]);
+      await this.waitReady([...collectors, this.spawnDaemon('balancer', 'balancer-1', { balancer: { ...config.balancer, id: 'balancer-1' } }), ...runners]);
 
       const apiUrls = config.cluster.nexus.map((n) => n.api);
       writeFileSync(paths.adminFile, `${JSON.stringify({ apiUrls, token }, null, 2)}\n`, { mode: 0o600 });
@@ -123,9 +134,9 @@ export class Platform implements Service {
     return this.spawnDaemon('nexus', `nexus-${index + 1}`, {
       nexus: {
         id: `nexus-${index + 1}`,
-        controlBind: `tcp://127.0.0.1:${portOf(address.control)}`,
-        eventsBind: `tcp://127.0.0.1:${portOf(address.events)}`,
-        heartbeatsBind: `tcp://127.0.0.1:${portOf(address.heartbeats)}`,
+        controlBind: localBind(address.control),
+        eventsBind: localBind(address.events),
+        heartbeatsBind: localBind(address.heartbeats),
         apiHost: '127.0.0.1',
         apiPort: Number(new URL(address.api).port || 80),
       },

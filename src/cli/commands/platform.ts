@@ -198,8 +198,8 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
     nexus: { what: 'run one nexus replica (control plane, API)', load: () => import('../../nexus/main.js') },
     runner: { what: 'run one runner (app instances under a uWSGI emperor)', load: () => import('../../runner/main.js') },
     balancer: { what: 'run one balancer (public HTTP, routes by Host)', load: () => import('../../balancer/main.js') },
-    stats: { what: 'run one stats collector (logs, access records, metrics)', load: () => import('../../stats/main.js') },
   } as const;
+  // `pier stats --config FILE` (the collector daemon) shares its name with `pier stats -a APP`: see commands/logs.ts.
   for (const [kind, daemon] of Object.entries(daemons)) {
     program
       .command(kind)
