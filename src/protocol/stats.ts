@@ -6,7 +6,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ProtocolError } from '../core/errors.js';
 import { AppName, NodeId, RequestId, Timestamp } from './common.js';
-import { RequestDecodeError, check, unpackFrame } from './codec.js';
+import { RequestDecodeError, check, unpackFrame, validatorFor } from './codec.js';
 
 /** Where a log line came from: 'app' (stdout/stderr), 'uwsgi' (request log), 'router' (balancer), 'pier' (platform). */
 export const LogSource = Type.Union([Type.Literal('app'), Type.Literal('uwsgi'), Type.Literal('router'), Type.Literal('pier')]);
@@ -137,7 +137,8 @@ export function decodeStatsQuery(frame: Uint8Array, maxBytes?: number): StatsQue
     throw new RequestDecodeError(null, err as ProtocolError);
   }
   const obj = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  const re = obj && typeof obj.id === 'string' && obj.id.length > 0 && obj.id.length <= 128 ? obj.id : null;
+  // Echo only an id the client can decode in the reply (see decodeRequest).
+  const re = obj && validatorFor(RequestId).Check(obj.id) ? (obj.id as string) : null;
   try {
     if (!obj) throw new ProtocolError('invalid request: expected a map with v, type and id');
     if (obj.v !== 1) throw new ProtocolError(`invalid request: unsupported protocol version ${JSON.stringify(obj.v) ?? 'undefined'}; expected 1`);

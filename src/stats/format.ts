@@ -43,7 +43,7 @@ export function formatAccessLine(access: AccessMessage): string {
     `status=${access.status}`,
     `bytes=${access.bytes}`,
     `service=${duration}ms`,
-    `backend=${access.backend ?? '-'}`,
+    `backend=${(access.backend ?? '-').replace(/[^A-Za-z0-9.:[\]-]/g, '_')}`,
     `request_id=${access.requestId.replace(/[^A-Za-z0-9._-]/g, '_')}`,
   ];
   return formatLogLine(access.at, 'router', access.balancerId, fields.join(' '));

@@ -98,7 +98,8 @@ export class LogStore {
         this.drop(1, 'log queue full');
         continue;
       }
-      entry.pending.push(line);
+      // One record per line on disk, whatever a caller passed (a newline inside would forge a second record).
+      entry.pending.push(line.includes('\n') ? line.replace(/\r?\n/g, ' ') : line);
       entry.pendingBytes += line.length + 1;
       entry.accepted += 1;
     }

@@ -100,15 +100,10 @@ export class StatsDaemon implements Service {
       this.collector = collector;
 
       const intake = sockets.pull();
-      await bindPull(intake, stats.intakeBind, defer);
-      const intakeLoop = collector.consumeIntake(intake);
-      defer('intake loop', () => intakeLoop);
-
+      await bindPull(intake, stats.intakeBind, (socket) => collector.consumeIntake(socket), defer);
       // uWSGI's logzmq logger cannot encrypt: this PULL is always plain (keep it on a private address).
       const uwsgi = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes }).pull();
-      await bindPull(uwsgi, stats.uwsgiLogBind, defer);
-      const uwsgiLoop = collector.consumeUwsgi(uwsgi);
-      defer('uWSGI log loop', () => uwsgiLoop);
+      await bindPull(uwsgi, stats.uwsgiLogBind, (socket) => collector.consumeUwsgi(socket), defer);
 
       const router = sockets.router();
       await router.bind(stats.queryBind);
@@ -205,9 +200,17 @@ export class StatsDaemon implements Service {
   }
 }
 
-async function bindPull(socket: zmq.Pull, endpoint: string, defer: (name: string, run: () => unknown) => void): Promise<void> {
-  defer(`socket ${endpoint}`, () => closeQuietly(socket));
+/** Binds a PULL and runs `consume` on it; at stop the socket is closed, then its loop awaited. */
+async function bindPull(
+  socket: zmq.Pull, endpoint: string, consume: (socket: zmq.Pull) => Promise<void>, defer: (name: string, run: () => unknown) => void,
+): Promise<void> {
+  let loop: Promise<void> | undefined;
+  defer(`socket ${endpoint}`, async () => {
+    closeQuietly(socket);
+    await loop;
+  });
   await socket.bind(endpoint);
+  loop = consume(socket);
 }
 
 function withGrace(work: Promise<void>, graceMs: number): Promise<unknown> {

@@ -1,7 +1,8 @@
 /**
  * The platform serving apps end to end, all real: a nexus on PostgreSQL, a runner on a uWSGI emperor, a balancer.
  * Upload → live → reachable by Host; config reaches the app; three instances all serve; custom and wildcard
- * hostnames route; a failing release changes nothing public and reports the app's traceback.
+ * hostnames route; a failing release changes nothing public and reports the app's traceback; the app's output,
+ * uWSGI's request log and the router's lines reach the stats collector, stream live, and add up to per-minute stats.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,11 +15,13 @@ import { createOwner, withTransaction } from '../../src/db/index.js';
 import type { Release } from '../../src/protocol/index.js';
 import { Balancer } from '../../src/balancer/balancer.js';
 import { Runner } from '../../src/runner/runner.js';
+import { StatsDaemon } from '../../src/stats/stats.js';
 import { send } from '../balancer/helpers.js';
 import { testConfig } from '../helpers/config.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
+import { freePort } from '../helpers/ports.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
@@ -27,6 +30,7 @@ const dir = mkdtempSync(join(tmpdir(), 'pier-serve-'));
 let nexus: NexusHandle;
 let runner: Runner;
 let balancer: Balancer;
+let stats: StatsDaemon;
 
 /** An app that tells which instance answered (its PORT) and what GREETING is. */
 function writeApp(name: string, source: string): string {
@@ -57,8 +61,18 @@ async function deploy(app: string, appDir: string): Promise<Release> {
 }
 
 beforeAll(async () => {
-  nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 } }, 'file');
-  const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [] };
+  const [intake, tail, query, uwsgiLog] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const collector = { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}`, uwsgiLog: `tcp://127.0.0.1:${uwsgiLog}` };
+  nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector] } }, 'file');
+  const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [collector] };
+  stats = new StatsDaemon({
+    config: testConfig({
+      dataDir: dir, cluster,
+      stats: { id: `stats-${randomId()}`, intakeBind: collector.intake, tailBind: collector.tail, queryBind: collector.query, uwsgiLogBind: collector.uwsgiLog, flushIntervalMs: 200 },
+    }),
+    dbUrl, log: silentLogger(),
+  });
+  await stats.start();
   const base = 21000 + (process.pid % 80) * 100;
   runner = new Runner({ config: testConfig({ dataDir: dir, cluster, runner: { id: `runner-${randomId()}`, dir: join(dir, 'runner'), portMin: base, portMax: base + 99, startTimeoutMs: 15_000 } }), log: silentLogger() });
   await runner.start();
@@ -69,6 +83,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await balancer?.stop();
   await runner?.stop();
+  await stats?.stop();
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);
 
@@ -126,4 +141,64 @@ describe('serving apps end to end', () => {
     }
     expect(before).toMatch(/greeting=bonjour$/);
   }, 30_000);
+
+  it("shows the app's output, uWSGI's request log and the router's line in the app's logs", async () => {
+    const path = `/logged-${randomId()}`;
+    expect((await send(balancer.port!, 'whoami.localhost', { path })).status).toBe(200);
+    const lines = await waitFor(async () => {
+      const { json } = await api<{ lines: string[] }>('GET', '/v1/apps/whoami/logs?lines=500');
+      const mine = json.lines.filter((l) => l.includes(path));
+      return mine.length >= 3 ? mine : undefined;
+    }, { name: 'request lines in the log', timeoutMs: 5000, intervalMs: 100 });
+    expect(lines.some((l) => /^\S+Z router\[balancer-\w+\]: method=GET path="\/logged-\w+" host=whoami.localhost status=200 bytes=\d+ service=/.test(l))).toBe(true);
+    expect(lines.some((l) => new RegExp(`^\\S+Z app\\[whoami-v\\d+-\\w+\\]: served ${path}$`).test(l))).toBe(true);
+    expect(lines.some((l) => /^\S+Z uwsgi\[whoami-v\d+-\w+\]: \[pid: \d+\|app: 0\|req: /.test(l) && l.includes(`GET ${path} =>`))).toBe(true);
+    // The app's start-up output reached the log too.
+    const { json } = await api<{ lines: string[] }>('GET', '/v1/apps/whoami/logs?lines=10000');
+    expect(json.lines.some((l) => l.endsWith('whoami starting'))).toBe(true);
+    expect((await api('GET', '/v1/apps/whoami/logs?lines=abc')).status).toBe(400);
+    expect((await api('GET', '/v1/apps/nope/logs')).status).toBe(404);
+  }, 20_000);
+
+  it('streams new log lines with ?follow=1 within a second', async () => {
+    const abort = new AbortController();
+    const res = await fetch(`${nexus.api}/v1/apps/whoami/logs?lines=0&follow=1`, { headers: { authorization: `Bearer ${token}` }, signal: abort.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    const path = `/live-${randomId()}`;
+    let text = '';
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the subscription reaches the collector
+    const sentAt = Date.now();
+    expect((await send(balancer.port!, 'whoami.localhost', { path })).status).toBe(200);
+    while (!text.includes(`served ${path}`)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    const latencyMs = Date.now() - sentAt;
+    abort.abort();
+    expect(text).toContain(`served ${path}`);
+    expect(text).toContain(`path="${path}"`);
+    expect(latencyMs).toBeLessThan(1000);
+  }, 20_000);
+
+  it('adds up requests per minute with status classes and percentiles', async () => {
+    const { json: before } = await api<{ stats: Array<{ requests: number }> }>('GET', '/v1/apps/whoami/stats?since=1h');
+    const counted = before.stats.reduce((sum, r) => sum + r.requests, 0);
+    for (let i = 0; i < 10; i++) expect((await send(balancer.port!, 'whoami.localhost', { path: `/stat-${i}` })).status).toBe(200);
+    const rows = await waitFor(async () => {
+      const { json } = await api<{ stats: Array<{ requests: number; s2xx: number; bytes: number; p50Ms: number | null; p95Ms: number | null; p99Ms: number | null }> }>('GET', '/v1/apps/whoami/stats?since=15m');
+      return json.stats.reduce((sum, r) => sum + r.requests, 0) >= counted + 10 ? json.stats : undefined;
+    }, { name: 'stats caught up', timeoutMs: 5000, intervalMs: 100 });
+    const last = rows.at(-1)!;
+    expect(last.s2xx).toBeGreaterThan(0);
+    expect(last.bytes).toBeGreaterThan(0);
+    expect(last.p50Ms).toBeGreaterThan(0);
+    expect(last.p95Ms!).toBeGreaterThanOrEqual(last.p50Ms!);
+    expect(last.p99Ms!).toBeGreaterThanOrEqual(last.p95Ms!);
+    expect((await api('GET', '/v1/apps/whoami/stats?since=31d')).status).toBe(400);
+    expect((await api('GET', '/v1/apps/whoami/stats?since=soon')).status).toBe(400);
+  }, 20_000);
 });

@@ -72,6 +72,7 @@ async function streamLogs(reply: FastifyReply, stats: StatsClient, app: string, 
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+  raw.flushHeaders(); // the client sees the stream open even before the first line
   write = (text) => {
     if (!raw.destroyed) raw.write(text);
   };
