@@ -205,6 +205,7 @@ export class Platform implements Service {
       postgres: this.postgres ? { pid: this.postgres.pid ?? 0, port: config.db.embeddedPort, dir: this.paths.postgresDir } : null,
       children: this.children.map((c) => ({ name: c.spec.name, pid: c.pid ?? 0, logFile: c.spec.logFile })),
       nexus: config.cluster.nexus.map((n, i) => ({ id: `nexus-${i + 1}`, ...n })),
+      stats: config.cluster.stats.map((s, i) => ({ id: `stats-${i + 1}`, ...s })),
       balancerUrl: `http://${config.balancer.domain}:${config.balancer.port}/`,
       domain: config.balancer.domain,
     };

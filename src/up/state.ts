@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { NexusAddress } from '../config/index.js';
+import type { NexusAddress, StatsAddress } from '../config/index.js';
 import { isProcessAlive } from '../core/process.js';
 import { sleep } from '../core/wait.js';
 import type { PlatformPaths } from './paths.js';
@@ -15,6 +15,8 @@ export interface PlatformState {
   postgres: { pid: number; port: number; dir: string } | null;
   children: Array<{ name: string; pid: number; logFile: string }>;
   nexus: Array<NexusAddress & { id: string }>;
+  /** Every stats collector (absent in state files written before collectors existed). */
+  stats?: Array<StatsAddress & { id: string }>;
   /** Public URL of the balancer (apps answer at http://<app>.<domain>:<port>/). */
   balancerUrl: string;
   domain: string;

@@ -7,7 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/up/index.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { CLI, runCli, type CliResult } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
 
 let dataDir: string;
@@ -24,11 +27,13 @@ function listening(port: number): boolean {
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'pier-up-'));
-  ports = await Promise.all(Array.from({ length: 10 }, () => freePort()));
-  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web] = ports;
+  ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
+  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq, su] = ports;
+  const instancePorts = 30000 + (process.pid % 100) * 50;
   writeFileSync(
     join(dataDir, 'pier.toml'),
-    `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n` +
+    `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n[runner]\nportMin = ${instancePorts}\nportMax = ${instancePorts + 49}\n` +
+      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\nuwsgiLog = "tcp://127.0.0.1:${su}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "http://127.0.0.1:${a1}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c2}"\nevents = "tcp://127.0.0.1:${e2}"\nheartbeats = "tcp://127.0.0.1:${h2}"\napi = "http://127.0.0.1:${a2}"\n`,
   );
@@ -60,6 +65,7 @@ describe('pier up', () => {
     expect(nexus.every((n) => n.status === 'alive')).toBe(true);
     expect(nexus.filter((n) => n.isLeader)).toHaveLength(1);
     expect(parsed.nodes.filter((n) => n.kind === 'balancer' && n.status === 'alive').map((n) => n.id)).toEqual(['balancer-1']);
+    expect(parsed.nodes.filter((n) => n.kind === 'stats' && n.status === 'alive').map((n) => n.id)).toEqual(['stats-1']);
   });
 
   it('serves public HTTP on the balancer: an unknown host gets a clear 404', async () => {
@@ -102,6 +108,54 @@ describe('pier up', () => {
     expect(info.hostnames).toEqual(['www.example.test']);
   });
 
+  it('deploys examples/hello with the CLI; pier logs shows the router and app lines, -f streams, pier stats counts', async () => {
+    const { request } = await import('undici');
+    expect((await runCli(['apps:create', 'greeter'], env)).code).toBe(0);
+    const deployed = await runCli(['deploy', fileURLToPath(new URL('../../examples/hello', import.meta.url)), '-a', 'greeter'], env);
+    expect(deployed.stderr).toBe('');
+    expect(deployed.stdout).toMatch(/v1 is live in [\d.]+ s: http:\/\/greeter\.localhost:\d+\//);
+    const get = async (path: string): Promise<number> => {
+      const res = await request(`http://127.0.0.1:${ports[9]}${path}`, { headers: { host: 'greeter.localhost' } });
+      expect(await res.body.text()).toBe('Hello from Pier!\n');
+      return res.statusCode;
+    };
+    for (let i = 0; i < 5; i++) expect(await get(`/cli-${i}`)).toBe(200);
+
+    const logs = await waitFor(async () => {
+      const result = await runCli(['logs', '-a', 'greeter', '-n', '200'], env);
+      return result.stdout.includes('path="/cli-4"') && result.stdout.includes('hello: GET /cli-4') ? result : undefined;
+    }, { name: 'router and app lines in pier logs', timeoutMs: 10_000, intervalMs: 200 });
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toMatch(/^\S+Z router\[balancer-1\]: method=GET path="\/cli-4" host=greeter.localhost status=200 bytes=17 /m);
+    expect(logs.stdout).toMatch(/^\S+Z app\[greeter-v1-\w+\]: hello: GET \/cli-4$/m);
+    expect((await runCli(['logs', '-a', 'greeter', '-n', '2'], env)).stdout.trim().split('\n')).toHaveLength(2);
+
+    const follow = spawn(process.execPath, [CLI, 'logs', '-a', 'greeter', '-n', '0', '-f'], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } });
+    let streamed = '';
+    follow.stdout.on('data', (chunk: Buffer) => (streamed += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => follow.once('exit', (code) => resolve(code)));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // the CLI starts and subscribes
+      const sentAt = Date.now();
+      expect(await get('/followed')).toBe(200);
+      await waitFor(() => streamed.includes('hello: GET /followed'), { name: 'line streamed by pier logs -f', timeoutMs: 5000, intervalMs: 20 });
+      expect(Date.now() - sentAt).toBeLessThan(1000);
+    } finally {
+      follow.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+
+    const stats = await waitFor(async () => {
+      const result = await runCli(['stats', '-a', 'greeter', '--json'], env);
+      const rows = JSON.parse(result.stdout || '[]') as Array<{ requests: number; s2xx: number; p50Ms: number | null; p95Ms: number | null }>;
+      return rows.reduce((n, r) => n + r.requests, 0) >= 6 ? rows : undefined;
+    }, { name: 'requests counted in pier stats', timeoutMs: 15_000, intervalMs: 250 });
+    expect(stats.reduce((n, r) => n + r.s2xx, 0)).toBeGreaterThanOrEqual(6);
+    expect(stats.every((r) => r.p50Ms !== null && r.p95Ms !== null && r.p95Ms >= r.p50Ms)).toBe(true);
+    const table = await runCli(['stats', '-a', 'greeter'], env);
+    expect(table.stdout).toMatch(/^MINUTE\s+REQUESTS\s+2XX\s+3XX\s+4XX\s+5XX\s+BYTES\s+P50\s+P95\s+P99$/m);
+  }, 90_000);
+
   it('rejects bad input with one line on stderr and a non-zero exit', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['apps:create', 'Bad_Name'], /app name 'Bad_Name' must be lowercase/],
@@ -111,6 +165,9 @@ describe('pier up', () => {
       [['apps:destroy', 'hello', '--confirm', 'other'], /repeat with --confirm hello/],
       [['hosts:add', 'not a host', '-a', 'hello'], /must be a lowercase hostname/],
       [['apps:info'], /no app given/],
+      [['logs', '-a', 'hello', '-n', 'many'], /-n 'many' is not a line count/],
+      [['stats', '-a', 'hello', '--since', 'forever'], /--since 'forever' is not a window/],
+      [['stats', '--config', '/nonexistent/stats.toml'], /cannot read config file/],
     ];
     for (const [args, message] of cases) {
       const result = await runCli(args, env);

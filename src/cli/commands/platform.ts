@@ -44,6 +44,10 @@ async function printSummary(ctx: CliContext, state: PlatformState): Promise<void
     const child = state.children.find((c) => c.name === n.id);
     print(`  ${n.id.padEnd(12)} control ${n.control}  events ${n.events}  heartbeats ${n.heartbeats}  (pid ${child?.pid ?? '?'})`);
   }
+  for (const s of state.stats ?? []) {
+    const child = state.children.find((c) => c.name === s.id);
+    print(`  ${s.id.padEnd(12)} intake ${s.intake}  live tail ${s.tail}  queries ${s.query}  (pid ${child?.pid ?? '?'})`);
+  }
   print(`  PostgreSQL   ${state.postgres ? `embedded on 127.0.0.1:${state.postgres.port}, data in ${state.postgres.dir}` : 'external (DATABASE_URL)'}`);
   print(`  data folder  ${state.dataDir}`);
   print(`  logs         ${paths.logsDir}/`);
