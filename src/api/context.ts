@@ -14,6 +14,8 @@ export interface ApiContext {
   publishedVersion: () => number;
   /** The public URL an app answers at through the balancer. */
   appUrl: (app: string) => string;
+  /** Node id → ms of the newest heartbeat this replica received (fresher than the stored time). */
+  lastSeen?: ReadonlyMap<string, number>;
   /** The stats collectors (logs); undefined when none is configured. */
   stats?: StatsClient;
 }

@@ -240,9 +240,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     const isIdempotent = IDEMPOTENT.has(this.req.method ?? '') && !hasBody(this.req);
     if (failure !== 'connect' && !(failure === 'reset' && isIdempotent)) return false;
     const { table, upstreams } = this.proxy.options;
+    // A reset may be a stale keep-alive connection or a dying instance: prefer another instance, else the same
+    // one again (on a fresh connection).
     const next = failure === 'connect'
       ? table.pick(this.route, this.backend, upstreams.isUsable)
-      : table.pick(this.route, undefined, upstreams.isUsable);
+      : (table.pick(this.route, this.backend, upstreams.isUsable) ?? this.backend);
     if (!next) return false;
     this.attempt += 1;
     this.proxy.counters.retries += 1;

@@ -14,7 +14,7 @@ export async function registerNode(tx: Queryable, node: NodeRegistration): Promi
   await tx.query(
     `INSERT INTO nodes (id, kind, address, info, status, last_heartbeat_at) VALUES ($1, $2, $3, $4, 'alive', now())
      ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, address = excluded.address, info = excluded.info,
-       status = 'alive', last_heartbeat_at = now()`,
+       last_heartbeat_at = now()`, // a node marked down stays so until the leader records node.up
     [node.nodeId, node.kind, node.address, JSON.stringify(node.info ?? {})],
   );
   await appendEvent(tx, 'node.registered', null, { nodeId: node.nodeId, kind: node.kind, address: node.address });
@@ -44,8 +44,12 @@ export async function upsertNexus(q: Queryable, nodeId: string, address: string,
 
 type NodeRow = { id: string; kind: NodeKind; address: string; last_heartbeat_at: Date | null; info: Record<string, unknown>; is_alive: boolean; is_leader: boolean };
 
-/** Every node; a node is alive when its last heartbeat is younger than `deadAfterMs`. */
-export async function listNodes(q: Queryable, deadAfterMs: number): Promise<Node[]> {
+/**
+ * Every node; a node is alive when its last heartbeat is younger than `deadAfterMs`. `lastSeen` (the caller's
+ * in-memory heartbeat times) is trusted over the stored time, which is written in batches and so lags by up to
+ * one write period.
+ */
+export async function listNodes(q: Queryable, deadAfterMs: number, lastSeen?: ReadonlyMap<string, number>): Promise<Node[]> {
   const { rows } = await q.query<NodeRow>(
     `SELECT n.id, n.kind, n.address, n.last_heartbeat_at, n.info,
             coalesce(n.last_heartbeat_at > now() - ($1 || ' milliseconds')::interval, false) AS is_alive,
@@ -58,11 +62,17 @@ export async function listNodes(q: Queryable, deadAfterMs: number): Promise<Node
     id: r.id,
     kind: r.kind,
     address: r.address,
-    status: r.last_heartbeat_at === null ? 'unknown' : r.is_alive ? 'alive' : 'dead',
-    lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null,
+    ...liveness(r, deadAfterMs, lastSeen?.get(r.id)),
     isLeader: r.is_leader,
     info: r.info,
   }));
+}
+
+function liveness(r: NodeRow, deadAfterMs: number, seenMs: number | undefined): Pick<Node, 'status' | 'lastHeartbeatAt'> {
+  if (seenMs !== undefined && r.kind !== 'nexus') {
+    return { status: Date.now() - seenMs < deadAfterMs ? 'alive' : 'dead', lastHeartbeatAt: Math.max(seenMs, r.last_heartbeat_at?.getTime() ?? 0) };
+  }
+  return { status: r.last_heartbeat_at === null ? 'unknown' : r.is_alive ? 'alive' : 'dead', lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null };
 }
 
 export async function nodeExists(q: Queryable, nodeId: string): Promise<boolean> {

@@ -27,6 +27,20 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
   };
 }
 
+/** Every node but the nexus replicas, with the liveness the leader last recorded (status 'alive' or 'dead'). */
+export async function loadNodeLiveness(q: Queryable): Promise<Array<{ id: string; kind: string; isDown: boolean; lastHeartbeatAt: number | null }>> {
+  const { rows } = await q.query<{ id: string; kind: string; status: string; last_heartbeat_at: Date | null }>(
+    "SELECT id, kind, status, last_heartbeat_at FROM nodes WHERE kind <> 'nexus' ORDER BY id",
+  );
+  return rows.map((r) => ({ id: r.id, kind: r.kind, isDown: r.status === 'dead', lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null }));
+}
+
+/** Records a node going down or coming back, with its event. */
+export async function setNodeDown(tx: Queryable, id: string, kind: string, isDown: boolean): Promise<void> {
+  await tx.query('UPDATE nodes SET status = $2 WHERE id = $1', [id, isDown ? 'dead' : 'alive']);
+  await appendEvent(tx, isDown ? 'node.down' : 'node.up', null, { id, kind });
+}
+
 /** Serializes schedulers across replicas (a second leader for a moment must not double-place). */
 export async function lockScheduling(tx: Queryable): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [ADVISORY.namespace, ADVISORY.scheduler]);

@@ -1,6 +1,7 @@
 /**
  * Receives node heartbeats on the nexus SUB socket. Last-seen times stay in memory and are written to the
- * nodes table in one batched statement per flush, so 1,000 nodes at 2 Hz cost one UPDATE a second, not 2,000.
+ * nodes table in one batched statement per flush (every max(interval, 250 ms)), so 1,000 nodes at 2 Hz cost two
+ * UPDATEs a second, not 2,000. Times of nodes silent for an hour are forgotten, so made-up ids cannot pile up.
  */
 import type * as zmq from 'zeromq';
 import type pg from 'pg';
@@ -8,7 +9,11 @@ import type { Logger } from 'pino';
 import { recordHeartbeats } from '../db/index.js';
 import { decode, HeartbeatMessage } from '../protocol/index.js';
 
+/** A node silent this long is dropped from memory (the stored time remains). */
+const FORGET_AFTER_MS = 3_600_000;
+
 export class HeartbeatIntake {
+  private lastPruneAt = 0;
   /** Node id → time (ms) of the newest heartbeat received. */
   readonly lastSeen = new Map<string, number>();
   readonly stats = { received: 0, invalid: 0 };
@@ -50,6 +55,11 @@ export class HeartbeatIntake {
   }
 
   async flush(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastPruneAt > FORGET_AFTER_MS / 60) {
+      this.lastPruneAt = now;
+      for (const [id, at] of this.lastSeen) if (now - at > FORGET_AFTER_MS) this.lastSeen.delete(id);
+    }
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();

@@ -129,6 +129,7 @@ export class Nexus implements Service {
         {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
           appUrl: (app) => `http://${app}.${config.balancer.domain}${config.balancer.port === 80 ? '' : `:${config.balancer.port}`}/`,
+          lastSeen: intake.lastSeen,
           stats: new StatsClient({ collectors: cluster.stats, sockets, timeoutMs: cluster.controlTimeoutMs, log: this.log }),
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },

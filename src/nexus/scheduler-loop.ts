@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
-  failRelease, forgetInstance, loadSchedulingState, lockScheduling, makeLive, placeInstance, stopInstance, withTransaction,
+  failRelease, forgetInstance, loadNodeLiveness, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
@@ -17,11 +17,16 @@ export interface SchedulerLoopOptions {
   intervalMs: number;
   /** An instance not ready this long after assignment fails its deploy. */
   startTimeoutMs: number;
+  /** How often the leader compares heartbeat times with the dead-after budget (cheap: in memory). @default 100 */
+  livenessCheckMs?: number;
   log: Logger;
 }
 
 export class SchedulerLoop {
   private timer: NodeJS.Timeout | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+  /** Nodes this replica last saw as alive, to run a pass as soon as one crosses the dead-after budget. */
+  private aliveSeen = new Set<string>();
   private readonly passes = new Coalesced(
     () => this.pass(),
     (err) => this.log.warn({ err: err.message }, 'scheduling pass failed; will retry'),
@@ -35,6 +40,26 @@ export class SchedulerLoop {
 
   start(): void {
     this.timer = setInterval(() => this.kick(), this.options.intervalMs);
+    this.watcher = setInterval(() => this.watchLiveness(), this.options.livenessCheckMs ?? 100);
+  }
+
+  /**
+   * A node's death is noticed within one check of its budget running out, not at the next scheduling pass:
+   * the pass that forgets its instances (and takes its backends out of rotation) runs right away.
+   */
+  private watchLiveness(): void {
+    if (!this.options.isLeader()) return;
+    const now = Date.now();
+    let isChanged = false;
+    for (const [id, seen] of this.options.lastSeen) {
+      const isAlive = now - seen < this.options.deadAfterMs;
+      if (isAlive !== this.aliveSeen.has(id)) {
+        isChanged = true;
+        if (isAlive) this.aliveSeen.add(id);
+        else this.aliveSeen.delete(id);
+      }
+    }
+    if (isChanged) this.kick();
   }
 
   /** Runs a pass now (or right after the current one). */
@@ -61,6 +86,15 @@ export class SchedulerLoop {
       });
       const planned = plan(state.apps, state.instances, runners, { startTimeoutMs: this.options.startTimeoutMs, mayForget });
       for (const action of planned) await apply(tx, action);
+      // Node liveness as events (node.down / node.up), recorded once by whichever replica leads.
+      for (const node of await loadNodeLiveness(tx)) {
+        const seen = Math.max(this.options.lastSeen.get(node.id) ?? 0, node.lastHeartbeatAt ?? 0);
+        const isDown = now - seen >= deadAfterMs;
+        if (isDown !== node.isDown && (!isDown || mayForget)) {
+          await setNodeDown(tx, node.id, node.kind, isDown);
+          this.log.info({ node: node.id, kind: node.kind, silentMs: now - seen }, isDown ? 'node down' : 'node up');
+        }
+      }
       return planned;
     });
     if (actions.length > 0) this.log.info({ actions: actions.map(describe) }, 'scheduled');
@@ -68,6 +102,7 @@ export class SchedulerLoop {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.watcher);
     await this.passes.idle();
   }
 }

@@ -11,6 +11,10 @@ export const EVENT_TYPES = [
   'host.removed',
   'config.changed',
   'node.registered',
+  /** data: { id, kind } — the leader saw no heartbeat from the node for heartbeatIntervalMs × heartbeatMisses. */
+  'node.down',
+  /** data: { id, kind } — a node marked down is heartbeating again. */
+  'node.up',
   'release.created',
   /** data: the Instance (as in snapshots). */
   'instance.changed',

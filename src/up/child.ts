@@ -15,6 +15,8 @@ export interface ChildSpec {
 
 export class SupervisedChild {
   restarts = 0;
+  /** Called after each (re)start, once the new pid is known. */
+  onStart: (() => void) | undefined;
   private child: ChildProcess | undefined;
   private isStopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -59,6 +61,7 @@ export class SupervisedChild {
     child.once('exit', (code, signal) => this.onExit(child, code, signal));
     child.once('error', (err) => this.log.error({ err, child: this.spec.name }, 'cannot start daemon'));
     this.log.info({ child: this.spec.name, pid: child.pid }, 'daemon started');
+    this.onStart?.();
   }
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {

@@ -53,6 +53,8 @@ export class Platform implements Service {
   private readonly log: Logger;
   private postgres: EmbeddedPostgres | undefined;
   private dbUrl = '';
+  /** Set once the platform is up and up.json written. */
+  private apiUrls: string[] | undefined;
 
   constructor(private readonly options: PlatformOptions) {
     this.paths = platformPaths(options.config.dataDir);
@@ -101,8 +103,12 @@ export class Platform implements Service {
 
       const apiUrls = config.cluster.nexus.map((n) => n.api);
       writeFileSync(paths.adminFile, `${JSON.stringify({ apiUrls, token }, null, 2)}\n`, { mode: 0o600 });
+      this.apiUrls = apiUrls;
       this.writeState(apiUrls);
-      this.lifecycle.defer('state file', () => rmSync(paths.stateFile, { force: true }));
+      this.lifecycle.defer('state file', () => {
+        this.apiUrls = undefined;
+        rmSync(paths.stateFile, { force: true });
+      });
     });
   }
 
@@ -165,6 +171,10 @@ export class Platform implements Service {
       this.log,
     );
     this.children.push(child);
+    // A restarted daemon has a new pid: keep up.json true, so `pier down` and a later cleanup find it.
+    child.onStart = () => {
+      if (this.apiUrls) this.writeState(this.apiUrls);
+    };
     child.start();
     return child;
   }

@@ -10,7 +10,7 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/v1/status', async (request) => {
     const principal = await principalOf(ctx, request);
     const apps = await listApps(ctx.pool, principal);
-    const nodes = principal.isAdmin ? await listNodes(ctx.pool, ctx.deadAfterMs) : [];
+    const nodes = principal.isAdmin ? await listNodes(ctx.pool, ctx.deadAfterMs, ctx.lastSeen) : [];
     return {
       nexusId: ctx.nexusId,
       isLeader: ctx.isLeader(),
@@ -37,7 +37,7 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/v1/nodes', async (request) => {
     requireAdmin(await principalOf(ctx, request));
-    return { nodes: await listNodes(ctx.pool, ctx.deadAfterMs) };
+    return { nodes: await listNodes(ctx.pool, ctx.deadAfterMs, ctx.lastSeen) };
   });
 
   app.get<{ Querystring: EventsQuery }>('/v1/events', { schema: { querystring: EventsQuery } }, async (request) => {
