@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/logger.js';
 import { EmbeddedPostgres } from '../../src/db/index.js';
@@ -74,6 +75,19 @@ async function instances(): Promise<Instance[]> {
     }
   }
   throw new Error('no API answered');
+}
+
+/** Adds a hostname through the CLI and waits until the balancer routes it: a change made now reaches the balancer. */
+async function routesNewHostname(hostname: string, timeoutMs: number): Promise<number> {
+  const added = await runCli(['hosts:add', hostname, '-a', 'steady'], env);
+  expect(added.code, added.stderr).toBe(0);
+  const started = Date.now();
+  await waitFor(async () => {
+    const res = await request(`http://127.0.0.1:${webPort}/`, { headers: { host: hostname } });
+    await res.body.text();
+    return res.statusCode === 200;
+  }, { name: `${hostname} routed`, timeoutMs, intervalMs: 50 });
+  return Date.now() - started;
 }
 
 function load(): SteadyLoad {
@@ -154,6 +168,8 @@ describe('failover under load', () => {
     expect(takeoverMs).toBeLessThan(2000);
     expect(result.failures).toEqual([]);
     expect(result.ok).toBeGreaterThan(500);
+    // The balancer and runners follow the surviving replica: a new hostname is routed.
+    expect(await routesNewHostname('after-leader.example.test', 5000)).toBeLessThan(5000);
   }, 30_000);
 
   it('kill -9 of a runner and its apps: backends leave rotation, ≤ 0.5% failures, two ready instances again, nothing runs twice', async () => {
@@ -233,5 +249,7 @@ describe('failover under load', () => {
     console.log(`[failover] PostgreSQL restart: control back after ${recoveredMs} ms, ${result.ok} ok / ${result.failed} failed`);
     expect(result.failures).toEqual([]);
     expect(recoveredMs).toBeLessThan(5000);
+    // Events flow again (each replica re-LISTENs): a new hostname reaches the balancer.
+    expect(await routesNewHostname('after-pg.example.test', 5000)).toBeLessThan(5000);
   }, 60_000);
 });
