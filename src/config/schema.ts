@@ -130,6 +130,11 @@ export const PierConfig = Type.Object(
       id: Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$', default: 'runner-1' }),
       /** Address the balancer reaches this runner's instances at. @default '127.0.0.1' */
       advertiseHost: Type.String({ minLength: 1, default: '127.0.0.1' }),
+      /**
+       * Address app instances listen on. Keep the default when the balancer runs on this machine; with balancers
+       * elsewhere use this machine's private address (what advertiseHost names) or '0.0.0.0'. @default '127.0.0.1'
+       */
+      bindHost: Type.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$', default: '127.0.0.1' }),
       /** First and last port handed to app instances. @default 20000, 29999 */
       portMin: Port(20000),
       portMax: Port(29999),

@@ -26,6 +26,8 @@ export interface InstanceManagerOptions {
   logEndpoint?: string;
   /** Ships each vassal's log file to the stats collectors. */
   shipper?: LogShipper;
+  /** Address instances listen on. @default '127.0.0.1' */
+  bindHost?: string;
   startTimeoutMs: number;
   warmupRequests: number;
   processes: number;
@@ -48,6 +50,15 @@ export class InstanceManager {
 
   constructor(private readonly options: InstanceManagerOptions) {
     this.log = options.log.child({ component: 'runner.instances' });
+  }
+
+  private get bindHost(): string {
+    return this.options.bindHost ?? '127.0.0.1';
+  }
+
+  /** Where this runner reaches its own instances. */
+  private get probeHost(): string {
+    return this.bindHost === '0.0.0.0' ? '127.0.0.1' : this.bindHost;
   }
 
   /** Number of instances this runner holds (for heartbeats). */
@@ -106,14 +117,14 @@ export class InstanceManager {
       entry.port = await ports.allocate();
       this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
       await emperor.writeVassal(entry.id, renderVassal({
-        name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, port: entry.port,
+        name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, host: this.bindHost, port: entry.port,
         env: spec.config, processes: this.options.processes, threads: this.options.threads,
         logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
         meta: { app: spec.app, port: entry.port, release: spec.release },
       }));
       await this.report(entry.id, 'starting', entry.port);
       await this.waitUntilServing(entry.id, entry.port);
-      await warmUp('127.0.0.1', entry.port, this.options.warmupRequests);
+      await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
       if (entry.phase !== 'starting') return;
       entry.phase = 'ready';
       await this.report(entry.id, 'ready', entry.port);
@@ -143,7 +154,7 @@ export class InstanceManager {
       }).catch(() => undefined);
     }, 250);
     try {
-      await waitForHttp('127.0.0.1', port, { timeoutMs: this.options.startTimeoutMs, signal: abort.signal });
+      await waitForHttp(this.probeHost, port, { timeoutMs: this.options.startTimeoutMs, signal: abort.signal });
     } catch (err) {
       throw abort.signal.aborted ? abort.signal.reason : err;
     } finally {

@@ -55,7 +55,7 @@ export class Runner implements Service {
       await emperor.start();
       defer('emperor', () => emperor.stop());
 
-      const ports = new PortPool(runner.portMin, runner.portMax);
+      const ports = new PortPool(runner.portMin, runner.portMax, runner.bindHost);
       const releases = new ReleaseCache({ dir: this.dir, control, pipArgs: runner.pipArgs, buildTimeoutMs: runner.buildTimeoutMs, log: this.log });
       // Vassals log to their own files, which the shipper follows and pushes to the collectors (uWSGI's logzmq
       // logger would block every app while no collector pulls).
@@ -68,7 +68,7 @@ export class Runner implements Service {
       shipper.start();
       defer('log shipper', () => shipper.stop());
       const manager = new InstanceManager({
-        runnerId: this.id, control, emperor, releases, ports, shipper,
+        runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost,
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;
