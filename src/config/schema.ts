@@ -144,6 +144,11 @@ export const PierConfig = Type.Object(
       pipArgs: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 32, default: [] }),
       /** Time an instance gets to answer HTTP before its start fails. @default 30000 */
       startTimeoutMs: Ms(30_000, 100),
+      /**
+       * Time a retired instance (switched away from by a deploy, scaled down) keeps serving the requests already
+       * sent to it before its vassal is removed. @default 5000
+       */
+      drainMs: Ms(5000, 0),
       /** Requests sent to a new instance before it is reported ready. @default 3 */
       warmupRequests: Type.Integer({ minimum: 0, maximum: 100, default: 3 }),
       /** uWSGI worker processes and threads per instance. @default 1, 4 */

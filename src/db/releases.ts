@@ -2,7 +2,7 @@
  * Releases and their artifacts. A release is an artifact (stored once per sha256) plus the config vars it runs
  * with; creating one makes it the app's target, which the scheduler then places (a deploy).
  */
-import { NotFoundError } from '../core/errors.js';
+import { ConflictError, NotFoundError } from '../core/errors.js';
 import { sha256Hex } from '../core/ids.js';
 import type { Release } from '../protocol/index.js';
 import type { AppRef } from './apps.js';
@@ -102,4 +102,38 @@ export async function instanceSpec(q: Queryable, instanceId: string): Promise<In
     instanceId, app: row.app, release: row.version, sha256: row.sha256, sizeBytes: row.size_bytes,
     processType: row.process_type, config: row.config, runnerId: row.runner_id, state: row.state,
   };
+}
+
+/**
+ * Rolls `app` back to release `version` (default: the newest release older than the live one that was live
+ * before), as Heroku does: a new release with that release's code and config vars, which also become the app's
+ * config vars. The caller holds the app row lock. @throws ConflictError when there is nothing to roll back to
+ */
+export async function rollbackRelease(tx: Queryable, app: AppRef, version: number | undefined, ownerId: number | null): Promise<Release> {
+  const { rows } = await tx.query<{ id: number; version: number; status: string; config: Record<string, string> }>(
+    version === undefined
+      ? `SELECT r.id, r.version, r.status, r.config FROM releases r
+         WHERE r.app_id = $1 AND r.status = 'superseded'
+           AND r.version < coalesce((SELECT lr.version FROM apps a JOIN releases lr ON lr.id = a.live_release_id WHERE a.id = $1), 2147483647)
+         ORDER BY r.version DESC LIMIT 1`
+      : 'SELECT r.id, r.version, r.status, r.config FROM releases r WHERE r.app_id = $1 AND r.version = $2',
+    version === undefined ? [app.id] : [app.id, version],
+  );
+  const source = rows[0];
+  if (!source) {
+    if (version !== undefined) throw new NotFoundError(`release v${version} of app '${app.name}' not found; run 'pier releases -a ${app.name}'`);
+    throw new ConflictError(`app '${app.name}' has no earlier good release to roll back to; name one: pier rollback vN -a ${app.name}`);
+  }
+  if (source.status === 'failed') throw new ConflictError(`v${source.version} failed to start; roll back to a release that ran`);
+  await tx.query('DELETE FROM config_vars WHERE app_id = $1', [app.id]);
+  const keys = Object.keys(source.config);
+  if (keys.length > 0) {
+    await tx.query(
+      'INSERT INTO config_vars (app_id, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)',
+      [app.id, keys, keys.map((k) => source.config[k])],
+    );
+  }
+  await appendEvent(tx, 'config.changed', app.name, { rollback: source.version, keys });
+  const { rows: sha } = await tx.query<{ sha256: string }>('SELECT sha256 FROM releases WHERE id = $1', [source.id]);
+  return createRelease(tx, app, sha[0]!.sha256, ownerId, `rollback to v${source.version}`);
 }

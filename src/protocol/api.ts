@@ -45,5 +45,9 @@ export const ReleaseQuery = Type.Object({ description: Type.Optional(Type.String
 export type ReleaseQuery = Static<typeof ReleaseQuery>;
 
 /** Process counts by type; only `web` for now (Heroku's formation). */
+/** `POST /v1/apps/:app/rollback`: the release to go back to (default: the previous good one). */
+export const RollbackBody = Type.Object({ version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647 })) }, strict);
+export type RollbackBody = Static<typeof RollbackBody>;
+
 export const FormationBody = Type.Object({ web: Type.Integer({ minimum: 0, maximum: 100 }) }, strict);
 export type FormationBody = Static<typeof FormationBody>;

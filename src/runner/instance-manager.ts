@@ -28,6 +28,8 @@ export interface InstanceManagerOptions {
   shipper?: LogShipper;
   /** Address instances listen on. @default '127.0.0.1' */
   bindHost?: string;
+  /** Time a retired serving instance keeps running for its in-flight requests. @default 0 */
+  drainMs?: number;
   startTimeoutMs: number;
   warmupRequests: number;
   processes: number;
@@ -170,13 +172,32 @@ export class InstanceManager {
     }
     if (entry.phase === 'stopping') return;
     const wasStarting = entry.phase === 'starting';
+    // A serving instance the nexus retires (a deploy switched away from it, a scale-down) keeps running for the
+    // drain time: balancers stopped routing new requests to it, the ones in flight finish.
+    const drainMs = entry.phase === 'ready' && isReported ? (this.options.drainMs ?? 0) : 0;
     entry.phase = 'stopping';
     const previous = entry.work;
     entry.work = (async () => {
       if (wasStarting) await previous;
+      if (drainMs > 0 && !this.isClosed) await this.drain(drainMs);
       await this.remove(entry);
       if (isReported) await this.report(id, 'stopped');
     })();
+  }
+
+  /** Waits `ms`, cut short when the runner closes. */
+  private drain(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const check = setInterval(() => {
+        if (this.isClosed) done();
+      }, 100);
+      function done(): void {
+        clearTimeout(timer);
+        clearInterval(check);
+        resolve();
+      }
+    });
   }
 
   private async remove(entry: Local): Promise<void> {

@@ -68,7 +68,7 @@ export class Runner implements Service {
       shipper.start();
       defer('log shipper', () => shipper.stop());
       const manager = new InstanceManager({
-        runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost,
+        runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost, drainMs: runner.drainMs,
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;

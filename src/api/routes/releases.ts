@@ -2,9 +2,9 @@
 import type { FastifyInstance } from 'fastify';
 import { PierError } from '../../core/errors.js';
 import {
-  createRelease, getApp, getRelease, listInstances, listReleases, mutate, resolveApp, setScale, storeArtifact,
+  createRelease, getApp, getRelease, listInstances, listReleases, mutate, resolveApp, rollbackRelease, setScale, storeArtifact,
 } from '../../db/index.js';
-import { AppParams, FormationBody, ReleaseParams, ReleaseQuery } from '../../protocol/index.js';
+import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
 import { checkUpload } from '../archive-check.js';
 import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
 
@@ -30,6 +30,15 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
       return reply.status(201).send({ release });
     },
   );
+
+  app.post<{ Params: AppParams; Body: RollbackBody }>('/v1/apps/:app/rollback', { schema: { params: AppParams, body: RollbackBody } }, async (request, reply) => {
+    const principal = await principalOf(ctx, request);
+    const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.rollback', async (tx) => {
+      const ref = await resolveApp(tx, principal, request.params.app, true);
+      return rollbackRelease(tx, ref, request.body?.version, principal.ownerId);
+    });
+    return reply.status(201).send({ release });
+  });
 
   app.get<{ Params: AppParams }>('/v1/apps/:app/releases', { schema: { params: AppParams } }, async (request) => {
     const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);

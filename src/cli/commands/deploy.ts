@@ -26,8 +26,7 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
   ).action(
     action(ctx, async (dir: string, opts: DeployOptions) => {
       const app = ctx.app(opts);
-      const timeoutMs = Number(opts.timeout) * 1000;
-      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ValidationError(`--timeout must be a number of seconds, not '${opts.timeout}'`);
+      const timeoutMs = parseTimeout(opts.timeout);
       const folder = resolve(dir);
       if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new ValidationError(`'${dir}' is not a folder`);
       // Load the packing code only here: the rest of the CLI does not need it.
@@ -43,12 +42,42 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       await follow(ctx, app, release.version, timeoutMs);
     }),
   );
+
+  appOption(
+    program
+      .command('rollback')
+      .description('deploy an earlier release again, code and config vars (default: the previous good release)')
+      .argument('[version]', 'the release to go back to, e.g. v3')
+      .option('--no-wait', 'return once the rollback release is created')
+      .option('--timeout <seconds>', 'give up waiting after this long', '600'),
+  ).action(
+    action(ctx, async (version: string | undefined, opts: DeployOptions) => {
+      const app = ctx.app(opts);
+      const timeoutMs = parseTimeout(opts.timeout);
+      let target: number | undefined;
+      if (version !== undefined) {
+        const match = /^v?([1-9]\d{0,8})$/.exec(version);
+        if (!match) throw new ValidationError(`'${version}' is not a release version like v3`);
+        target = Number(match[1]);
+      }
+      const started = Date.now();
+      const { release } = await ctx.api().post<{ release: Release }>(`/v1/apps/${seg(app)}/rollback`, target === undefined ? {} : { version: target });
+      print(`-----> ${release.description}: release v${release.version}`);
+      if (opts.wait === false) return;
+      await follow(ctx, app, release.version, timeoutMs, started);
+    }),
+  );
+}
+
+function parseTimeout(value: string): number {
+  const timeoutMs = Number(value) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ValidationError(`--timeout must be a number of seconds, not '${value}'`);
+  return timeoutMs;
 }
 
 /** Prints each step of the deploy as it happens; throws when it fails or times out. */
-async function follow(ctx: CliContext, app: string, version: number, timeoutMs: number): Promise<void> {
+async function follow(ctx: CliContext, app: string, version: number, timeoutMs: number, started = Date.now()): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const started = Date.now();
   const said = new Set<string>();
   const say = (key: string, line: string): void => {
     if (said.has(key)) return;
