@@ -1,0 +1,165 @@
+/**
+ * Deploys under a steady load, all real (nexus, two runners on uWSGI, balancer): blue/green v1 → v2 across two
+ * runners with no failed request and the old vassals gone after the drain; releases that fail to import or never
+ * answer change nothing public and say why; a rollback brings the previous release back in one call.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packDirectory } from '../../src/archive/index.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { createOwner, withTransaction } from '../../src/db/index.js';
+import type { Instance, Release } from '../../src/protocol/index.js';
+import { Balancer } from '../../src/balancer/balancer.js';
+import { Runner } from '../../src/runner/runner.js';
+import { testConfig } from '../helpers/config.js';
+import { startNexus, type NexusHandle } from '../helpers/daemons.js';
+import { SteadyLoad } from '../helpers/load.js';
+import { testDatabase, testPool } from '../helpers/postgres.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+const dbUrl = await testDatabase();
+const pool = testPool(dbUrl);
+const { token } = await withTransaction(pool, (tx) => createOwner(tx, 'deploy-owner'));
+const dir = mkdtempSync(join(tmpdir(), 'pier-deploys-'));
+const DRAIN_MS = 1500;
+let nexus: NexusHandle;
+const runners: Runner[] = [];
+let balancer: Balancer;
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
+  const isBytes = Buffer.isBuffer(body);
+  const res = await fetch(`${nexus.api}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
+    body: body === undefined ? undefined : isBytes ? body : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as T };
+}
+
+/** An app folder whose every answer names its version. */
+function appVersion(name: string, source: string): string {
+  const appDir = join(dir, 'src', name);
+  mkdirSync(appDir, { recursive: true });
+  writeFileSync(join(appDir, 'wsgi.py'), source);
+  return appDir;
+}
+const answering = (version: string): string =>
+  `def application(environ, start_response):\n    start_response("200 OK", [("Content-Type", "text/plain")])\n    return [b"${version}"]\n`;
+
+async function upload(appDir: string, app = 'blue'): Promise<number> {
+  const up = await api<{ release: Release }>('POST', `/v1/apps/${app}/releases`, await packDirectory(appDir));
+  expect(up.status).toBe(201);
+  return up.json.release.version;
+}
+
+async function settled(version: number, app = 'blue'): Promise<Release> {
+  return waitFor(async () => {
+    const { release } = (await api<{ release: Release }>('GET', `/v1/apps/${app}/releases/v${version}`)).json;
+    return release.status === 'pending' ? undefined : release;
+  }, { name: `v${version} settled`, timeoutMs: 30_000, intervalMs: 50 });
+}
+
+async function get(): Promise<{ status: number; body: string }> {
+  const res = await request(`http://127.0.0.1:${balancer.port}/`, { headers: { host: 'blue.localhost' } });
+  return { status: res.statusCode, body: await res.body.text() };
+}
+
+function vassals(): string[] {
+  return runners.flatMap((r) => {
+    const folder = join(r.dir, 'emperor', 'vassals');
+    return existsSync(folder) ? readdirSync(folder).filter((f) => f.endsWith('.ini')).map((f) => f.slice(0, -4)) : [];
+  });
+}
+
+beforeAll(async () => {
+  nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 } }, 'file');
+  const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [] };
+  const base = 24000 + (process.pid % 80) * 100;
+  for (const [i, id] of ['runner-d1', 'runner-d2'].entries()) {
+    const runner = new Runner({
+      config: testConfig({ dataDir: dir, cluster, runner: { id, portMin: base + i * 50, portMax: base + i * 50 + 49, startTimeoutMs: 5000, drainMs: DRAIN_MS } }),
+      log: silentLogger(),
+    });
+    await runner.start();
+    runners.push(runner);
+  }
+  balancer = new Balancer({ config: testConfig({ cluster, balancer: { id: 'balancer-d', host: '127.0.0.1', port: 0 } }), log: silentLogger() });
+  await balancer.start();
+
+  expect((await api('POST', '/v1/apps', { name: 'blue' })).status).toBe(201);
+  expect((await api('PATCH', '/v1/apps/blue/formation', { web: 2 })).status).toBe(200);
+  expect((await settled(await upload(appVersion('v1', answering('v1')))))).toMatchObject({ status: 'live' });
+  await waitFor(async () => {
+    const ready = (await api<{ instances: Instance[] }>('GET', '/v1/apps/blue/instances')).json.instances.filter((i) => i.state === 'ready' && i.isLive);
+    return ready.length === 2 && new Set(ready.map((i) => i.runnerId)).size === 2;
+  }, { name: 'v1 on both runners', timeoutMs: 20_000, intervalMs: 100 });
+}, 90_000);
+
+afterAll(async () => {
+  await balancer?.stop();
+  for (const runner of runners) await runner.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe('deploys under load', () => {
+  it('blue/green v1 → v2 on two runners: no failed request, all traffic on v2, old vassals gone after the drain', async () => {
+    const v1Vassals = vassals();
+    expect(v1Vassals).toHaveLength(2);
+    const traffic = new SteadyLoad(`http://127.0.0.1:${balancer.port}/`, 'blue.localhost', 4, 5);
+    traffic.start();
+    await sleep(500);
+    const started = Date.now();
+    const version = await upload(appVersion('v2', answering('v2')));
+    expect(await settled(version)).toMatchObject({ status: 'live' });
+    const liveMs = Date.now() - started;
+    for (let i = 0; i < 20; i++) expect(await get()).toEqual({ status: 200, body: 'v2' });
+    await waitFor(() => vassals().every((v) => !v1Vassals.includes(v)), { name: 'v1 vassals removed', timeoutMs: DRAIN_MS + 5000, intervalMs: 50 });
+    const goneMs = Date.now() - started;
+    await sleep(300);
+    const result = await traffic.stop();
+    console.log(`[deploys] v2 live ${liveMs} ms after upload, v1 vassals gone at ${goneMs} ms; ${result.ok} ok / ${result.failed} failed at ${result.rate} req/s`);
+    expect(result.failures).toEqual([]);
+    expect(vassals()).toHaveLength(2);
+    expect(goneMs).toBeGreaterThanOrEqual(DRAIN_MS);
+  }, 60_000);
+
+  it('a release that cannot import and one that never answers fail with their reason; nothing public changes', async () => {
+    const traffic = new SteadyLoad(`http://127.0.0.1:${balancer.port}/`, 'blue.localhost', 4, 5);
+    traffic.start();
+    const broken = await settled(await upload(appVersion('v3-broken', `import no_such_module_here\n${answering('v3')}`)));
+    expect(broken.status).toBe('failed');
+    expect(broken.error).toContain("No module named 'no_such_module_here'");
+    const silent = await settled(await upload(appVersion('v4-silent', 'import time\ntime.sleep(3600)\n' + answering('never'))));
+    expect(silent.status).toBe('failed');
+    expect(silent.error).toMatch(/did not answer|not ready|timed out/i);
+    const result = await traffic.stop();
+    console.log(`[deploys] failing releases: ${result.ok} ok / ${result.failed} failed; silent: ${silent.error?.split('\n').at(-1)}`);
+    expect(result.failures).toEqual([]);
+    expect(await get()).toEqual({ status: 200, body: 'v2' });
+  }, 60_000);
+
+  it('rolls back to the previous good release in one call, code and config', async () => {
+    expect((await api('PATCH', '/v1/apps/blue/config', { MODE: 'new' })).status).toBe(200);
+    const configRelease = (await api<{ releases: Release[] }>('GET', '/v1/apps/blue/releases')).json.releases[0]!;
+    expect(await settled(configRelease.version)).toMatchObject({ status: 'live' });
+    const started = Date.now();
+    const back = await api<{ release: Release }>('POST', '/v1/apps/blue/rollback', {});
+    expect(back.status).toBe(201);
+    expect(back.json.release.description).toBe('rollback to v2');
+    expect(await settled(back.json.release.version)).toMatchObject({ status: 'live' });
+    await waitFor(async () => (await get()).body === 'v2', { name: 'v2 answering' });
+    const rollbackMs = Date.now() - started;
+    console.log(`[deploys] rollback live in ${rollbackMs} ms`);
+    expect((await api<{ vars: Record<string, string> }>('GET', '/v1/apps/blue/config')).json.vars).toEqual({});
+    const named = await api<{ release: Release }>('POST', '/v1/apps/blue/rollback', { version: 1 });
+    expect(named.json.release.description).toBe('rollback to v1');
+    expect(await settled(named.json.release.version)).toMatchObject({ status: 'live' });
+    await waitFor(async () => (await get()).body === 'v1', { name: 'v1 answering' });
+    expect((await api<{ error: { message: string } }>('POST', '/v1/apps/blue/rollback', { version: 3 })).json.error.message).toMatch(/v3 failed to start/);
+    expect((await api('POST', '/v1/apps/blue/rollback', { version: 99 })).status).toBe(404);
+    expect((await api('POST', '/v1/apps/blue/rollback', { version: 'v1' })).status).toBe(400);
+  }, 90_000);
+});
