@@ -95,6 +95,9 @@ export function renderVassal(spec: VassalSpec): string {
   opt('plugins', plugins.join(','));
   for (const flag of ['master', 'need-app', 'die-on-term', 'single-interpreter', 'enable-threads']) opt(flag, 'true');
   opt('http11-socket', `${host}:${spec.port}`);
+  // A chunked response leaves in several small writes; without TCP_NODELAY the last one waits for the ACK the
+  // balancer delays: 40 ms per request on a kept-alive connection (measured: 45 ms → 1 ms).
+  opt('tcp-nodelay', 'true');
   // A keep-alive response needs framing: without Content-Length (a generator body) uWSGI sends neither a length
   // nor chunks, and the client waits for the 4 s socket timeout. Chunk exactly those responses: not ones the app
   // already chunked (a WSGI shim may), and not for HTTP/1.0 clients, whose connection uWSGI closes instead.
