@@ -26,6 +26,7 @@ describe('renderVassal', () => {
         'single-interpreter = true',
         'enable-threads = true',
         'http11-socket = 127.0.0.1:20001',
+        'tcp-nodelay = true',
         'response-header-collect = Content-Length PIER_CL',
         'response-header-collect = Transfer-Encoding PIER_TE',
         'response-route-if-not = empty:${PIER_TE} last:',
