@@ -38,12 +38,15 @@ export interface RouteTableOptions {
 interface AppEntry extends AppRoute {
   hostnames: Set<string>;
   instances: Map<string, Instance>;
+  /** stage.<app>.<domain>: ready instances of the stage release. */
+  stage: AppRoute;
 }
 
 const isInstance = validatorFor(Instance);
 
-function backendOf(instance: Instance): Backend | undefined {
-  if (instance.state !== 'ready' || !instance.isLive || instance.port === null) return undefined;
+function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
+  const isInSlot = slot === 'live' ? instance.isLive : instance.isStage === true;
+  if (instance.state !== 'ready' || !isInSlot || instance.port === null) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
   return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}` };
 }
@@ -112,6 +115,23 @@ export class RouteTable {
       }
       case 'instance.removed':
         return this.removeInstance(appName, event.data.id);
+      case 'release.staged': {
+        const release = event.data.release;
+        const entry = appName === null ? undefined : this.apps.get(appName);
+        if (typeof release !== 'number' && release !== null) return this.invalid();
+        if (!entry) return false;
+        for (const instance of entry.instances.values()) instance.isStage = instance.release === release;
+        this.rebuild(entry);
+        return true;
+      }
+      case 'release.failed': {
+        // A stage release that failed leaves the slot.
+        const entry = appName === null || event.data.stage !== true ? undefined : this.apps.get(appName);
+        if (!entry) return false;
+        for (const instance of entry.instances.values()) if (instance.release === event.data.release) instance.isStage = false;
+        this.rebuild(entry);
+        return true;
+      }
       case 'release.live': {
         const release = event.data.release;
         const entry = appName === null ? undefined : this.apps.get(appName);
@@ -130,8 +150,12 @@ export class RouteTable {
   lookup(hostHeader: string | undefined): RouteLookup {
     const host = normalizeHost(hostHeader) ?? '';
     const target = host === '' ? undefined : this.hosts.match(host);
-    const route = target && target.slot === 'live' ? this.apps.get(target.app) : undefined;
-    return route ? { kind: 'app', host, route } : { kind: 'unknown', host };
+    const entry = target ? this.apps.get(target.app) : undefined;
+    if (!entry || !target) return { kind: 'unknown', host };
+    if (target.slot === 'live') return { kind: 'app', host, route: entry };
+    // The stage name answers while a release holds the slot (503 while its instance starts), else 404.
+    const isStaged = [...entry.instances.values()].some((i) => i.isStage === true);
+    return isStaged ? { kind: 'app', host, route: entry.stage } : { kind: 'unknown', host };
   }
 
   /** The app's route, if the app exists. */
@@ -163,7 +187,7 @@ export class RouteTable {
   /** The `host:port` of every backend of every app (to retire connection pools of instances that left). */
   addresses(): Set<string> {
     const out = new Set<string>();
-    for (const entry of this.apps.values()) for (const backend of entry.backends) out.add(backend.address);
+    for (const entry of this.apps.values()) for (const backend of [...entry.backends, ...entry.stage.backends]) out.add(backend.address);
     return out;
   }
 
@@ -175,7 +199,7 @@ export class RouteTable {
   private ensureApp(name: string): AppEntry {
     let entry = this.apps.get(name);
     if (!entry) {
-      entry = { name, backends: [], cursor: 0, hostnames: new Set(), instances: new Map() };
+      entry = { name, backends: [], cursor: 0, hostnames: new Set(), instances: new Map(), stage: { name, backends: [], cursor: 0 } };
       this.apps.set(name, entry);
       this.hosts.addApp(name);
     }
@@ -201,14 +225,16 @@ export class RouteTable {
 
   /** Recomputes an app's backends; keeps the cursor in range so round-robin continues smoothly. */
   private rebuild(entry: AppEntry): void {
-    const backends: Backend[] = [];
-    for (const instance of entry.instances.values()) {
-      const backend = backendOf(instance);
-      if (backend) backends.push(backend);
+    for (const [route, slot] of [[entry, 'live'], [entry.stage, 'stage']] as const) {
+      const backends: Backend[] = [];
+      for (const instance of entry.instances.values()) {
+        const backend = backendOf(instance, slot);
+        if (backend) backends.push(backend);
+      }
+      backends.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      route.backends = backends;
+      route.cursor = backends.length === 0 ? 0 : route.cursor % backends.length;
     }
-    backends.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    entry.backends = backends;
-    entry.cursor = backends.length === 0 ? 0 : entry.cursor % backends.length;
   }
 
   private invalid(): false {

@@ -36,7 +36,9 @@ export async function storeArtifact(tx: Queryable, bytes: Uint8Array): Promise<s
  * Records release vN+1 of `app` with the app's current config vars and makes it the deploy target.
  * The caller holds the app row lock (resolveApp(…, forUpdate)), so versions never collide.
  */
-export async function createRelease(tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string): Promise<Release> {
+export async function createRelease(
+  tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string, options: { stage?: boolean } = {},
+): Promise<Release> {
   const { rows } = await tx.query<{ id: number; version: number }>(
     `INSERT INTO releases (app_id, version, sha256, created_by, description, config)
      SELECT $1, coalesce((SELECT max(version) FROM releases WHERE app_id = $1), 0) + 1, $2, $3, $4,
@@ -45,8 +47,8 @@ export async function createRelease(tx: Queryable, app: AppRef, sha256: string, 
     [app.id, sha256, ownerId, description],
   );
   const { id, version } = rows[0]!;
-  await tx.query('UPDATE apps SET release_id = $2 WHERE id = $1', [app.id, id]);
-  await appendEvent(tx, 'release.created', app.name, { version, sha256, description });
+  await tx.query(`UPDATE apps SET ${options.stage ? 'stage_release_id' : 'release_id'} = $2 WHERE id = $1`, [app.id, id]);
+  await appendEvent(tx, 'release.created', app.name, { version, sha256, description, ...(options.stage ? { stage: true } : {}) });
   return (await getRelease(tx, app, version))!;
 }
 
@@ -136,4 +138,26 @@ export async function rollbackRelease(tx: Queryable, app: AppRef, version: numbe
   await appendEvent(tx, 'config.changed', app.name, { rollback: source.version, keys });
   const { rows: sha } = await tx.query<{ sha256: string }>('SELECT sha256 FROM releases WHERE id = $1', [source.id]);
   return createRelease(tx, app, sha[0]!.sha256, ownerId, `rollback to v${source.version}`);
+}
+
+/**
+ * Promotes the app's staged release: it becomes the deploy target (blue/green from its warm stage instance), and
+ * the live release takes the stage slot, so promoting again goes back. @throws ConflictError without a ready stage
+ */
+export async function promoteStage(tx: Queryable, app: AppRef): Promise<Release> {
+  const { rows } = await tx.query<{ stage_id: number | null; live_id: number | null; version: number | null; ready: number }>(
+    `SELECT a.stage_release_id AS stage_id, a.live_release_id AS live_id, r.version,
+            (SELECT count(*)::int FROM instances i WHERE i.release_id = a.stage_release_id AND i.state = 'ready') AS ready
+     FROM apps a LEFT JOIN releases r ON r.id = a.stage_release_id WHERE a.id = $1`,
+    [app.id],
+  );
+  const row = rows[0]!;
+  if (row.stage_id === null || row.version === null) throw new ConflictError(`app '${app.name}' has nothing on stage; deploy with: pier deploy --stage -a ${app.name}`);
+  if (row.stage_id === row.live_id) throw new ConflictError(`v${row.version} is already live`);
+  if (row.ready === 0) throw new ConflictError(`v${row.version} is not ready on stage yet; see 'pier ps -a ${app.name}'`);
+  await tx.query("UPDATE releases SET status = 'pending' WHERE id = $1 AND status IN ('staged', 'superseded')", [row.stage_id]);
+  await tx.query('UPDATE apps SET release_id = stage_release_id, stage_release_id = live_release_id WHERE id = $1', [app.id]);
+  const live = row.live_id === null ? null : (await tx.query<{ version: number }>('SELECT version FROM releases WHERE id = $1', [row.live_id])).rows[0]!.version;
+  await appendEvent(tx, 'release.staged', app.name, { release: live });
+  return (await getRelease(tx, app, row.version))!;
 }

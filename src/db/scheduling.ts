@@ -6,14 +6,18 @@ import { getInstance } from './instances.js';
 import { ADVISORY, type Queryable } from './pool.js';
 
 export interface SchedulingState {
-  apps: Array<{ id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null }>;
+  apps: Array<{
+    id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null;
+    stageReleaseId: number | null; isStagePending: boolean;
+  }>;
   instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number }>;
   runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
-  const apps = await q.query<{ id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null }>(
-    'SELECT id, name, web_scale, release_id, live_release_id FROM apps ORDER BY id',
+  const apps = await q.query<{ id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null; stage_release_id: number | null; stage_status: string | null }>(
+    `SELECT a.id, a.name, a.web_scale, a.release_id, a.live_release_id, a.stage_release_id, s.status AS stage_status
+     FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id ORDER BY a.id`,
   );
   const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number }>(
     `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms
@@ -21,7 +25,10 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
   );
   const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
   return {
-    apps: apps.rows.map((r) => ({ id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id })),
+    apps: apps.rows.map((r) => ({
+      id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id,
+      stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending',
+    })),
     instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms })),
     runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
   };
@@ -39,6 +46,20 @@ export async function loadNodeLiveness(q: Queryable): Promise<Array<{ id: string
 export async function setNodeDown(tx: Queryable, id: string, kind: string, isDown: boolean): Promise<void> {
   await tx.query('UPDATE nodes SET status = $2 WHERE id = $1', [id, isDown ? 'dead' : 'alive']);
   await appendEvent(tx, isDown ? 'node.down' : 'node.up', null, { id, kind });
+}
+
+/** A stage release's instance is ready: the release is 'staged' and stage.<app>.<domain> routes to it. */
+export async function markStaged(tx: Queryable, appId: number, releaseId: number): Promise<void> {
+  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'staged' WHERE id = $1 AND status = 'pending' RETURNING version", [releaseId]);
+  const app = await tx.query<{ name: string }>('SELECT name FROM apps WHERE id = $1', [appId]);
+  if (rows[0]) await appendEvent(tx, 'release.staged', app.rows[0]!.name, { release: rows[0].version });
+}
+
+/** A stage release failed to start: it is marked failed and leaves the stage slot (nothing public changes). */
+export async function failStage(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
+  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1 RETURNING version", [releaseId, error.slice(0, 8000)]);
+  const app = await tx.query<{ name: string }>('UPDATE apps SET stage_release_id = NULL WHERE id = $1 AND stage_release_id = $2 RETURNING name', [appId, releaseId]);
+  if (app.rows[0]) await appendEvent(tx, 'release.failed', app.rows[0].name, { release: rows[0]!.version, error: error.slice(0, 2000), stage: true });
 }
 
 /** Serializes schedulers across replicas (a second leader for a moment must not double-place). */

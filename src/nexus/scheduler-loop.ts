@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
-  failRelease, forgetInstance, loadNodeLiveness, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
+  failRelease, failStage, forgetInstance, loadNodeLiveness, markStaged, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
@@ -120,6 +120,10 @@ async function apply(tx: pg.PoolClient, action: Action): Promise<void> {
       return makeLive(tx, action.appId, action.releaseId);
     case 'fail':
       return failRelease(tx, action.appId, action.releaseId, action.error);
+    case 'staged':
+      return markStaged(tx, action.appId, action.releaseId);
+    case 'failStage':
+      return failStage(tx, action.appId, action.releaseId, action.error);
   }
 }
 
@@ -134,5 +138,9 @@ function describe(action: Action): string {
       return `live app ${action.appId} release ${action.releaseId}`;
     case 'fail':
       return `fail app ${action.appId} release ${action.releaseId}`;
+    case 'staged':
+      return `staged app ${action.appId} release ${action.releaseId}`;
+    case 'failStage':
+      return `fail stage of app ${action.appId} release ${action.releaseId}`;
   }
 }

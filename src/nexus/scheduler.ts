@@ -2,7 +2,8 @@
  * The scheduler's decisions, pure: given apps, instances and runners, what to place, stop, forget, switch live
  * or fail. Deploys are blue/green: the new release's instances start beside the old ones, routes switch only
  * when all of them are ready, and only then are the old ones stopped. A release whose instance fails (or does
- * not become ready in time) is marked failed and the app's target goes back to the live release.
+ * not become ready in time) is marked failed and the app's target goes back to the live release. The stage slot
+ * holds one instance of its release beside them (unless that release is the target or live one).
  */
 import type { InstanceState } from '../protocol/index.js';
 
@@ -12,6 +13,10 @@ export interface SchedApp {
   scale: number;
   targetReleaseId: number | null;
   liveReleaseId: number | null;
+  /** Release on the stage slot, if any (it may be the live release right after a promote). */
+  stageReleaseId?: number | null;
+  /** The stage release has not had a ready instance yet. */
+  isStagePending?: boolean;
 }
 
 export interface SchedInstance {
@@ -35,7 +40,9 @@ export type Action =
   | { kind: 'stop'; instanceId: string }
   | { kind: 'forget'; instanceId: string }
   | { kind: 'live'; appId: number; releaseId: number }
-  | { kind: 'fail'; appId: number; releaseId: number; error: string };
+  | { kind: 'fail'; appId: number; releaseId: number; error: string }
+  | { kind: 'staged'; appId: number; releaseId: number }
+  | { kind: 'failStage'; appId: number; releaseId: number; error: string };
 
 export interface PlanOptions {
   /** An instance not ready this long after assignment has failed. */
@@ -71,8 +78,22 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
       stop(mine);
       continue;
     }
+    const stageId = app.stageReleaseId ?? null;
+    const isStageOwn = stageId !== null && stageId !== app.targetReleaseId && stageId !== app.liveReleaseId;
+    if (isStageOwn) {
+      const stageOut = planStage(app, stageId, mine.filter((i) => i.releaseId === stageId), options, () => pickRunner(alive, load, appLoad, app.id));
+      for (const action of stageOut) {
+        actions.push(action);
+        if (action.kind === 'place') {
+          load.set(action.runnerId, (load.get(action.runnerId) ?? 0) + 1);
+          appLoad.set(`${app.id}/${action.runnerId}`, (appLoad.get(`${app.id}/${action.runnerId}`) ?? 0) + 1);
+        }
+      }
+    }
     const target = mine.filter((i) => i.releaseId === app.targetReleaseId && i.state !== 'stopping');
-    const others = mine.filter((i) => i.releaseId !== app.targetReleaseId);
+    // The stage release's instances are not leftovers of an old deploy (after a promote, the old live release
+    // is on stage: it keeps serving live until the switch, then keeps one instance for stage).
+    const others = mine.filter((i) => i.releaseId !== app.targetReleaseId && i.releaseId !== stageId);
     const isDeploying = app.targetReleaseId !== app.liveReleaseId;
     const broken = target.filter((i) => i.state === 'failed' || (i.state !== 'ready' && i.ageMs > options.startTimeoutMs));
     if (broken.length > 0 && isDeploying) {
@@ -105,6 +126,37 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
       stop(others);
     }
   }
+  return actions;
+}
+
+/**
+ * One instance of the stage release: placed, replaced when it dies, extras stopped; the release is 'staged' once
+ * it is ready, or failed (leaving the stage slot) when its first instance fails or does not start in time.
+ */
+function planStage(app: SchedApp, stageId: number, instances: SchedInstance[], options: PlanOptions, pick: () => string | undefined): Action[] {
+  const actions: Action[] = [];
+  const stop = (list: SchedInstance[]): void => {
+    for (const i of list) if (i.state !== 'stopping') actions.push({ kind: 'stop', instanceId: i.id });
+  };
+  const current = instances.filter((i) => i.state !== 'stopping');
+  const broken = current.filter((i) => i.state === 'failed' || (i.state !== 'ready' && i.ageMs > options.startTimeoutMs));
+  if (broken.length > 0 && app.isStagePending) {
+    const first = broken[0]!;
+    const error = first.state === 'failed' ? (first.error ?? 'instance failed') : `instance did not become ready in ${Math.round(options.startTimeoutMs / 1000)} s`;
+    actions.push({ kind: 'failStage', appId: app.id, releaseId: stageId, error });
+    stop(current);
+    return actions;
+  }
+  stop(broken);
+  const healthy = current.filter((i) => !broken.includes(i));
+  if (healthy.length === 0) {
+    const runnerId = pick();
+    if (runnerId !== undefined) actions.push({ kind: 'place', appId: app.id, releaseId: stageId, runnerId });
+  } else if (healthy.length > 1) {
+    const rank = (i: SchedInstance): number => (i.state === 'ready' ? 1 : 0);
+    stop([...healthy].sort((a, b) => rank(b) - rank(a) || b.ageMs - a.ageMs).slice(1));
+  }
+  if (app.isStagePending && healthy.some((i) => i.state === 'ready')) actions.push({ kind: 'staged', appId: app.id, releaseId: stageId });
   return actions;
 }
 

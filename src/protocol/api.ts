@@ -41,7 +41,11 @@ export type ApiError = Static<typeof ApiError>;
 export const ReleaseParams = Type.Object({ app: Type.String({ maxLength: 64 }), version: Type.String({ pattern: '^v?[0-9]{1,9}$' }) }, strict);
 export type ReleaseParams = Static<typeof ReleaseParams>;
 
-export const ReleaseQuery = Type.Object({ description: Type.Optional(Type.String({ maxLength: 200 })) }, strict);
+export const ReleaseQuery = Type.Object({
+  description: Type.Optional(Type.String({ maxLength: 200 })),
+  /** `stage=1`: put the release on the stage slot (stage.<app>.<domain>) instead of deploying it live. */
+  stage: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
+}, strict);
 export type ReleaseQuery = Static<typeof ReleaseQuery>;
 
 /** Process counts by type; only `web` for now (Heroku's formation). */

@@ -50,7 +50,7 @@ export const App = Type.Object({
 export type App = Static<typeof App>;
 
 export const ReleaseStatus = Type.Union([
-  Type.Literal('pending'), Type.Literal('live'), Type.Literal('superseded'), Type.Literal('failed'),
+  Type.Literal('pending'), Type.Literal('staged'), Type.Literal('live'), Type.Literal('superseded'), Type.Literal('failed'),
 ]);
 export type ReleaseStatus = Static<typeof ReleaseStatus>;
 
@@ -80,6 +80,8 @@ export const Instance = Type.Object({
   release: Type.Integer({ minimum: 1 }),
   /** Whether this instance's release is the one the balancer routes the app to. */
   isLive: Type.Boolean(),
+  /** Whether this instance's release is on the app's stage slot (stage.<app>.<domain>). */
+  isStage: Type.Optional(Type.Boolean()),
   processType: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,29}$' }),
   runnerId: NodeId,
   /** Host the runner's instances are reachable at. */

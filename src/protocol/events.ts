@@ -22,8 +22,10 @@ export const EVENT_TYPES = [
   'instance.removed',
   /** data: { release } — the balancer now routes the app to this release's ready instances. */
   'release.live',
-  /** data: { release, error } — the deploy failed; nothing public changed. */
+  /** data: { release, error, stage? } — the deploy failed; nothing public changed. */
   'release.failed',
+  /** data: { release } — stage.<app>.<domain> now routes to this release's ready instances (null: none). */
+  'release.staged',
   'formation.changed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

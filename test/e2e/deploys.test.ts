@@ -49,8 +49,8 @@ function appVersion(name: string, source: string): string {
 const answering = (version: string): string =>
   `def application(environ, start_response):\n    start_response("200 OK", [("Content-Type", "text/plain")])\n    return [b"${version}"]\n`;
 
-async function upload(appDir: string, app = 'blue'): Promise<number> {
-  const up = await api<{ release: Release }>('POST', `/v1/apps/${app}/releases`, await packDirectory(appDir));
+async function upload(appDir: string, app = 'blue', query = ''): Promise<number> {
+  const up = await api<{ release: Release }>('POST', `/v1/apps/${app}/releases${query}`, await packDirectory(appDir));
   expect(up.status).toBe(201);
   return up.json.release.version;
 }
@@ -62,8 +62,8 @@ async function settled(version: number, app = 'blue'): Promise<Release> {
   }, { name: `v${version} settled`, timeoutMs: 30_000, intervalMs: 50 });
 }
 
-async function get(): Promise<{ status: number; body: string }> {
-  const res = await request(`http://127.0.0.1:${balancer.port}/`, { headers: { host: 'blue.localhost' } });
+async function get(host = 'blue.localhost'): Promise<{ status: number; body: string }> {
+  const res = await request(`http://127.0.0.1:${balancer.port}/`, { headers: { host } });
   return { status: res.statusCode, body: await res.body.text() };
 }
 
@@ -162,4 +162,51 @@ describe('deploys under load', () => {
     expect((await api('POST', '/v1/apps/blue/rollback', { version: 99 })).status).toBe(404);
     expect((await api('POST', '/v1/apps/blue/rollback', { version: 'v1' })).status).toBe(400);
   }, 90_000);
+
+  it('stages a release at stage.<app>.<domain> beside live, and promotes it under load with no failed request', async () => {
+    const live = (await get()).body;
+    expect(live).toBe('v1');
+    expect((await get('stage.blue.localhost')).status).toBe(404); // nothing on stage yet
+    const stagedVersion = await upload(appVersion('v-stage', answering('staged')), 'blue', '?stage=1');
+    const onStage = await waitFor(async () => {
+      const { release } = (await api<{ release: Release }>('GET', `/v1/apps/blue/releases/v${stagedVersion}`)).json;
+      return release.status === 'staged' ? release : release.status === 'failed' ? release : undefined;
+    }, { name: 'release on stage', timeoutMs: 30_000, intervalMs: 50 });
+    expect(onStage.status).toBe('staged');
+    await waitFor(async () => (await get('stage.blue.localhost')).body === 'staged', { name: 'stage host answers' });
+    for (let i = 0; i < 10; i++) expect(await get()).toEqual({ status: 200, body: 'v1' });
+
+    const traffic = new SteadyLoad(`http://127.0.0.1:${balancer.port}/`, 'blue.localhost', 4, 5);
+    traffic.start();
+    await sleep(300);
+    const started = Date.now();
+    const promoted = await api<{ release: Release }>('POST', '/v1/apps/blue/promote', {});
+    expect(promoted.status).toBe(201);
+    expect(await settled(stagedVersion)).toMatchObject({ status: 'live' });
+    const promoteMs = Date.now() - started;
+    await waitFor(async () => (await get()).body === 'staged', { name: 'live answers with the promoted release' });
+    await sleep(300);
+    const result = await traffic.stop();
+    console.log(`[deploys] promote live in ${promoteMs} ms; ${result.ok} ok / ${result.failed} failed`);
+    expect(result.failures).toEqual([]);
+    for (let i = 0; i < 10; i++) expect(await get()).toEqual({ status: 200, body: 'staged' });
+    // The previous live release took the stage slot: promoting again would go back.
+    await waitFor(async () => (await get('stage.blue.localhost')).body === 'v1', { name: 'old live on stage' });
+    await waitFor(async () => {
+      const now = (await api<{ instances: Instance[] }>('GET', '/v1/apps/blue/instances')).json.instances.filter((i) => i.state !== 'stopping');
+      return now.filter((i) => i.isLive).length === 2 && now.filter((i) => i.isStage).length === 1 ? true : undefined;
+    }, { name: 'two live instances and one stage instance', timeoutMs: 10_000, intervalMs: 100 });
+  }, 90_000);
+
+  it('a stage release that fails leaves the stage slot and changes nothing live', async () => {
+    const version = await upload(appVersion('v-stage-broken', `raise RuntimeError("stage boom")\n${answering('x')}`), 'blue', '?stage=1');
+    const failed = await waitFor(async () => {
+      const { release } = (await api<{ release: Release }>('GET', `/v1/apps/blue/releases/v${version}`)).json;
+      return release.status === 'failed' ? release : undefined;
+    }, { name: 'stage release failed', timeoutMs: 30_000, intervalMs: 50 });
+    expect(failed.error).toContain('RuntimeError: stage boom');
+    expect(await get()).toEqual({ status: 200, body: 'staged' });
+    await waitFor(async () => (await get('stage.blue.localhost')).status === 404, { name: 'stage slot empty' });
+    expect((await api<{ error: { message: string } }>('POST', '/v1/apps/blue/promote', {})).json.error.message).toMatch(/nothing on stage/);
+  }, 60_000);
 });

@@ -73,4 +73,40 @@ describe('scheduler plan', () => {
   it('stops everything of an app with no release', () => {
     expect(plan([app({ targetReleaseId: null })], [inst({ id: 'x' })], runners('r1'), options)).toEqual([{ kind: 'stop', instanceId: 'x' }]);
   });
+
+  describe('the stage slot', () => {
+    const staging = (over: Partial<SchedApp> = {}): SchedApp => app({ targetReleaseId: 1, liveReleaseId: 1, stageReleaseId: 3, isStagePending: true, ...over });
+
+    it('places one stage instance beside the live ones and marks the release staged once it is ready', () => {
+      const live = inst({ id: 'live', releaseId: 1 });
+      expect(plan([staging()], [live], runners('r1', 'r2'), options)).toEqual([{ kind: 'place', appId: 1, releaseId: 3, runnerId: 'r2' }]);
+      const stage = inst({ id: 'stage', releaseId: 3, runnerId: 'r2' });
+      expect(plan([staging()], [live, stage], runners('r1', 'r2'), options)).toEqual([{ kind: 'staged', appId: 1, releaseId: 3 }]);
+      expect(plan([staging({ isStagePending: false })], [live, stage], runners('r1', 'r2'), options)).toEqual([]);
+    });
+
+    it('fails a stage release whose instance failed, without touching live', () => {
+      const live = inst({ id: 'live', releaseId: 1 });
+      const bad = inst({ id: 'bad', releaseId: 3, state: 'failed', error: 'boom' });
+      expect(plan([staging()], [live, bad], runners('r1'), options)).toEqual([
+        { kind: 'failStage', appId: 1, releaseId: 3, error: 'boom' },
+        { kind: 'stop', instanceId: 'bad' },
+      ]);
+    });
+
+    it('after a promote keeps the old live release serving until the switch, then keeps one of it for stage', () => {
+      // Promote: target 3 (its stage instance is ready), live 1, stage now 1.
+      const promoted = app({ scale: 2, targetReleaseId: 3, liveReleaseId: 1, stageReleaseId: 1, isStagePending: false });
+      const old = [inst({ id: 'old-a', releaseId: 1 }), inst({ id: 'old-b', releaseId: 1, runnerId: 'r2' })];
+      const warm = inst({ id: 'warm', releaseId: 3, runnerId: 'r2' });
+      const during = plan([promoted], [...old, warm], runners('r1', 'r2'), options);
+      expect(during).toEqual([{ kind: 'place', appId: 1, releaseId: 3, runnerId: 'r1' }]);
+      const second = inst({ id: 'second', releaseId: 3 });
+      expect(plan([promoted], [...old, warm, second], runners('r1', 'r2'), options)).toEqual([{ kind: 'live', appId: 1, releaseId: 3 }]);
+      const after = app({ scale: 2, targetReleaseId: 3, liveReleaseId: 3, stageReleaseId: 1, isStagePending: false });
+      const stops = plan([after], [...old, warm, second], runners('r1', 'r2'), options);
+      expect(stops.filter((a) => a.kind === 'stop')).toHaveLength(1);
+      expect(stops.every((a) => a.kind === 'stop')).toBe(true);
+    });
+  });
 });

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { PierError } from '../../core/errors.js';
 import {
-  createRelease, getApp, getRelease, listInstances, listReleases, mutate, resolveApp, rollbackRelease, setScale, storeArtifact,
+  createRelease, getApp, getRelease, listInstances, listReleases, mutate, promoteStage, resolveApp, rollbackRelease, setScale, storeArtifact,
 } from '../../db/index.js';
 import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
 import { checkUpload } from '../archive-check.js';
@@ -25,7 +25,8 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
       const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, request.body);
-        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`);
+        const isStage = request.query.stage === '1' || request.query.stage === 'true';
+        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage });
       });
       return reply.status(201).send({ release });
     },
@@ -36,6 +37,15 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
     const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.rollback', async (tx) => {
       const ref = await resolveApp(tx, principal, request.params.app, true);
       return rollbackRelease(tx, ref, request.body?.version, principal.ownerId);
+    });
+    return reply.status(201).send({ release });
+  });
+
+  app.post<{ Params: AppParams }>('/v1/apps/:app/promote', { schema: { params: AppParams } }, async (request, reply) => {
+    const principal = await principalOf(ctx, request);
+    const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.promote', async (tx) => {
+      const ref = await resolveApp(tx, principal, request.params.app, true);
+      return promoteStage(tx, ref);
     });
     return reply.status(201).send({ release });
   });
@@ -51,7 +61,8 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
     const release = await getRelease(ctx.pool, ref, version);
     if (!release) throw new PierError('PIER_NOT_FOUND', `release v${version} of app '${ref.name}' not found; run 'pier releases -a ${ref.name}'`);
     const instances = (await listInstances(ctx.pool)).filter((i) => i.app === ref.name && i.release === version);
-    return { release, instances, url: ctx.appUrl(ref.name) };
+    const url = ctx.appUrl(ref.name);
+    return { release, instances, url, stageUrl: url.replace('://', `://stage.`) };
   });
 
   app.get<{ Params: AppParams }>('/v1/apps/:app/instances', { schema: { params: AppParams } }, async (request) => {

@@ -13,6 +13,7 @@ interface DeployOptions {
   app?: string;
   wait?: boolean;
   timeout: string;
+  stage?: boolean;
 }
 
 export function registerDeployCommand(program: Command, ctx: CliContext): void {
@@ -21,6 +22,7 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       .command('deploy')
       .description('upload DIR (default: .) as a new release and deploy it')
       .argument('[dir]', 'app folder with wsgi.py or a Procfile', '.')
+      .option('--stage', 'put the release on stage.<app>.<domain> instead of live; pier promote makes it live')
       .option('--no-wait', 'return once the release is uploaded')
       .option('--timeout <seconds>', 'give up waiting after this long', '600'),
   ).action(
@@ -36,10 +38,28 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       const bytes = await packDirectory(folder);
       print(`-----> Packed ${dir} (${formatBytes(bytes.length)}, ${detected.wsgi.module}:${detected.wsgi.callable})`);
       const started = Date.now();
-      const { release } = await ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases`, bytes, 'application/gzip');
+      const { release } = await ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases${opts.stage ? '?stage=1' : ''}`, bytes, 'application/gzip');
       print(`-----> Uploaded release v${release.version} (sha256 ${release.sha256.slice(0, 12)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (opts.wait === false) return;
-      await follow(ctx, app, release.version, timeoutMs);
+      await follow(ctx, app, release.version, timeoutMs, started, opts.stage === true);
+    }),
+  );
+
+  appOption(
+    program
+      .command('promote')
+      .description('make the release on stage live (blue/green from its warm instance); the live one takes the stage slot')
+      .option('--no-wait', 'return once the promotion is recorded')
+      .option('--timeout <seconds>', 'give up waiting after this long', '600'),
+  ).action(
+    action(ctx, async (opts: DeployOptions) => {
+      const app = ctx.app(opts);
+      const timeoutMs = parseTimeout(opts.timeout);
+      const started = Date.now();
+      const { release } = await ctx.api().post<{ release: Release }>(`/v1/apps/${seg(app)}/promote`, {});
+      print(`-----> Promoting v${release.version} from stage`);
+      if (opts.wait === false) return;
+      await follow(ctx, app, release.version, timeoutMs, started);
     }),
   );
 
@@ -76,7 +96,7 @@ function parseTimeout(value: string): number {
 }
 
 /** Prints each step of the deploy as it happens; throws when it fails or times out. */
-async function follow(ctx: CliContext, app: string, version: number, timeoutMs: number, started = Date.now()): Promise<void> {
+async function follow(ctx: CliContext, app: string, version: number, timeoutMs: number, started = Date.now(), isStage = false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const said = new Set<string>();
   const say = (key: string, line: string): void => {
@@ -85,13 +105,17 @@ async function follow(ctx: CliContext, app: string, version: number, timeoutMs: 
     print(line);
   };
   for (;;) {
-    const { release, instances, url } = await ctx.api().get<{ release: Release; instances: Instance[]; url: string }>(
+    const { release, instances, url, stageUrl } = await ctx.api().get<{ release: Release; instances: Instance[]; url: string; stageUrl: string }>(
       `/v1/apps/${seg(app)}/releases/v${version}`,
     );
     if (instances.length > 0) say('build', `-----> Building on ${[...new Set(instances.map((i) => i.runnerId))].join(', ')} (unpack, virtualenv)`);
     for (const i of instances) {
       if (i.state === 'starting') say(`start ${i.id}`, `-----> Starting ${i.id} on ${i.host}:${i.port}`);
       if (i.state === 'ready') say(`ready ${i.id}`, `-----> ${i.id} is ready`);
+    }
+    if (isStage && release.status === 'staged') {
+      print(`-----> v${version} is on stage in ${((Date.now() - started) / 1000).toFixed(1)} s: ${stageUrl} (make it live: pier promote -a ${app})`);
+      return;
     }
     if (release.status === 'live') {
       print(`-----> v${version} is live in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}`);
