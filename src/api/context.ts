@@ -1,7 +1,8 @@
 /** What the API's routes need from the nexus that serves them. */
 import type pg from 'pg';
 import type { FastifyRequest } from 'fastify';
-import { authenticate, type Principal } from '../db/index.js';
+import { ValidationError } from '../core/errors.js';
+import { authenticate, type DeployClaim, type Principal } from '../db/index.js';
 import type { StatsClient } from '../transport/index.js';
 
 export interface ApiContext {
@@ -14,6 +15,8 @@ export interface ApiContext {
   publishedVersion: () => number;
   /** The public URL an app answers at through the balancer. */
   appUrl: (app: string) => string;
+  /** Deploy locks the API takes: their lease, and the longest a request waits for one. */
+  deployLock?: { leaseMs: number; waitMaxMs: number };
   /** Node id → ms of the newest heartbeat this replica received (fresher than the stored time). */
   lastSeen?: ReadonlyMap<string, number>;
   /** The stats collectors (logs); undefined when none is configured. */
@@ -35,4 +38,38 @@ export function idempotencyKey(request: FastifyRequest, principal: Principal): s
   const key = request.headers['idempotency-key'];
   if (typeof key !== 'string' || key.length === 0 || key.length > 128) return undefined;
   return `api:${principal.ownerId}:${request.method}:${request.url.split('?')[0]}:${key}`;
+}
+
+/**
+ * How this request claims the app's deploy lock: with `Pier-Lock-Token: N` it deploys under the caller's own lock
+ * (checked, PIER_FENCED when stale); otherwise the API takes the lock for the deploy.
+ */
+export function deployClaim(ctx: ApiContext, request: FastifyRequest, principal: Principal): DeployClaim {
+  const header = request.headers['pier-lock-token'];
+  const claim: DeployClaim = { holder: principal.name, leaseMs: ctx.deployLock?.leaseMs ?? 60_000 };
+  if (header === undefined) return claim;
+  if (typeof header !== 'string' || !/^[1-9]\d{0,15}$/.test(header)) throw new ValidationError(`Pier-Lock-Token must be a lock token (a positive whole number), not '${String(header).slice(0, 40)}'`);
+  return { ...claim, fenceToken: Number(header) };
+}
+
+/**
+ * Runs a deploy mutation; while another deploy holds the app's lock (PIER_LOCKED) it retries for up to
+ * `Pier-Lock-Wait: SECONDS` (capped by deployLockWaitMaxMs; default 0: answer 423 at once, naming the holder).
+ */
+export async function withDeployLock<T>(ctx: ApiContext, request: FastifyRequest, run: () => Promise<T>): Promise<T> {
+  const header = request.headers['pier-lock-wait'];
+  let waitMs = 0;
+  if (header !== undefined) {
+    if (typeof header !== 'string' || !/^\d{1,4}$/.test(header)) throw new ValidationError(`Pier-Lock-Wait must be whole seconds, not '${String(header).slice(0, 40)}'`);
+    waitMs = Math.min(Number(header) * 1000, ctx.deployLock?.waitMaxMs ?? 25_000);
+  }
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await run();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'PIER_LOCKED' || Date.now() >= deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(0, deadline - Date.now()))));
+    }
+  }
 }

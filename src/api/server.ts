@@ -8,6 +8,7 @@ import { configRoutes } from './routes/config.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
+import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
 
@@ -39,5 +40,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   configRoutes(app, ctx);
   releaseRoutes(app, ctx, options.maxReleaseBytes);
   logRoutes(app, ctx);
+  lockRoutes(app, ctx);
   return app;
 }

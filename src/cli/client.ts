@@ -34,12 +34,12 @@ export class ApiClient {
     return this.send<T>('GET', path);
   }
 
-  post<T>(path: string, body: unknown): Promise<T> {
-    return this.send<T>('POST', path, body);
+  post<T>(path: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
+    return this.send<T>('POST', path, body, 'application/json', headers);
   }
 
-  patch<T>(path: string, body: unknown): Promise<T> {
-    return this.send<T>('PATCH', path, body);
+  patch<T>(path: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
+    return this.send<T>('PATCH', path, body, 'application/json', headers);
   }
 
   delete<T>(path: string): Promise<T> {
@@ -47,12 +47,12 @@ export class ApiClient {
   }
 
   /** Sends raw bytes (a release tarball). */
-  upload<T>(path: string, bytes: Buffer, contentType: string): Promise<T> {
-    return this.send<T>('POST', path, bytes, contentType);
+  upload<T>(path: string, bytes: Buffer, contentType: string, headers: Record<string, string> = {}): Promise<T> {
+    return this.send<T>('POST', path, bytes, contentType, headers);
   }
 
-  async send<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.credentials.token}`, accept: 'application/json' };
+  async send<T>(method: string, path: string, body?: unknown, contentType = 'application/json', extra: Record<string, string> = {}): Promise<T> {
+    const headers: Record<string, string> = { ...extra, authorization: `Bearer ${this.credentials.token}`, accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = contentType;
     if (method !== 'GET') headers['idempotency-key'] = randomUUID();
     const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : JSON.stringify(body);

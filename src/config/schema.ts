@@ -120,6 +120,10 @@ export const PierConfig = Type.Object(
       shutdownGraceMs: Ms(2000, 0),
       /** How often the leader reconciles instances with what is wanted (it is also woken by events). @default 500 */
       schedulerIntervalMs: Ms(500, 10),
+      /** Lease of the deploy lock the API takes for a deploy; the leader renews it at half while the deploy runs. @default 60000 */
+      deployLockLeaseMs: Ms(60_000, 100),
+      /** Longest a deploy request waits for another deploy's lock when the caller asks to wait (Pier-Lock-Wait). @default 25000 */
+      deployLockWaitMaxMs: Ms(25_000, 0),
       /** A deploy fails when an instance is not ready this long after assignment. @default 120000 */
       instanceStartTimeoutMs: Ms(120_000, 100),
       /** Largest release upload (tar.gz). @default 104857600 (100 MiB) */

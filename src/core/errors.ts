@@ -16,6 +16,10 @@ export const ERROR_CODES = {
   PIER_FORBIDDEN: { http: 403, exit: 77 },
   PIER_NOT_FOUND: { http: 404, exit: 66 },
   PIER_CONFLICT: { http: 409, exit: 65 },
+  /** A lock is held by someone else (details: holder, token, expiresAt). */
+  PIER_LOCKED: { http: 423, exit: 75 },
+  /** A write carried a fencing token older than the lock's current one: its holder lost the lock. */
+  PIER_FENCED: { http: 409, exit: 65 },
   PIER_TIMEOUT: { http: 504, exit: 75 },
   PIER_NEXUS_UNAVAILABLE: { http: 503, exit: 69 },
   PIER_DB_UNAVAILABLE: { http: 503, exit: 69 },

@@ -3,7 +3,7 @@ import { NotFoundError } from '../core/errors.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
 import type { Queryable } from './pool.js';
-import { createRelease, currentReleaseSha } from './releases.js';
+import { createRelease, currentReleaseSha, type DeployClaim } from './releases.js';
 
 export async function getConfigVars(q: Queryable, app: AppRef): Promise<Record<string, string>> {
   const { rows } = await q.query<{ key: string; value: string }>('SELECT key, value FROM config_vars WHERE app_id = $1 ORDER BY key', [app.id]);
@@ -20,6 +20,7 @@ export async function changeConfigVars(
   set: Record<string, string>,
   unset: string[],
   ownerId: number | null = null,
+  claim?: DeployClaim,
 ): Promise<Record<string, string>> {
   if (unset.length > 0) {
     const { rows } = await tx.query<{ key: string }>('SELECT key FROM config_vars WHERE app_id = $1 AND key = ANY($2)', [app.id, unset]);
@@ -43,7 +44,7 @@ export async function changeConfigVars(
   const sha256 = await currentReleaseSha(tx, app);
   if (sha256 !== undefined) {
     const changed = [...keys.map((k) => `set ${k}`), ...unset.map((k) => `unset ${k}`)].join(', ');
-    await createRelease(tx, app, sha256, ownerId, changed);
+    await createRelease(tx, app, sha256, ownerId, changed, { ...(claim ? { claim } : {}) });
   }
   return getConfigVars(tx, app);
 }

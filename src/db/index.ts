@@ -13,3 +13,4 @@ export * from './instances.js';
 export * from './releases.js';
 export * from './scheduling.js';
 export * from './stats.js';
+export * from './locks.js';

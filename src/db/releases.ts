@@ -7,6 +7,7 @@ import { sha256Hex } from '../core/ids.js';
 import type { Release } from '../protocol/index.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
+import { acquireLock, checkFence, getLock, releaseLock } from './locks.js';
 import type { Queryable } from './pool.js';
 
 type ReleaseRow = {
@@ -36,8 +37,61 @@ export async function storeArtifact(tx: Queryable, bytes: Uint8Array): Promise<s
  * Records release vN+1 of `app` with the app's current config vars and makes it the deploy target.
  * The caller holds the app row lock (resolveApp(…, forUpdate)), so versions never collide.
  */
+/** How a deploy claims its app's deploy lock: taken now for `holder`, or the caller's own lock (`fenceToken`). */
+export interface DeployClaim {
+  holder: string;
+  leaseMs: number;
+  /** The token of a deploy lock the caller already holds; checked, never taken. */
+  fenceToken?: number;
+}
+
+export function deployLockName(app: string): string {
+  return `deploy:${app}`;
+}
+
+/**
+ * Claims the deploy lock for release `releaseId`: checks the caller's fencing token, or takes the lock (PIER_LOCKED
+ * when another deploy holds it). The token is recorded on the release.
+ */
+export async function claimDeploy(tx: Queryable, app: AppRef, releaseId: number, claim: DeployClaim): Promise<void> {
+  const name = deployLockName(app.name);
+  let token: number;
+  if (claim.fenceToken !== undefined) {
+    await checkFence(tx, name, claim.fenceToken);
+    token = claim.fenceToken;
+  } else {
+    token = (await acquireLock(tx, name, claim.holder, claim.leaseMs)).token;
+  }
+  await tx.query('UPDATE releases SET lock_token = $2, owns_lock = $3 WHERE id = $1', [releaseId, token, claim.fenceToken === undefined]);
+}
+
+/** Releases the deploy lock a settled release owned (no-op when it did not own one, or lost it). */
+export async function releaseDeployLock(tx: Queryable, releaseId: number): Promise<void> {
+  const { rows } = await tx.query<{ app: string; lock_token: string | null; owns_lock: boolean }>(
+    'SELECT a.name AS app, r.lock_token, r.owns_lock FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = $1', [releaseId],
+  );
+  const row = rows[0];
+  if (!row || row.lock_token === null || !row.owns_lock) return;
+  await releaseLock(tx, deployLockName(row.app), Number(row.lock_token));
+  await tx.query('UPDATE releases SET owns_lock = false WHERE id = $1', [releaseId]);
+}
+
+/** Whether the release's deploy lock (if it has one) is still current: a stale one must not go live. */
+export async function deployLockIsCurrent(tx: Queryable, releaseId: number): Promise<{ isCurrent: boolean; reason?: string }> {
+  const { rows } = await tx.query<{ app: string; lock_token: string | null; owns_lock: boolean }>(
+    'SELECT a.name AS app, r.lock_token, r.owns_lock FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = $1', [releaseId],
+  );
+  const row = rows[0];
+  if (!row || row.lock_token === null) return { isCurrent: true };
+  const held = await getLock(tx, deployLockName(row.app));
+  if (held?.token === Number(row.lock_token)) return { isCurrent: true };
+  // A caller-held lock released by its holder after the switch was asked for is fine; one taken over is not.
+  if (!held && !row.owns_lock) return { isCurrent: true };
+  return { isCurrent: false, reason: `deploy lock lost: fencing token ${row.lock_token} refused (${held ? `now held by ${held.holder}, token ${held.token}` : 'its lease ran out'})` };
+}
+
 export async function createRelease(
-  tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string, options: { stage?: boolean } = {},
+  tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string, options: { stage?: boolean; claim?: DeployClaim } = {},
 ): Promise<Release> {
   const { rows } = await tx.query<{ id: number; version: number }>(
     `INSERT INTO releases (app_id, version, sha256, created_by, description, config)
@@ -47,6 +101,7 @@ export async function createRelease(
     [app.id, sha256, ownerId, description],
   );
   const { id, version } = rows[0]!;
+  if (options.claim) await claimDeploy(tx, app, id, { ...options.claim, holder: `${options.claim.holder} deploying v${version}` });
   await tx.query(`UPDATE apps SET ${options.stage ? 'stage_release_id' : 'release_id'} = $2 WHERE id = $1`, [app.id, id]);
   await appendEvent(tx, 'release.created', app.name, { version, sha256, description, ...(options.stage ? { stage: true } : {}) });
   return (await getRelease(tx, app, version))!;
@@ -111,7 +166,7 @@ export async function instanceSpec(q: Queryable, instanceId: string): Promise<In
  * before), as Heroku does: a new release with that release's code and config vars, which also become the app's
  * config vars. The caller holds the app row lock. @throws ConflictError when there is nothing to roll back to
  */
-export async function rollbackRelease(tx: Queryable, app: AppRef, version: number | undefined, ownerId: number | null): Promise<Release> {
+export async function rollbackRelease(tx: Queryable, app: AppRef, version: number | undefined, ownerId: number | null, claim?: DeployClaim): Promise<Release> {
   const { rows } = await tx.query<{ id: number; version: number; status: string; config: Record<string, string> }>(
     version === undefined
       ? `SELECT r.id, r.version, r.status, r.config FROM releases r
@@ -137,14 +192,14 @@ export async function rollbackRelease(tx: Queryable, app: AppRef, version: numbe
   }
   await appendEvent(tx, 'config.changed', app.name, { rollback: source.version, keys });
   const { rows: sha } = await tx.query<{ sha256: string }>('SELECT sha256 FROM releases WHERE id = $1', [source.id]);
-  return createRelease(tx, app, sha[0]!.sha256, ownerId, `rollback to v${source.version}`);
+  return createRelease(tx, app, sha[0]!.sha256, ownerId, `rollback to v${source.version}`, { ...(claim ? { claim } : {}) });
 }
 
 /**
  * Promotes the app's staged release: it becomes the deploy target (blue/green from its warm stage instance), and
  * the live release takes the stage slot, so promoting again goes back. @throws ConflictError without a ready stage
  */
-export async function promoteStage(tx: Queryable, app: AppRef): Promise<Release> {
+export async function promoteStage(tx: Queryable, app: AppRef, claim?: DeployClaim): Promise<Release> {
   const { rows } = await tx.query<{ stage_id: number | null; live_id: number | null; version: number | null; ready: number }>(
     `SELECT a.stage_release_id AS stage_id, a.live_release_id AS live_id, r.version,
             (SELECT count(*)::int FROM instances i WHERE i.release_id = a.stage_release_id AND i.state = 'ready') AS ready
@@ -155,6 +210,7 @@ export async function promoteStage(tx: Queryable, app: AppRef): Promise<Release>
   if (row.stage_id === null || row.version === null) throw new ConflictError(`app '${app.name}' has nothing on stage; deploy with: pier deploy --stage -a ${app.name}`);
   if (row.stage_id === row.live_id) throw new ConflictError(`v${row.version} is already live`);
   if (row.ready === 0) throw new ConflictError(`v${row.version} is not ready on stage yet; see 'pier ps -a ${app.name}'`);
+  if (claim) await claimDeploy(tx, app, row.stage_id, { ...claim, holder: `${claim.holder} promoting v${row.version}` });
   await tx.query("UPDATE releases SET status = 'pending' WHERE id = $1 AND status IN ('staged', 'superseded')", [row.stage_id]);
   await tx.query('UPDATE apps SET release_id = stage_release_id, stage_release_id = live_release_id WHERE id = $1', [app.id]);
   const live = row.live_id === null ? null : (await tx.query<{ version: number }>('SELECT version FROM releases WHERE id = $1', [row.live_id])).rows[0]!.version;

@@ -3,6 +3,8 @@ import { randomId } from '../core/ids.js';
 import type { InstanceState } from '../protocol/index.js';
 import { appendEvent } from './events.js';
 import { getInstance } from './instances.js';
+import { expireLock, getLock, renewLock } from './locks.js';
+import { deployLockIsCurrent, deployLockName, releaseDeployLock } from './releases.js';
 import { ADVISORY, type Queryable } from './pool.js';
 
 export interface SchedulingState {
@@ -50,6 +52,7 @@ export async function setNodeDown(tx: Queryable, id: string, kind: string, isDow
 
 /** A stage release's instance is ready: the release is 'staged' and stage.<app>.<domain> routes to it. */
 export async function markStaged(tx: Queryable, appId: number, releaseId: number): Promise<void> {
+  await releaseDeployLock(tx, releaseId);
   const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'staged' WHERE id = $1 AND status = 'pending' RETURNING version", [releaseId]);
   const app = await tx.query<{ name: string }>('SELECT name FROM apps WHERE id = $1', [appId]);
   if (rows[0]) await appendEvent(tx, 'release.staged', app.rows[0]!.name, { release: rows[0].version });
@@ -57,9 +60,34 @@ export async function markStaged(tx: Queryable, appId: number, releaseId: number
 
 /** A stage release failed to start: it is marked failed and leaves the stage slot (nothing public changes). */
 export async function failStage(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
+  await releaseDeployLock(tx, releaseId);
   const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1 RETURNING version", [releaseId, error.slice(0, 8000)]);
   const app = await tx.query<{ name: string }>('UPDATE apps SET stage_release_id = NULL WHERE id = $1 AND stage_release_id = $2 RETURNING name', [appId, releaseId]);
   if (app.rows[0]) await appendEvent(tx, 'release.failed', app.rows[0].name, { release: rows[0]!.version, error: error.slice(0, 2000), stage: true });
+}
+
+/**
+ * The leader's lock keeping: expired locks are recorded (`lock.expired`) and dropped; deploy locks owned by a
+ * pending release are renewed once half their lease is gone. Returns the releases whose lock was lost.
+ */
+export async function tendDeployLocks(tx: Queryable, leaseMs: number): Promise<Array<{ appId: number; releaseId: number; reason: string }>> {
+  await expireLock(tx);
+  const { rows } = await tx.query<{ app_id: number; id: number; app: string; lock_token: string }>(
+    `SELECT r.app_id, r.id, a.name AS app, r.lock_token FROM releases r JOIN apps a ON a.id = r.app_id
+     WHERE r.owns_lock AND r.status = 'pending' AND r.lock_token IS NOT NULL`,
+  );
+  const lost: Array<{ appId: number; releaseId: number; reason: string }> = [];
+  for (const row of rows) {
+    const name = deployLockName(row.app);
+    const held = await getLock(tx, name);
+    if (held?.token !== Number(row.lock_token)) {
+      lost.push({ appId: row.app_id, releaseId: row.id, reason: `deploy lock lost: fencing token ${row.lock_token} refused (${held ? `now held by ${held.holder}, token ${held.token}` : 'its lease ran out'})` });
+      await tx.query('UPDATE releases SET owns_lock = false WHERE id = $1', [row.id]);
+      continue;
+    }
+    if (held.expiresAt - Date.now() < leaseMs / 2) await renewLock(tx, name, held.token, leaseMs);
+  }
+  return lost;
 }
 
 /** Serializes schedulers across replicas (a second leader for a moment must not double-place). */
@@ -94,6 +122,10 @@ export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
 
 /** Routes the app to `releaseId`: it becomes live, the previous live release is superseded. */
 export async function makeLive(tx: Queryable, appId: number, releaseId: number): Promise<void> {
+  // A deploy whose lock was taken over (its holder paused past the lease) must not go live.
+  const fence = await deployLockIsCurrent(tx, releaseId);
+  if (!fence.isCurrent) return failRelease(tx, appId, releaseId, fence.reason!);
+  await releaseDeployLock(tx, releaseId);
   await tx.query("UPDATE releases SET status = 'superseded' WHERE app_id = $1 AND status = 'live' AND id <> $2", [appId, releaseId]);
   const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'live', error = NULL WHERE id = $1 RETURNING version", [releaseId]);
   const app = await tx.query<{ name: string }>('UPDATE apps SET live_release_id = $2 WHERE id = $1 RETURNING name', [appId, releaseId]);
@@ -102,6 +134,7 @@ export async function makeLive(tx: Queryable, appId: number, releaseId: number):
 
 /** Marks the target release failed and points the app back at its live release (nothing public changes). */
 export async function failRelease(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
+  await releaseDeployLock(tx, releaseId);
   const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1 RETURNING version", [releaseId, error.slice(0, 8000)]);
   const app = await tx.query<{ name: string }>('UPDATE apps SET release_id = live_release_id WHERE id = $1 AND release_id = $2 RETURNING name', [appId, releaseId]);
   if (app.rows[0]) await appendEvent(tx, 'release.failed', app.rows[0].name, { release: rows[0]!.version, error: error.slice(0, 2000) });

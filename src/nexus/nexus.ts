@@ -104,7 +104,7 @@ export class Nexus implements Service {
 
       const scheduler = new SchedulerLoop({
         pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, intervalMs: nexus.schedulerIntervalMs,
-        startTimeoutMs: nexus.instanceStartTimeoutMs, log: this.log,
+        startTimeoutMs: nexus.instanceStartTimeoutMs, deployLockLeaseMs: nexus.deployLockLeaseMs, log: this.log,
       });
       this.scheduler = scheduler;
       scheduler.start();
@@ -130,6 +130,7 @@ export class Nexus implements Service {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
           appUrl: (app) => `http://${app}.${config.balancer.domain}${config.balancer.port === 80 ? '' : `:${config.balancer.port}`}/`,
           lastSeen: intake.lastSeen,
+          deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
           stats: new StatsClient({ collectors: cluster.stats, sockets, timeoutMs: cluster.controlTimeoutMs, log: this.log }),
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },

@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
-  failRelease, failStage, forgetInstance, loadNodeLiveness, markStaged, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
+  failRelease, failStage, forgetInstance, loadNodeLiveness, markStaged, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
@@ -17,6 +17,8 @@ export interface SchedulerLoopOptions {
   intervalMs: number;
   /** An instance not ready this long after assignment fails its deploy. */
   startTimeoutMs: number;
+  /** Lease of the deploy locks the API takes; the leader renews them at half. @default 60000 */
+  deployLockLeaseMs?: number;
   /** How often the leader compares heartbeat times with the dead-after budget (cheap: in memory). @default 100 */
   livenessCheckMs?: number;
   log: Logger;
@@ -79,6 +81,10 @@ export class SchedulerLoop {
     const mayForget = now - (this.leaderSince ?? now) > deadAfterMs * 2;
     const actions = await withTransaction(this.options.pool, async (tx) => {
       await lockScheduling(tx);
+      for (const lost of await tendDeployLocks(tx, this.options.deployLockLeaseMs ?? 60_000)) {
+        await failRelease(tx, lost.appId, lost.releaseId, lost.reason);
+        this.log.warn({ appId: lost.appId, releaseId: lost.releaseId, reason: lost.reason }, 'deploy lock lost');
+      }
       const state = await loadSchedulingState(tx);
       const runners = state.runners.map((r) => {
         const seen = Math.max(this.options.lastSeen.get(r.id) ?? 0, r.lastHeartbeatAt ?? 0);

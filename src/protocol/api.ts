@@ -53,5 +53,20 @@ export type ReleaseQuery = Static<typeof ReleaseQuery>;
 export const RollbackBody = Type.Object({ version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647 })) }, strict);
 export type RollbackBody = Static<typeof RollbackBody>;
 
+/** `POST /v1/apps/:app/lock`: take the app's deploy lock (deploys then carry `Pier-Lock-Token`). */
+export const LockBody = Type.Object({
+  holder: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f]+$' })),
+  leaseMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+}, strict);
+export type LockBody = Static<typeof LockBody>;
+/** `PATCH /v1/apps/:app/lock`: renew with the current token. */
+export const RenewLockBody = Type.Object({
+  token: Type.Integer({ minimum: 1 }),
+  leaseMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+}, strict);
+export type RenewLockBody = Static<typeof RenewLockBody>;
+export const ReleaseLockQuery = Type.Object({ token: Type.String({ pattern: '^[1-9][0-9]{0,15}$' }) }, strict);
+export type ReleaseLockQuery = Static<typeof ReleaseLockQuery>;
+
 export const FormationBody = Type.Object({ web: Type.Integer({ minimum: 0, maximum: 100 }) }, strict);
 export type FormationBody = Static<typeof FormationBody>;

@@ -24,6 +24,12 @@ export const EVENT_TYPES = [
   'release.live',
   /** data: { release, error, stage? } — the deploy failed; nothing public changed. */
   'release.failed',
+  /** data: { name, holder, token, expiresAt } — a lock was taken (waiters for it can stop waiting). */
+  'lock.acquired',
+  /** data: { name, token } — a lock was released by its holder. */
+  'lock.released',
+  /** data: { name, holder, token } — a lock's lease ran out; its holder's token is refused from now on. */
+  'lock.expired',
   /** data: { release } — stage.<app>.<domain> now routes to this release's ready instances (null: none). */
   'release.staged',
   'formation.changed',

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { changeConfigVars, getConfigVars, mutate, resolveApp } from '../../db/index.js';
 import { AppParams, PatchConfigBody } from '../../protocol/index.js';
-import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
 
 export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: AppParams }>('/v1/apps/:app/config', { schema: { params: AppParams } }, async (request) => {
@@ -21,8 +21,9 @@ export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
         if (value === null) unset.push(key);
         else set[key] = value;
       }
-      const vars = await mutate(ctx.pool, idempotencyKey(request, principal), 'config.change', async (tx) =>
-        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset, principal.ownerId));
+      const claim = deployClaim(ctx, request, principal);
+      const vars = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'config.change', async (tx) =>
+        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset, principal.ownerId, claim)));
       return { vars };
     },
   );

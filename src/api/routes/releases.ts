@@ -6,7 +6,7 @@ import {
 } from '../../db/index.js';
 import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
 import { checkUpload } from '../archive-check.js';
-import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
 
 export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseBytes: number): void {
   // Release bodies are raw tar.gz bytes.
@@ -22,31 +22,34 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
       }
       await resolveApp(ctx.pool, principal, request.params.app); // 404 before reading the archive
       const summary = await checkUpload(request.body, maxReleaseBytes);
-      const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {
+      const claim = deployClaim(ctx, request, principal);
+      const release = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, request.body);
         const isStage = request.query.stage === '1' || request.query.stage === 'true';
-        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage });
-      });
+        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim });
+      }));
       return reply.status(201).send({ release });
     },
   );
 
   app.post<{ Params: AppParams; Body: RollbackBody }>('/v1/apps/:app/rollback', { schema: { params: AppParams, body: RollbackBody } }, async (request, reply) => {
     const principal = await principalOf(ctx, request);
-    const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.rollback', async (tx) => {
+    const claim = deployClaim(ctx, request, principal);
+    const release = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'release.rollback', async (tx) => {
       const ref = await resolveApp(tx, principal, request.params.app, true);
-      return rollbackRelease(tx, ref, request.body?.version, principal.ownerId);
-    });
+      return rollbackRelease(tx, ref, request.body?.version, principal.ownerId, claim);
+    }));
     return reply.status(201).send({ release });
   });
 
   app.post<{ Params: AppParams }>('/v1/apps/:app/promote', { schema: { params: AppParams } }, async (request, reply) => {
     const principal = await principalOf(ctx, request);
-    const release = await mutate(ctx.pool, idempotencyKey(request, principal), 'release.promote', async (tx) => {
+    const claim = deployClaim(ctx, request, principal);
+    const release = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'release.promote', async (tx) => {
       const ref = await resolveApp(tx, principal, request.params.app, true);
-      return promoteStage(tx, ref);
-    });
+      return promoteStage(tx, ref, claim);
+    }));
     return reply.status(201).send({ release });
   });
 

@@ -15,6 +15,9 @@ function checkKey(key: string): string {
 }
 
 /** Parses K=V arguments (the value may contain '='); every argument is checked before anything is sent. */
+/** A config change is a deploy: it waits up to 20 s for a running deploy of the app to finish. */
+const CONFIG_LOCK_WAIT = { 'pier-lock-wait': '20' };
+
 export function parseAssignments(args: string[]): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const arg of args) {
@@ -48,7 +51,7 @@ export function registerConfigCommands(program: Command, ctx: CliContext): void 
   jsonOption(appOption(program.command('config:set').description('set config vars').argument('<KEY=VALUE...>'))).action(
     action(ctx, async (args: string[], opts: { app?: string; json?: boolean }) => {
       const app = ctx.app(opts);
-      const { vars } = await ctx.api().patch<{ vars: Record<string, string> }>(`/v1/apps/${seg(app)}/config`, parseAssignments(args));
+      const { vars } = await ctx.api().patch<{ vars: Record<string, string> }>(`/v1/apps/${seg(app)}/config`, parseAssignments(args), CONFIG_LOCK_WAIT);
       if (opts.json) return printJson(vars);
       print(`set ${args.map((a) => a.slice(0, a.indexOf('='))).join(', ')} on ${app}`);
     }),
@@ -58,7 +61,7 @@ export function registerConfigCommands(program: Command, ctx: CliContext): void 
     action(ctx, async (keys: string[], opts: { app?: string; json?: boolean }) => {
       const app = ctx.app(opts);
       const body = Object.fromEntries(keys.map((k) => [checkKey(k), null]));
-      const { vars } = await ctx.api().patch<{ vars: Record<string, string> }>(`/v1/apps/${seg(app)}/config`, body);
+      const { vars } = await ctx.api().patch<{ vars: Record<string, string> }>(`/v1/apps/${seg(app)}/config`, body, CONFIG_LOCK_WAIT);
       if (opts.json) return printJson(vars);
       print(`unset ${keys.join(', ')} on ${app}`);
     }),

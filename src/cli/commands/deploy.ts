@@ -11,9 +11,35 @@ import { action, appOption } from './shared.js';
 
 interface DeployOptions {
   app?: string;
+  /** False with --no-wait: refuse at once when another deploy holds the app's lock. */
   wait?: boolean;
+  /** --detach: return once the release is recorded, without following the deploy. */
+  detach?: boolean;
   timeout: string;
   stage?: boolean;
+}
+
+/** Seconds one API call waits for another deploy's lock before the CLI asks again (and says who holds it). */
+const LOCK_WAIT_SECONDS = 20;
+
+/**
+ * Runs a deploy call; while another deploy holds the app's lock it says who, and waits (until `timeoutMs`),
+ * unless --no-wait was given: then the holder's name is the error.
+ */
+async function underDeployLock<T>(opts: DeployOptions, timeoutMs: number, call: (headers: Record<string, string>) => Promise<T>): Promise<T> {
+  if (opts.wait === false) return call({});
+  const deadline = Date.now() + timeoutMs;
+  let said = '';
+  for (;;) {
+    try {
+      return await call({ 'pier-lock-wait': String(LOCK_WAIT_SECONDS) });
+    } catch (err) {
+      if ((err as PierError).code !== 'PIER_LOCKED' || Date.now() > deadline) throw err;
+      const message = (err as PierError).message.replace(/ \(token \d+, lease ends in \d+ s\)$/, '');
+      if (message !== said) print(`-----> Waiting: ${message}`);
+      said = message;
+    }
+  }
 }
 
 export function registerDeployCommand(program: Command, ctx: CliContext): void {
@@ -23,7 +49,8 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       .description('upload DIR (default: .) as a new release and deploy it')
       .argument('[dir]', 'app folder with wsgi.py or a Procfile', '.')
       .option('--stage', 'put the release on stage.<app>.<domain> instead of live; pier promote makes it live')
-      .option('--no-wait', 'return once the release is uploaded')
+      .option('--no-wait', 'fail at once when another deploy of the app is running, instead of waiting for it')
+      .option('--detach', 'return once the release is uploaded, without following the deploy')
       .option('--timeout <seconds>', 'give up waiting after this long', '600'),
   ).action(
     action(ctx, async (dir: string, opts: DeployOptions) => {
@@ -38,9 +65,10 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       const bytes = await packDirectory(folder);
       print(`-----> Packed ${dir} (${formatBytes(bytes.length)}, ${detected.wsgi.module}:${detected.wsgi.callable})`);
       const started = Date.now();
-      const { release } = await ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases${opts.stage ? '?stage=1' : ''}`, bytes, 'application/gzip');
+      const { release } = await underDeployLock(opts, timeoutMs, (headers) =>
+        ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases${opts.stage ? '?stage=1' : ''}`, bytes, 'application/gzip', headers));
       print(`-----> Uploaded release v${release.version} (sha256 ${release.sha256.slice(0, 12)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      if (opts.wait === false) return;
+      if (opts.detach) return;
       await follow(ctx, app, release.version, timeoutMs, started, opts.stage === true);
     }),
   );
@@ -49,16 +77,17 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
     program
       .command('promote')
       .description('make the release on stage live (blue/green from its warm instance); the live one takes the stage slot')
-      .option('--no-wait', 'return once the promotion is recorded')
+      .option('--no-wait', 'fail at once when another deploy of the app is running, instead of waiting for it')
+      .option('--detach', 'return once the promotion is recorded')
       .option('--timeout <seconds>', 'give up waiting after this long', '600'),
   ).action(
     action(ctx, async (opts: DeployOptions) => {
       const app = ctx.app(opts);
       const timeoutMs = parseTimeout(opts.timeout);
       const started = Date.now();
-      const { release } = await ctx.api().post<{ release: Release }>(`/v1/apps/${seg(app)}/promote`, {});
+      const { release } = await underDeployLock(opts, timeoutMs, (headers) => ctx.api().post<{ release: Release }>(`/v1/apps/${seg(app)}/promote`, {}, headers));
       print(`-----> Promoting v${release.version} from stage`);
-      if (opts.wait === false) return;
+      if (opts.detach) return;
       await follow(ctx, app, release.version, timeoutMs, started);
     }),
   );
@@ -68,7 +97,8 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       .command('rollback')
       .description('deploy an earlier release again, code and config vars (default: the previous good release)')
       .argument('[version]', 'the release to go back to, e.g. v3')
-      .option('--no-wait', 'return once the rollback release is created')
+      .option('--no-wait', 'fail at once when another deploy of the app is running, instead of waiting for it')
+      .option('--detach', 'return once the rollback release is created')
       .option('--timeout <seconds>', 'give up waiting after this long', '600'),
   ).action(
     action(ctx, async (version: string | undefined, opts: DeployOptions) => {
@@ -81,9 +111,10 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
         target = Number(match[1]);
       }
       const started = Date.now();
-      const { release } = await ctx.api().post<{ release: Release }>(`/v1/apps/${seg(app)}/rollback`, target === undefined ? {} : { version: target });
+      const { release } = await underDeployLock(opts, timeoutMs, (headers) =>
+        ctx.api().post<{ release: Release }>(`/v1/apps/${seg(app)}/rollback`, target === undefined ? {} : { version: target }, headers));
       print(`-----> ${release.description}: release v${release.version}`);
-      if (opts.wait === false) return;
+      if (opts.detach) return;
       await follow(ctx, app, release.version, timeoutMs, started);
     }),
   );
