@@ -38,6 +38,12 @@ export async function withTransaction<T>(
 ): Promise<T> {
   const client = await connect(pool);
   let isBroken = false;
+  // A checked-out client has no listener of the pool's: a connection lost between two queries (server restart,
+  // database dropped) would be an uncaught 'error'. The next query fails with it instead.
+  const onError = (): void => {
+    isBroken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query(mode === 'read write' ? 'BEGIN' : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const result = await fn(client);
@@ -51,6 +57,7 @@ export async function withTransaction<T>(
     }
     throw mapDbError(err);
   } finally {
+    client.off('error', onError);
     client.release(isBroken);
   }
 }
