@@ -45,7 +45,7 @@ export class AccessLog {
       method: record.method.length > MAX_METHOD ? record.method.slice(0, MAX_METHOD) : record.method,
       path: record.path.length > MAX_PATH ? record.path.slice(0, MAX_PATH) : record.path,
       status: record.status, bytes: record.bytes, durationMs: Math.round(record.durationMs * 1000) / 1000,
-      backend: record.backend, requestId: record.requestId, balancerId: this.options.balancerId, at: record.at,
+      backend: record.backend, release: record.release, requestId: record.requestId, balancerId: this.options.balancerId, at: record.at,
     });
   };
 

@@ -29,6 +29,8 @@ export interface AccessRecord {
   bytes: number;
   durationMs: number;
   backend: string | null;
+  /** Release of the instance that answered. */
+  release: number | null;
   requestId: string;
   at: number;
 }
@@ -286,7 +288,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     const { req } = this;
     this.proxy.finished({
       app: this.route?.name ?? null, host: this.host, method: req.method ?? '', path: req.url ?? '/', status, bytes: this.bytes,
-      durationMs: performance.now() - this.startedAt, backend: this.backend?.address ?? null, requestId: this.requestId, at: this.at,
+      durationMs: performance.now() - this.startedAt, backend: this.backend?.address ?? null, release: this.backend?.release ?? null,
+      requestId: this.requestId, at: this.at,
     });
   }
 }

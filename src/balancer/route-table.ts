@@ -14,6 +14,8 @@ export interface Backend {
   readonly port: number;
   /** `host:port` (`[v6]:port`), the key of the upstream connection pool. */
   readonly address: string;
+  /** Release version the instance runs. */
+  readonly release: number;
 }
 
 /** An app as routed: its current backends and the round-robin cursor over them. */
@@ -48,7 +50,7 @@ function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend
   const isInSlot = slot === 'live' ? instance.isLive : instance.isStage === true;
   if (instance.state !== 'ready' || !isInSlot || instance.port === null) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
-  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}` };
+  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release };
 }
 
 /** Host → app → backends, with round-robin picking; see the module comment. */

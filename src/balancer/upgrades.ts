@@ -155,7 +155,7 @@ export class UpgradeProxy {
     const { req } = attempt;
     this.options.onAccess?.({
       app: attempt.route?.name ?? null, host: attempt.host, method: req.method ?? 'GET', path: req.url ?? '/', status, bytes,
-      durationMs: performance.now() - attempt.startedAt, backend: backend?.address ?? null, requestId: attempt.requestId, at: attempt.at,
+      durationMs: performance.now() - attempt.startedAt, backend: backend?.address ?? null, release: backend?.release ?? null, requestId: attempt.requestId, at: attempt.at,
     });
   }
 

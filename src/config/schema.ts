@@ -120,6 +120,13 @@ export const PierConfig = Type.Object(
       shutdownGraceMs: Ms(2000, 0),
       /** How often the leader reconciles instances with what is wanted (it is also woken by events). @default 500 */
       schedulerIntervalMs: Ms(500, 10),
+      /**
+       * After a release goes live, the previous one keeps running this long while their live traffic is compared;
+       * a clearly worse new release (5xx rate, p95) is switched back at once. 0 turns the verdict off. @default 30000
+       */
+      verdictWindowMs: Ms(30_000, 0),
+      /** Requests the new release must have served before the verdict judges it. @default 20 */
+      verdictMinRequests: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20 }),
       /** Lease of the deploy lock the API takes for a deploy; the leader renews it at half while the deploy runs. @default 60000 */
       deployLockLeaseMs: Ms(60_000, 100),
       /** Longest a deploy request waits for another deploy's lock when the caller asks to wait (Pier-Lock-Wait). @default 25000 */

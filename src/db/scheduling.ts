@@ -10,15 +10,19 @@ import { ADVISORY, type Queryable } from './pool.js';
 export interface SchedulingState {
   apps: Array<{
     id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null;
-    stageReleaseId: number | null; isStagePending: boolean;
+    stageReleaseId: number | null; isStagePending: boolean; keptReleaseId: number | null;
   }>;
   instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number }>;
   runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
-  const apps = await q.query<{ id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null; stage_release_id: number | null; stage_status: string | null }>(
-    `SELECT a.id, a.name, a.web_scale, a.release_id, a.live_release_id, a.stage_release_id, s.status AS stage_status
+  const apps = await q.query<{
+    id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null; stage_release_id: number | null;
+    stage_status: string | null; verdict_previous_id: number | null;
+  }>(
+    `SELECT a.id, a.name, a.web_scale, a.release_id, a.live_release_id, a.stage_release_id, s.status AS stage_status,
+            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id
      FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id ORDER BY a.id`,
   );
   const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number }>(
@@ -29,7 +33,7 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
   return {
     apps: apps.rows.map((r) => ({
       id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id,
-      stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending',
+      stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending', keptReleaseId: r.verdict_previous_id,
     })),
     instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms })),
     runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
@@ -90,6 +94,55 @@ export async function tendDeployLocks(tx: Queryable, leaseMs: number): Promise<A
   return lost;
 }
 
+/** A release whose live-traffic verdict is pending. */
+export interface PendingVerdict {
+  appId: number;
+  app: string;
+  releaseId: number;
+  release: number;
+  previousId: number;
+  previous: number;
+  sinceMs: number;
+  untilMs: number;
+}
+
+export async function pendingVerdicts(q: Queryable): Promise<PendingVerdict[]> {
+  const { rows } = await q.query<{ id: number; name: string; release_id: number; release: number; previous_id: number; previous: number; since: Date; until: Date }>(
+    `SELECT a.id, a.name, a.live_release_id AS release_id, r.version AS release, p.id AS previous_id, p.version AS previous,
+            a.verdict_since AS since, a.verdict_until AS until
+     FROM apps a JOIN releases r ON r.id = a.live_release_id JOIN releases p ON p.id = a.verdict_previous_id
+     WHERE a.verdict_until IS NOT NULL ORDER BY a.id`,
+  );
+  return rows.map((r) => ({
+    appId: r.id, app: r.name, releaseId: r.release_id, release: r.release, previousId: r.previous_id, previous: r.previous,
+    sinceMs: r.since.getTime(), untilMs: r.until.getTime(),
+  }));
+}
+
+/** The verdict found the new release clearly worse: the previous one (still running) is live again, at once. */
+export async function revertRelease(tx: Queryable, verdict: PendingVerdict, reason: string): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `UPDATE apps SET live_release_id = $3, release_id = $3, verdict_previous_id = NULL, verdict_since = NULL, verdict_until = NULL
+     WHERE id = $1 AND live_release_id = $2 AND verdict_previous_id = $3`,
+    [verdict.appId, verdict.releaseId, verdict.previousId],
+  );
+  if ((rowCount ?? 0) === 0) return false; // another deploy moved on meanwhile
+  await tx.query("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1", [verdict.releaseId, `reverted by the live-traffic verdict: ${reason}`]);
+  await tx.query("UPDATE releases SET status = 'live' WHERE id = $1", [verdict.previousId]);
+  await appendEvent(tx, 'release.live', verdict.app, { release: verdict.previous });
+  await appendEvent(tx, 'release.reverted', verdict.app, { release: verdict.release, previous: verdict.previous, reason });
+  return true;
+}
+
+/** The window passed without a bad verdict: the previous release is let go (the scheduler drains it). */
+export async function acceptVerdict(tx: Queryable, verdict: PendingVerdict, summary: Record<string, unknown>): Promise<void> {
+  const { rowCount } = await tx.query(
+    'UPDATE apps SET verdict_previous_id = NULL, verdict_since = NULL, verdict_until = NULL WHERE id = $1 AND live_release_id = $2 AND verdict_until IS NOT NULL',
+    [verdict.appId, verdict.releaseId],
+  );
+  if ((rowCount ?? 0) > 0) await appendEvent(tx, 'release.verdict', verdict.app, { release: verdict.release, ...summary });
+}
+
 /** Serializes schedulers across replicas (a second leader for a moment must not double-place). */
 export async function lockScheduling(tx: Queryable): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock($1, $2)', [ADVISORY.namespace, ADVISORY.scheduler]);
@@ -121,11 +174,18 @@ export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
 }
 
 /** Routes the app to `releaseId`: it becomes live, the previous live release is superseded. */
-export async function makeLive(tx: Queryable, appId: number, releaseId: number): Promise<void> {
+export async function makeLive(tx: Queryable, appId: number, releaseId: number, verdictWindowMs = 0): Promise<void> {
   // A deploy whose lock was taken over (its holder paused past the lease) must not go live.
   const fence = await deployLockIsCurrent(tx, releaseId);
   if (!fence.isCurrent) return failRelease(tx, appId, releaseId, fence.reason!);
   await releaseDeployLock(tx, releaseId);
+  // The previous live release stays up for the verdict window (its instances are not drained meanwhile).
+  await tx.query(
+    `UPDATE apps SET verdict_previous_id = CASE WHEN $3::int > 0 AND live_release_id IS NOT NULL AND live_release_id <> $2 THEN live_release_id END,
+       verdict_since = now(), verdict_until = CASE WHEN $3::int > 0 AND live_release_id IS NOT NULL AND live_release_id <> $2 THEN now() + $3 * interval '1 millisecond' END
+     WHERE id = $1`,
+    [appId, releaseId, verdictWindowMs],
+  );
   await tx.query("UPDATE releases SET status = 'superseded' WHERE app_id = $1 AND status = 'live' AND id <> $2", [appId, releaseId]);
   const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'live', error = NULL WHERE id = $1 RETURNING version", [releaseId]);
   const app = await tx.query<{ name: string }>('UPDATE apps SET live_release_id = $2 WHERE id = $1 RETURNING name', [appId, releaseId]);

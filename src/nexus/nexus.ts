@@ -13,6 +13,7 @@ import { acquireZap, closeQuietly, ControlServer, SocketFactory, StatsClient, ty
 import { controlHandlers } from './control-handlers.js';
 import { EventRelay } from './event-relay.js';
 import { HeartbeatIntake } from './heartbeat-intake.js';
+import { VerdictLoop } from './verdict.js';
 import { LeaderElector } from './leader.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 
@@ -102,9 +103,14 @@ export class Nexus implements Service {
         await intake.stop();
       });
 
+      const statsClient = new StatsClient({ collectors: cluster.stats, sockets, timeoutMs: cluster.controlTimeoutMs, log: this.log });
+      const verdicts = new VerdictLoop({ pool, stats: statsClient, isLeader: () => leader.isLeader, minRequests: nexus.verdictMinRequests, log: this.log });
+      verdicts.start();
+      defer('verdicts', () => verdicts.stop());
+
       const scheduler = new SchedulerLoop({
         pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, intervalMs: nexus.schedulerIntervalMs,
-        startTimeoutMs: nexus.instanceStartTimeoutMs, deployLockLeaseMs: nexus.deployLockLeaseMs, log: this.log,
+        startTimeoutMs: nexus.instanceStartTimeoutMs, deployLockLeaseMs: nexus.deployLockLeaseMs, verdictWindowMs: nexus.verdictWindowMs, log: this.log,
       });
       this.scheduler = scheduler;
       scheduler.start();
@@ -131,7 +137,7 @@ export class Nexus implements Service {
           appUrl: (app) => `http://${app}.${config.balancer.domain}${config.balancer.port === 80 ? '' : `:${config.balancer.port}`}/`,
           lastSeen: intake.lastSeen,
           deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
-          stats: new StatsClient({ collectors: cluster.stats, sockets, timeoutMs: cluster.controlTimeoutMs, log: this.log }),
+          stats: statsClient,
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },
       );

@@ -17,6 +17,8 @@ export interface SchedulerLoopOptions {
   intervalMs: number;
   /** An instance not ready this long after assignment fails its deploy. */
   startTimeoutMs: number;
+  /** How long a new live release is watched (the previous one kept running) by the live-traffic verdict. @default 0 */
+  verdictWindowMs?: number;
   /** Lease of the deploy locks the API takes; the leader renews them at half. @default 60000 */
   deployLockLeaseMs?: number;
   /** How often the leader compares heartbeat times with the dead-after budget (cheap: in memory). @default 100 */
@@ -90,8 +92,10 @@ export class SchedulerLoop {
         const seen = Math.max(this.options.lastSeen.get(r.id) ?? 0, r.lastHeartbeatAt ?? 0);
         return { id: r.id, isAlive: now - seen < deadAfterMs };
       });
-      const planned = plan(state.apps, state.instances, runners, { startTimeoutMs: this.options.startTimeoutMs, mayForget });
-      for (const action of planned) await apply(tx, action);
+      const planned = plan(state.apps, state.instances, runners, {
+        startTimeoutMs: this.options.startTimeoutMs, mayForget, keepsPreviousLive: (this.options.verdictWindowMs ?? 0) > 0,
+      });
+      for (const action of planned) await apply(tx, action, this.options.verdictWindowMs ?? 0);
       // Node liveness as events (node.down / node.up), recorded once by whichever replica leads.
       for (const node of await loadNodeLiveness(tx)) {
         const seen = Math.max(this.options.lastSeen.get(node.id) ?? 0, node.lastHeartbeatAt ?? 0);
@@ -113,7 +117,7 @@ export class SchedulerLoop {
   }
 }
 
-async function apply(tx: pg.PoolClient, action: Action): Promise<void> {
+async function apply(tx: pg.PoolClient, action: Action, verdictWindowMs: number): Promise<void> {
   switch (action.kind) {
     case 'place':
       await placeInstance(tx, action.appId, action.releaseId, action.runnerId);
@@ -123,7 +127,7 @@ async function apply(tx: pg.PoolClient, action: Action): Promise<void> {
     case 'forget':
       return forgetInstance(tx, action.instanceId);
     case 'live':
-      return makeLive(tx, action.appId, action.releaseId);
+      return makeLive(tx, action.appId, action.releaseId, verdictWindowMs);
     case 'fail':
       return failRelease(tx, action.appId, action.releaseId, action.error);
     case 'staged':

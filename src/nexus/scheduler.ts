@@ -17,6 +17,8 @@ export interface SchedApp {
   stageReleaseId?: number | null;
   /** The stage release has not had a ready instance yet. */
   isStagePending?: boolean;
+  /** The previous live release, kept running during the new one's live-traffic verdict. */
+  keptReleaseId?: number | null;
 }
 
 export interface SchedInstance {
@@ -49,6 +51,8 @@ export interface PlanOptions {
   startTimeoutMs: number;
   /** False right after becoming leader, before liveness is known: instances on silent runners are kept. */
   mayForget: boolean;
+  /** The live-traffic verdict is on: at a switch the previous live release keeps running (for a quick revert). */
+  keepsPreviousLive?: boolean;
 }
 
 export function plan(apps: SchedApp[], instances: SchedInstance[], runners: SchedRunner[], options: PlanOptions): Action[] {
@@ -93,7 +97,8 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     const target = mine.filter((i) => i.releaseId === app.targetReleaseId && i.state !== 'stopping');
     // The stage release's instances are not leftovers of an old deploy (after a promote, the old live release
     // is on stage: it keeps serving live until the switch, then keeps one instance for stage).
-    const others = mine.filter((i) => i.releaseId !== app.targetReleaseId && i.releaseId !== stageId);
+    const keptId = app.keptReleaseId ?? null;
+    const others = mine.filter((i) => i.releaseId !== app.targetReleaseId && i.releaseId !== stageId && i.releaseId !== keptId);
     const isDeploying = app.targetReleaseId !== app.liveReleaseId;
     const broken = target.filter((i) => i.state === 'failed' || (i.state !== 'ready' && i.ageMs > options.startTimeoutMs));
     if (broken.length > 0 && isDeploying) {
@@ -121,7 +126,7 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     const readyCount = healthy.filter((i) => i.state === 'ready').length;
     if (isDeploying && readyCount >= app.scale && broken.length === 0) {
       actions.push({ kind: 'live', appId: app.id, releaseId: app.targetReleaseId });
-      stop(others);
+      stop(options.keepsPreviousLive ? others.filter((i) => i.releaseId !== app.liveReleaseId) : others);
     } else if (!isDeploying) {
       stop(others);
     }

@@ -24,6 +24,10 @@ export const EVENT_TYPES = [
   'release.live',
   /** data: { release, error, stage? } — the deploy failed; nothing public changed. */
   'release.failed',
+  /** data: { release, previous, reason } — the live-traffic verdict switched back to the previous release. */
+  'release.reverted',
+  /** data: { release, requests, s5xx, p95Ms } — the release passed its live-traffic verdict; the previous one is drained. */
+  'release.verdict',
   /** data: { name, holder, token, expiresAt } — a lock was taken (waiters for it can stop waiting). */
   'lock.acquired',
   /** data: { name, token } — a lock was released by its holder. */

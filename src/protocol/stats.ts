@@ -42,6 +42,8 @@ export const AccessMessage = Type.Object({
   durationMs: Type.Number({ minimum: 0 }),
   /** host:port of the instance that answered, or null. */
   backend: Type.Union([Type.String({ maxLength: 300 }), Type.Null()]),
+  /** Release version of the instance that answered (the deploy verdict compares releases), or null. */
+  release: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()])),
   requestId: Type.String({ maxLength: 200 }),
   balancerId: NodeId,
   at: Timestamp,
@@ -108,6 +110,16 @@ export const STATS_QUERIES = {
     request: { app: AppName, sinceMs: Timestamp },
     result: Type.Object({ rows: Type.Array(StatsRow) }, { additionalProperties: false }),
   },
+  /** One release's requests in [sinceMs, untilMs) from the collector's recent memory (10 s buckets, last 10 min). */
+  'stats.release': {
+    request: { app: AppName, release: Type.Integer({ minimum: 1 }), sinceMs: Timestamp, untilMs: Timestamp },
+    result: Type.Object({
+      requests: Type.Integer({ minimum: 0 }),
+      s5xx: Type.Integer({ minimum: 0 }),
+      /** Requests per latency bucket (see src/core/histogram.ts); [] when none. */
+      histogram: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 1000 }),
+    }, { additionalProperties: false }),
+  },
 } as const;
 
 export type StatsQueryType = keyof typeof STATS_QUERIES;
@@ -117,6 +129,7 @@ export type StatsQueryResult<T extends StatsQueryType> = Static<(typeof STATS_QU
 export const STATS_QUERY_SCHEMAS = {
   'logs.tail': Type.Object({ v: Type.Literal(1), type: Type.Literal('logs.tail'), id: RequestId, ...STATS_QUERIES['logs.tail'].request }, { additionalProperties: false }),
   'stats.query': Type.Object({ v: Type.Literal(1), type: Type.Literal('stats.query'), id: RequestId, ...STATS_QUERIES['stats.query'].request }, { additionalProperties: false }),
+  'stats.release': Type.Object({ v: Type.Literal(1), type: Type.Literal('stats.release'), id: RequestId, ...STATS_QUERIES['stats.release'].request }, { additionalProperties: false }),
 };
 
 function isStatsQueryType(type: unknown): type is StatsQueryType {

@@ -7,6 +7,7 @@ import type * as zmq from 'zeromq';
 import type { Logger } from 'pino';
 import { decodeIntake, MAX_LOG_LINE_CHARS, type AccessMessage, type LogMessage, type StatsIntakeMessage } from '../protocol/index.js';
 import type { RequestAggregator } from './aggregator.js';
+import type { ReleaseWindows } from './release-window.js';
 import { formatAccessLine, formatLogLine, splitLogText } from './format.js';
 import type { LogStore } from './log-store.js';
 import { LineAssembler, parseUwsgiFrame, type UwsgiChunk } from './uwsgi-frames.js';
@@ -14,6 +15,8 @@ import { LineAssembler, parseUwsgiFrame, type UwsgiChunk } from './uwsgi-frames.
 export interface CollectorOptions {
   store: LogStore;
   aggregator: RequestAggregator;
+  /** Recent numbers per release, for the deploy verdict. */
+  releases?: ReleaseWindows;
   /** Write a `router[...]` line per public request into the app's log. */
   routerLogs: boolean;
   maxMessageBytes: number;
@@ -120,6 +123,7 @@ export class Collector {
       return;
     }
     this.options.aggregator.record({ ...message, app });
+    this.options.releases?.record({ ...message, app });
     if (this.options.routerLogs) this.options.store.append(app, [formatAccessLine(message)]);
   }
 

@@ -17,6 +17,7 @@ import { Collector } from './collector.js';
 import { summarize } from './histogram.js';
 import { LogStore } from './log-store.js';
 import { QueryServer } from './query-server.js';
+import { ReleaseWindows } from './release-window.js';
 import { TailPublisher } from './tail-publisher.js';
 
 export interface StatsOptions {
@@ -96,7 +97,8 @@ export class StatsDaemon implements Service {
       const aggregator = new RequestAggregator(stats.maxPendingMinutes);
       this.aggregator = aggregator;
       defer('last flush', () => withGrace(this.flush(), stats.shutdownGraceMs));
-      const collector = new Collector({ store, aggregator, routerLogs: stats.routerLogs, maxMessageBytes: cluster.maxMessageBytes, log: this.log });
+      const releases = new ReleaseWindows();
+      const collector = new Collector({ store, aggregator, releases, routerLogs: stats.routerLogs, maxMessageBytes: cluster.maxMessageBytes, log: this.log });
       this.collector = collector;
 
       const intake = sockets.pull();
@@ -110,6 +112,7 @@ export class StatsDaemon implements Service {
       const query = new QueryServer(router, {
         'logs.tail': async (request) => store.tail(request.app, Math.min(request.lines, MAX_TAIL_LINES), request.maxBytes ?? Math.floor(cluster.maxMessageBytes * 0.9)),
         'stats.query': async (request) => ({ rows: await requestStatsSince(pool, request.app, request.sinceMs) }),
+        'stats.release': async (request) => releases.query(request.app, request.release, request.sinceMs, request.untilMs),
       }, cluster.maxMessageBytes, this.log);
       query.start();
       defer('query socket', async () => {
@@ -120,7 +123,10 @@ export class StatsDaemon implements Service {
 
       const flusher = setInterval(() => void this.flush(), stats.flushIntervalMs);
       const partials = setInterval(() => collector.expirePartialLines(), 500);
-      const pruner = setInterval(() => void this.prune(), PRUNE_INTERVAL_MS);
+      const pruner = setInterval(() => {
+        void this.prune();
+        releases.sweep();
+      }, PRUNE_INTERVAL_MS);
       defer('timers', () => {
         clearInterval(flusher);
         clearInterval(partials);

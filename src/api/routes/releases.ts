@@ -65,7 +65,14 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
     if (!release) throw new PierError('PIER_NOT_FOUND', `release v${version} of app '${ref.name}' not found; run 'pier releases -a ${ref.name}'`);
     const instances = (await listInstances(ctx.pool)).filter((i) => i.app === ref.name && i.release === version);
     const url = ctx.appUrl(ref.name);
-    return { release, instances, url, stageUrl: url.replace('://', `://stage.`) };
+    const { rows } = await ctx.pool.query<{ until: Date }>(
+      `SELECT a.verdict_until AS until FROM apps a JOIN releases r ON r.id = a.live_release_id
+       WHERE a.id = $1 AND r.version = $2 AND a.verdict_until IS NOT NULL`,
+      [ref.id, version],
+    );
+    // While the live-traffic verdict watches this release: until when (the previous release stays up meanwhile).
+    const verdict = rows[0] ? { until: rows[0].until.getTime() } : null;
+    return { release, instances, url, stageUrl: url.replace('://', `://stage.`), verdict };
   });
 
   app.get<{ Params: AppParams }>('/v1/apps/:app/instances', { schema: { params: AppParams } }, async (request) => {

@@ -136,7 +136,9 @@ async function follow(ctx: CliContext, app: string, version: number, timeoutMs: 
     print(line);
   };
   for (;;) {
-    const { release, instances, url, stageUrl } = await ctx.api().get<{ release: Release; instances: Instance[]; url: string; stageUrl: string }>(
+    const { release, instances, url, stageUrl, verdict } = await ctx.api().get<{
+      release: Release; instances: Instance[]; url: string; stageUrl: string; verdict: { until: number } | null;
+    }>(
       `/v1/apps/${seg(app)}/releases/v${version}`,
     );
     if (instances.length > 0) say('build', `-----> Building on ${[...new Set(instances.map((i) => i.runnerId))].join(', ')} (unpack, virtualenv)`);
@@ -149,8 +151,15 @@ async function follow(ctx: CliContext, app: string, version: number, timeoutMs: 
       return;
     }
     if (release.status === 'live') {
-      print(`-----> v${version} is live in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}`);
-      return;
+      say('live', `-----> v${version} is live in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}`);
+      if (!verdict) {
+        if (said.has('watching')) print(`-----> Live traffic looks healthy: v${version} stays live`);
+        return;
+      }
+      say('watching', `-----> Watching live traffic for ${Math.max(1, Math.round((verdict.until - Date.now()) / 1000))} s; the previous release stays up to switch back (Ctrl-C leaves it running)`);
+    } else if (said.has('live') && release.status === 'failed') {
+      print(`-----> Switched back: v${version} ${(release.error ?? 'was reverted').replace(/^reverted by the live-traffic verdict: /, 'was reverted by the live-traffic verdict: ')}`);
+      throw new PierError('PIER_ILLEGAL_STATE', `v${version} was reverted: ${(release.error ?? '').replace(/^reverted by the live-traffic verdict: /, '')}`);
     }
     if (release.status === 'failed') {
       print(`-----> v${version} failed; nothing public changed. The app said:`);
