@@ -8,6 +8,7 @@ import { configRoutes } from './routes/config.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
+import { deployRoutes } from './routes/deploys.js';
 import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
@@ -41,5 +42,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   releaseRoutes(app, ctx, options.maxReleaseBytes);
   logRoutes(app, ctx);
   lockRoutes(app, ctx);
+  deployRoutes(app, ctx);
   return app;
 }

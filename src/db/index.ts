@@ -14,3 +14,4 @@ export * from './releases.js';
 export * from './scheduling.js';
 export * from './stats.js';
 export * from './locks.js';
+export * from './deploys.js';

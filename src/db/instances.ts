@@ -3,7 +3,7 @@ import type { Instance, InstanceState } from '../protocol/index.js';
 import type { Queryable } from './pool.js';
 
 const INSTANCE_SELECT = `
-  SELECT i.id, a.name AS app, r.version AS release, (a.live_release_id = i.release_id) AS is_live,
+  SELECT i.id, a.name AS app, r.version AS release, (a.live_release_id = i.release_id OR i.routed) AS is_live,
          (a.stage_release_id = i.release_id) AS is_stage, i.process_type,
          i.runner_id, n.address AS host, i.port, i.state
   FROM instances i JOIN apps a ON a.id = i.app_id JOIN releases r ON r.id = i.release_id JOIN nodes n ON n.id = i.runner_id`;

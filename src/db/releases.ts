@@ -91,7 +91,8 @@ export async function deployLockIsCurrent(tx: Queryable, releaseId: number): Pro
 }
 
 export async function createRelease(
-  tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string, options: { stage?: boolean; claim?: DeployClaim } = {},
+  tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string,
+  options: { stage?: boolean; claim?: DeployClaim; strategy?: 'bluegreen' | 'rolling' } = {},
 ): Promise<Release> {
   const { rows } = await tx.query<{ id: number; version: number }>(
     `INSERT INTO releases (app_id, version, sha256, created_by, description, config)
@@ -101,9 +102,10 @@ export async function createRelease(
     [app.id, sha256, ownerId, description],
   );
   const { id, version } = rows[0]!;
+  if (options.strategy === 'rolling') await tx.query("UPDATE releases SET strategy = 'rolling' WHERE id = $1", [id]);
+  await appendEvent(tx, 'release.created', app.name, { version, sha256, description, ...(options.stage ? { stage: true } : {}) });
   if (options.claim) await claimDeploy(tx, app, id, { ...options.claim, holder: `${options.claim.holder} deploying v${version}` });
   await tx.query(`UPDATE apps SET ${options.stage ? 'stage_release_id' : 'release_id'} = $2 WHERE id = $1`, [app.id, id]);
-  await appendEvent(tx, 'release.created', app.name, { version, sha256, description, ...(options.stage ? { stage: true } : {}) });
   return (await getRelease(tx, app, version))!;
 }
 

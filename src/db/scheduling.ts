@@ -10,23 +10,23 @@ import { ADVISORY, type Queryable } from './pool.js';
 export interface SchedulingState {
   apps: Array<{
     id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null;
-    stageReleaseId: number | null; isStagePending: boolean; keptReleaseId: number | null;
+    stageReleaseId: number | null; isStagePending: boolean; keptReleaseId: number | null; isRolling: boolean;
   }>;
-  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number }>;
+  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean }>;
   runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
   const apps = await q.query<{
     id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null; stage_release_id: number | null;
-    stage_status: string | null; verdict_previous_id: number | null;
+    stage_status: string | null; verdict_previous_id: number | null; strategy: string | null;
   }>(
     `SELECT a.id, a.name, a.web_scale, a.release_id, a.live_release_id, a.stage_release_id, s.status AS stage_status,
-            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id
-     FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id ORDER BY a.id`,
+            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id, t.strategy
+     FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id LEFT JOIN releases t ON t.id = a.release_id ORDER BY a.id`,
   );
-  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number }>(
-    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms
+  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean }>(
+    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed
      FROM instances ORDER BY created_at, id`,
   );
   const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
@@ -34,8 +34,9 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
     apps: apps.rows.map((r) => ({
       id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id,
       stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending', keptReleaseId: r.verdict_previous_id,
+      isRolling: r.strategy === 'rolling',
     })),
-    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms })),
+    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed })),
     runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
   };
 }
@@ -52,6 +53,12 @@ export async function loadNodeLiveness(q: Queryable): Promise<Array<{ id: string
 export async function setNodeDown(tx: Queryable, id: string, kind: string, isDown: boolean): Promise<void> {
   await tx.query('UPDATE nodes SET status = $2 WHERE id = $1', [id, isDown ? 'dead' : 'alive']);
   await appendEvent(tx, isDown ? 'node.down' : 'node.up', null, { id, kind });
+}
+
+/** A rolling deploy's new instance is ready: balancers route to it before its release is live. */
+export async function routeInstance(tx: Queryable, id: string): Promise<void> {
+  const { rowCount } = await tx.query("UPDATE instances SET routed = true WHERE id = $1 AND state = 'ready' AND NOT routed", [id]);
+  if ((rowCount ?? 0) > 0) await instanceChanged(tx, id);
 }
 
 /** A stage release's instance is ready: the release is 'staged' and stage.<app>.<domain> routes to it. */

@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
-  failRelease, failStage, forgetInstance, loadNodeLiveness, markStaged, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
+  failRelease, failStage, forgetInstance, loadNodeLiveness, markStaged, routeInstance, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
@@ -127,7 +127,10 @@ async function apply(tx: pg.PoolClient, action: Action, verdictWindowMs: number)
     case 'forget':
       return forgetInstance(tx, action.instanceId);
     case 'live':
-      return makeLive(tx, action.appId, action.releaseId, verdictWindowMs);
+      // A rolling deploy retired the old instances already: there is nothing warm to switch back to.
+      return makeLive(tx, action.appId, action.releaseId, action.isRolling ? 0 : verdictWindowMs);
+    case 'route':
+      return routeInstance(tx, action.instanceId);
     case 'fail':
       return failRelease(tx, action.appId, action.releaseId, action.error);
     case 'staged':
@@ -146,6 +149,8 @@ function describe(action: Action): string {
       return `${action.kind} ${action.instanceId}`;
     case 'live':
       return `live app ${action.appId} release ${action.releaseId}`;
+    case 'route':
+      return `route ${action.instanceId}`;
     case 'fail':
       return `fail app ${action.appId} release ${action.releaseId}`;
     case 'staged':

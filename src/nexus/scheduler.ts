@@ -19,6 +19,8 @@ export interface SchedApp {
   isStagePending?: boolean;
   /** The previous live release, kept running during the new one's live-traffic verdict. */
   keptReleaseId?: number | null;
+  /** The target release deploys runner by runner instead of blue/green. */
+  isRolling?: boolean;
 }
 
 export interface SchedInstance {
@@ -30,6 +32,8 @@ export interface SchedInstance {
   error: string | null;
   /** Time since the instance was assigned. */
   ageMs: number;
+  /** Routed before its release is live (a rolling deploy's ready instance). */
+  isRouted?: boolean;
 }
 
 export interface SchedRunner {
@@ -41,7 +45,8 @@ export type Action =
   | { kind: 'place'; appId: number; releaseId: number; runnerId: string }
   | { kind: 'stop'; instanceId: string }
   | { kind: 'forget'; instanceId: string }
-  | { kind: 'live'; appId: number; releaseId: number }
+  | { kind: 'live'; appId: number; releaseId: number; isRolling?: boolean }
+  | { kind: 'route'; instanceId: string }
   | { kind: 'fail'; appId: number; releaseId: number; error: string }
   | { kind: 'staged'; appId: number; releaseId: number }
   | { kind: 'failStage'; appId: number; releaseId: number; error: string };
@@ -110,6 +115,16 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     }
     stop(broken); // a live release's instance that died: replaced below
     const healthy = target.filter((i) => !broken.includes(i));
+    if (app.isRolling && isDeploying && app.liveReleaseId !== null) {
+      const old = mine.filter((i) => i.releaseId === app.liveReleaseId && i.state !== 'stopping');
+      const step = planRolling(app, healthy, old, (runnerId) => {
+        actions.push({ kind: 'place', appId: app.id, releaseId: app.targetReleaseId!, runnerId });
+        load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
+        appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
+      }, aliveSet, () => pickRunner(alive, load, appLoad, app.id));
+      actions.push(...step);
+      continue;
+    }
     if (healthy.length < app.scale) {
       for (let n = healthy.length; n < app.scale; n++) {
         const runnerId = pickRunner(alive, load, appLoad, app.id);
@@ -130,6 +145,52 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     } else if (!isDeploying) {
       stop(others);
     }
+  }
+  return actions;
+}
+
+/**
+ * One step of a rolling deploy: a runner at a time, new instances are started beside that runner's old ones,
+ * routed as soon as they are ready, and then the old ones are retired (drained); the next runner starts only when
+ * nothing is in progress. When no old instance is left, the release goes live (routing by release from then on).
+ * A failed new instance fails the whole deploy before this step is reached (see plan), which stops the new
+ * instances and lets the ordinary path put back the old ones it retired.
+ */
+function planRolling(
+  app: SchedApp, fresh: SchedInstance[], old: SchedInstance[], place: (runnerId: string) => void,
+  alive: ReadonlySet<string>, pick: () => string | undefined,
+): Action[] {
+  const actions: Action[] = [];
+  const ready = fresh.filter((i) => i.state === 'ready');
+  for (const i of ready) if (!i.isRouted) actions.push({ kind: 'route', instanceId: i.id });
+  const count = (list: SchedInstance[], runnerId: string): number => list.filter((i) => i.runnerId === runnerId).length;
+  const remaining: SchedInstance[] = [];
+  for (const runnerId of [...new Set(old.map((i) => i.runnerId))].sort()) {
+    const olds = old.filter((i) => i.runnerId === runnerId);
+    // Retired once as many new instances are ready (and routed, above) on the same runner.
+    if (count(ready, runnerId) >= olds.length) for (const i of olds) actions.push({ kind: 'stop', instanceId: i.id });
+    else remaining.push(...olds);
+  }
+  const isInProgress = fresh.some((i) => i.state !== 'ready');
+  if (remaining.length > 0) {
+    if (!isInProgress) {
+      const runnerId = remaining[0]!.runnerId;
+      const need = count(remaining, runnerId) - count(fresh, runnerId);
+      // A dead runner's old instances are replaced wherever there is room.
+      for (let n = 0; n < need; n++) {
+        const where = alive.has(runnerId) ? runnerId : pick();
+        if (where !== undefined) place(where);
+      }
+    }
+    return actions;
+  }
+  if (fresh.length < app.scale) {
+    if (!isInProgress) {
+      const where = pick();
+      if (where !== undefined) place(where);
+    }
+  } else if (!isInProgress) {
+    actions.push({ kind: 'live', appId: app.id, releaseId: app.targetReleaseId!, isRolling: true });
   }
   return actions;
 }

@@ -40,11 +40,15 @@ export type ApiError = Static<typeof ApiError>;
 
 export const ReleaseParams = Type.Object({ app: Type.String({ maxLength: 64 }), version: Type.String({ pattern: '^v?[0-9]{1,9}$' }) }, strict);
 export type ReleaseParams = Static<typeof ReleaseParams>;
+export const DeployParams = Type.Object({ app: Type.String({ maxLength: 64 }), id: Type.String({ pattern: '^v?[0-9]{1,9}$' }) }, strict);
+export type DeployParams = Static<typeof DeployParams>;
 
 export const ReleaseQuery = Type.Object({
   description: Type.Optional(Type.String({ maxLength: 200 })),
   /** `stage=1`: put the release on the stage slot (stage.<app>.<domain>) instead of deploying it live. */
   stage: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
+  /** `bluegreen` (default): all new instances beside the old, one switch. `rolling`: runner by runner. */
+  strategy: Type.Optional(Type.Union([Type.Literal('bluegreen'), Type.Literal('rolling')])),
 }, strict);
 export type ReleaseQuery = Static<typeof ReleaseQuery>;
 

@@ -209,4 +209,68 @@ describe('deploys under load', () => {
     await waitFor(async () => (await get('stage.blue.localhost')).status === 404, { name: 'stage slot empty' });
     expect((await api<{ error: { message: string } }>('POST', '/v1/apps/blue/promote', {})).json.error.message).toMatch(/nothing on stage/);
   }, 60_000);
+
+  it('rolls a release runner by runner with no failed request, and aborts at the first bad instance putting the old back', async () => {
+    const get2 = async (): Promise<{ status: number; body: string }> => get('roll.localhost');
+    expect((await api('POST', '/v1/apps', { name: 'roll' })).status).toBe(201);
+    expect((await api('PATCH', '/v1/apps/roll/formation', { web: 2 })).status).toBe(200);
+    expect(await settled(await upload(appVersion('roll-v1', answering('r1')), 'roll'), 'roll')).toMatchObject({ status: 'live' });
+    const onBoth = async (release: number): Promise<boolean> => {
+      const ready = (await api<{ instances: Instance[] }>('GET', '/v1/apps/roll/instances')).json.instances.filter((i) => i.state === 'ready' && i.release === release);
+      return ready.length === 2 && new Set(ready.map((i) => i.runnerId)).size === 2;
+    };
+    await waitFor(() => onBoth(1), { name: 'r1 on both runners', timeoutMs: 20_000, intervalMs: 100 });
+
+    const traffic = new SteadyLoad(`http://127.0.0.1:${balancer.port}/`, 'roll.localhost', 4, 5);
+    traffic.start();
+    const seen = new Set<string>();
+    let mostInstances = 0;
+    let isSampling = true;
+    const sampler = (async () => {
+      while (isSampling) {
+        seen.add((await get2()).body);
+        const list = (await api<{ instances: Instance[] }>('GET', '/v1/apps/roll/instances')).json.instances.filter((i) => i.state !== 'stopping');
+        mostInstances = Math.max(mostInstances, list.length);
+        await sleep(20);
+      }
+    })();
+    const v2 = await upload(appVersion('roll-v2', answering('r2')), 'roll', '?strategy=rolling');
+    expect(await settled(v2, 'roll')).toMatchObject({ status: 'live' });
+    await waitFor(() => onBoth(v2), { name: 'r2 on both runners', timeoutMs: 20_000, intervalMs: 100 });
+    isSampling = false;
+    await sampler;
+    const result = await traffic.stop();
+    console.log(`[deploys] rolling: ${result.ok} ok / ${result.failed} failed; at most ${mostInstances} instances; answers ${[...seen].join(', ')}`);
+    expect(result.failures).toEqual([]);
+    expect(mostInstances).toBeLessThanOrEqual(3); // never a second full set: one extra instance at a time
+    expect(seen).toEqual(new Set(['r1', 'r2']));
+    for (let i = 0; i < 6; i++) expect(await get2()).toEqual({ status: 200, body: 'r2' });
+
+    // v3 starts on the first runner, then fails on the second (it refuses to start twice): the deploy stops there.
+    const marker = join(dir, `roll-v3-started-${Date.now()}`);
+    const failing = `import os\nif os.path.exists(${JSON.stringify(marker)}):\n    raise RuntimeError("second instance refuses")\nopen(${JSON.stringify(marker)}, "w").close()\n${answering('r3')}`;
+    const aborting = new SteadyLoad(`http://127.0.0.1:${balancer.port}/`, 'roll.localhost', 4, 5);
+    aborting.start();
+    const v3 = await upload(appVersion('roll-v3', failing), 'roll', '?strategy=rolling');
+    const failed = await settled(v3, 'roll');
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toContain('RuntimeError: second instance refuses');
+    await waitFor(() => onBoth(v2), { name: 'r2 back on both runners', timeoutMs: 20_000, intervalMs: 100 });
+    await waitFor(async () => (await api<{ instances: Instance[] }>('GET', '/v1/apps/roll/instances')).json.instances.every((i) => i.release === v2), {
+      name: 'r3 instances gone', timeoutMs: 10_000, intervalMs: 100,
+    });
+    const aborted = await aborting.stop();
+    console.log(`[deploys] aborted rolling: ${aborted.ok} ok / ${aborted.failed} failed`);
+    expect(aborted.failures).toEqual([]);
+    for (let i = 0; i < 6; i++) expect(await get2()).toEqual({ status: 200, body: 'r2' });
+
+    const { json } = await api<{ deploy: { steps: Array<{ step: string; detail: string }> } }>('GET', `/v1/apps/roll/deploys/v${v2}`);
+    const steps = json.deploy.steps.map((s) => s.step);
+    expect(steps[0]).toBe('created');
+    expect(steps[1]).toBe('locked');
+    expect(steps).toContain('instance ready');
+    expect(steps.indexOf('live')).toBeGreaterThan(steps.indexOf('instance ready'));
+    expect((await api<{ deploys: Array<{ id: number }> }>('GET', '/v1/apps/roll/deploys')).json.deploys.map((d) => d.id)).toEqual([v3, v2, 1]);
+    expect((await api('GET', '/v1/apps/roll/deploys/v99')).status).toBe(404);
+  }, 120_000);
 });

@@ -109,4 +109,43 @@ describe('scheduler plan', () => {
       expect(stops.every((a) => a.kind === 'stop')).toBe(true);
     });
   });
+
+  describe('rolling deploys', () => {
+    const rolling = app({ scale: 2, isRolling: true });
+    const old = [inst({ id: 'old-1', releaseId: 1, runnerId: 'r1' }), inst({ id: 'old-2', releaseId: 1, runnerId: 'r2' })];
+
+    it('starts the first runner only, routes its new instance when ready, retires the old one there, goes on', () => {
+      expect(plan([rolling], old, runners('r1', 'r2'), options)).toEqual([{ kind: 'place', appId: 1, releaseId: 2, runnerId: 'r1' }]);
+      const starting = inst({ id: 'new-1', runnerId: 'r1', state: 'starting' });
+      expect(plan([rolling], [...old, starting], runners('r1', 'r2'), options)).toEqual([]);
+      const ready = { ...starting, state: 'ready' as const };
+      // The next runner starts in the same pass: nothing is in progress any more.
+      expect(plan([rolling], [...old, ready], runners('r1', 'r2'), options)).toEqual([
+        { kind: 'place', appId: 1, releaseId: 2, runnerId: 'r2' },
+        { kind: 'route', instanceId: 'new-1' },
+        { kind: 'stop', instanceId: 'old-1' },
+      ]);
+    });
+
+    it('moves to the next runner once nothing is in progress, and goes live when no old instance is left', () => {
+      const routed = inst({ id: 'new-1', runnerId: 'r1', isRouted: true });
+      const second = plan([rolling], [{ ...old[0]!, state: 'stopping' }, old[1]!, routed], runners('r1', 'r2'), options);
+      expect(second).toEqual([{ kind: 'place', appId: 1, releaseId: 2, runnerId: 'r2' }]);
+      const both = [routed, inst({ id: 'new-2', runnerId: 'r2', isRouted: true })];
+      expect(plan([rolling], both, runners('r1', 'r2'), options)).toEqual([{ kind: 'live', appId: 1, releaseId: 2, isRolling: true }]);
+    });
+
+    it('aborts at the first failed instance: the deploy fails and its instances stop', () => {
+      const routed = inst({ id: 'new-1', runnerId: 'r1', isRouted: true });
+      const bad = inst({ id: 'new-2', runnerId: 'r2', state: 'failed', error: 'boom' });
+      expect(plan([rolling], [old[1]!, routed, bad], runners('r1', 'r2'), options)).toEqual([
+        { kind: 'fail', appId: 1, releaseId: 2, error: 'boom' },
+        { kind: 'stop', instanceId: 'new-1' },
+        { kind: 'stop', instanceId: 'new-2' },
+      ]);
+      // Back on the live release, the ordinary path puts back the instance the deploy retired.
+      const after = plan([app({ scale: 2, targetReleaseId: 1, liveReleaseId: 1 })], [old[1]!], runners('r1', 'r2'), options);
+      expect(after).toEqual([{ kind: 'place', appId: 1, releaseId: 1, runnerId: 'r1' }]);
+    });
+  });
 });

@@ -27,7 +27,7 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, request.body);
         const isStage = request.query.stage === '1' || request.query.stage === 'true';
-        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim });
+        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim, strategy: request.query.strategy ?? 'bluegreen' });
       }));
       return reply.status(201).send({ release });
     },

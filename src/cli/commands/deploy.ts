@@ -17,6 +17,7 @@ interface DeployOptions {
   detach?: boolean;
   timeout: string;
   stage?: boolean;
+  rolling?: boolean;
 }
 
 /** Seconds one API call waits for another deploy's lock before the CLI asks again (and says who holds it). */
@@ -49,6 +50,7 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       .description('upload DIR (default: .) as a new release and deploy it')
       .argument('[dir]', 'app folder with wsgi.py or a Procfile', '.')
       .option('--stage', 'put the release on stage.<app>.<domain> instead of live; pier promote makes it live')
+      .option('--rolling', 'replace instances runner by runner (no second full set), stopping at the first that fails')
       .option('--no-wait', 'fail at once when another deploy of the app is running, instead of waiting for it')
       .option('--detach', 'return once the release is uploaded, without following the deploy')
       .option('--timeout <seconds>', 'give up waiting after this long', '600'),
@@ -66,7 +68,7 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       print(`-----> Packed ${dir} (${formatBytes(bytes.length)}, ${detected.wsgi.module}:${detected.wsgi.callable})`);
       const started = Date.now();
       const { release } = await underDeployLock(opts, timeoutMs, (headers) =>
-        ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases${opts.stage ? '?stage=1' : ''}`, bytes, 'application/gzip', headers));
+        ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases${opts.stage ? '?stage=1' : opts.rolling ? '?strategy=rolling' : ''}`, bytes, 'application/gzip', headers));
       print(`-----> Uploaded release v${release.version} (sha256 ${release.sha256.slice(0, 12)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (opts.detach) return;
       await follow(ctx, app, release.version, timeoutMs, started, opts.stage === true);

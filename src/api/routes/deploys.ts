@@ -1,0 +1,17 @@
+/** /v1/apps/:app/deploys: every deploy (one per release) and, for one, its steps as they happened. */
+import type { FastifyInstance } from 'fastify';
+import { getDeploy, listDeploys, resolveApp } from '../../db/index.js';
+import { AppParams, DeployParams } from '../../protocol/index.js';
+import { principalOf, type ApiContext } from '../context.js';
+
+export function deployRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get<{ Params: AppParams }>('/v1/apps/:app/deploys', { schema: { params: AppParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return { deploys: await listDeploys(ctx.pool, ref) };
+  });
+
+  app.get<{ Params: DeployParams }>('/v1/apps/:app/deploys/:id', { schema: { params: DeployParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return { deploy: await getDeploy(ctx.pool, ref, Number(request.params.id.replace(/^v/, ''))) };
+  });
+}

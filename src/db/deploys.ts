@@ -1,0 +1,88 @@
+/**
+ * Deploys as the owner sees them: each release is one deploy (an upload, a config change, a rollback, a stage
+ * upload or a promote), and its steps are the events that concern it, in order — so the API can show a deploy's
+ * progress and history without a second source of truth.
+ */
+import { NotFoundError } from '../core/errors.js';
+import type { AppRef } from './apps.js';
+import type { Queryable } from './pool.js';
+import { getRelease, listReleases } from './releases.js';
+import type { Release } from '../protocol/index.js';
+
+export interface DeployStep {
+  at: number;
+  /** Event version. */
+  version: number;
+  step: string;
+  detail: string;
+}
+
+export interface Deploy {
+  /** The release version (deploy vN makes release vN). */
+  id: number;
+  release: Release;
+  steps: DeployStep[];
+}
+
+/** Terminal steps: after one of them (and the verdict, when there is one) nothing more happens to the deploy. */
+const MAX_EVENTS = 2000;
+
+/** The deploy of release `version`: its release and its steps. @throws NotFoundError */
+export async function getDeploy(q: Queryable, app: AppRef, version: number): Promise<Deploy> {
+  const release = await getRelease(q, app, version);
+  if (!release) throw new NotFoundError(`deploy ${version} of app '${app.name}' not found; run 'pier releases -a ${app.name}'`);
+  const { rows } = await q.query<{ id: number; type: string; data: Record<string, unknown>; created_at: Date }>(
+    `SELECT id, type, data, created_at FROM events
+     WHERE app = $1 AND id >= coalesce((SELECT min(id) FROM events WHERE app = $1 AND type = 'release.created' AND (data->>'version')::int = $2), 0)
+     ORDER BY id LIMIT $3`,
+    [app.name, version, MAX_EVENTS],
+  );
+  const steps: DeployStep[] = [];
+  const mine = new Set<string>();
+  for (const row of rows) {
+    const step = describe(row.type, row.data, version, mine);
+    if (step) steps.push({ at: row.created_at.getTime(), version: row.id, ...step });
+    if (isEnd(row.type, row.data, version, steps)) break;
+  }
+  return { id: version, release, steps };
+}
+
+/** Every deploy of the app, newest first (without steps). */
+export async function listDeploys(q: Queryable, app: AppRef): Promise<Array<{ id: number; release: Release }>> {
+  return (await listReleases(q, app)).map((release) => ({ id: release.version, release }));
+}
+
+function describe(type: string, data: Record<string, unknown>, version: number, mine: Set<string>): { step: string; detail: string } | undefined {
+  const release = typeof data.release === 'number' ? data.release : undefined;
+  switch (type) {
+    case 'release.created':
+      return data.version === version ? { step: 'created', detail: `${String(data.description)}${data.stage ? ' (to stage)' : ''}` } : undefined;
+    case 'lock.acquired':
+      return typeof data.holder === 'string' && data.holder.endsWith(` v${version}`) ? { step: 'locked', detail: `deploy lock taken by ${data.holder} (token ${String(data.token)})` } : undefined;
+    case 'instance.changed': {
+      if (data.release !== version || typeof data.id !== 'string') return undefined;
+      mine.add(data.id);
+      const where = data.port === null ? String(data.runnerId) : `${String(data.runnerId)} (${String(data.host)}:${String(data.port)})`;
+      return { step: `instance ${String(data.state)}`, detail: `${data.id} on ${where}` };
+    }
+    case 'instance.removed':
+      return typeof data.id === 'string' && mine.has(data.id) ? { step: 'instance removed', detail: data.id } : undefined;
+    case 'release.staged':
+      return release === version ? { step: 'staged', detail: 'on the stage slot' } : undefined;
+    case 'release.live':
+      return release === version ? { step: 'live', detail: 'balancers route to it' } : undefined;
+    case 'release.failed':
+      return release === version ? { step: 'failed', detail: String(data.error ?? '') } : undefined;
+    case 'release.reverted':
+      return release === version ? { step: 'reverted', detail: `back to v${String(data.previous)}: ${String(data.reason)}` } : undefined;
+    case 'release.verdict':
+      return release === version ? { step: 'verdict passed', detail: `${String(data.requests ?? 0)} requests, ${String(data.s5xx ?? 0)} 5xx` } : undefined;
+    default:
+      return undefined;
+  }
+}
+
+function isEnd(type: string, data: Record<string, unknown>, version: number, steps: DeployStep[]): boolean {
+  if (data.release !== version) return type === 'release.live' && steps.some((s) => s.step === 'live' || s.step === 'staged');
+  return type === 'release.failed' || type === 'release.reverted' || type === 'release.verdict';
+}
