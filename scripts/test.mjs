@@ -13,6 +13,12 @@ if (build.status !== 0) {
   console.log('0 passed, 1 failed');
   process.exit(1);
 }
+// The tests are TypeScript too: vitest strips their types without checking them, so check them here.
+const typecheck = spawnSync(process.execPath, [`${root}/node_modules/typescript/bin/tsc`, '-p', `${root}/tsconfig.tests.json`], { stdio: 'inherit', cwd: root });
+if (typecheck.status !== 0) {
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
 rmSync(results, { force: true });
 const run = spawnSync(
   process.execPath,

@@ -3,7 +3,7 @@ import { loadConfig } from '../config/index.js';
 import { createLogger } from '../core/logger.js';
 import { runDaemon } from '../core/daemon.js';
 import { Nexus } from './nexus.js';
-import { loadAllowedKeys, loadCurve } from '../transport/index.js';
+import { serverSecurity } from '../transport/index.js';
 
 export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const config = loadConfig({ file: configFile, env });
@@ -13,9 +13,7 @@ export async function main(configFile: string | undefined, env: NodeJS.ProcessEn
     process.exitCode = 78;
     return;
   }
-  const { keysDir } = config.security;
-  const curve = config.security.curve ? loadCurve(keysDir, true) : undefined;
-  const allowedKeys = config.security.curve ? loadAllowedKeys(keysDir) : undefined;
+  const { curve, allowedKeys } = serverSecurity(config.security);
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
   await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, allowedKeys }), log, { what: 'nexus', parentPid });
 }

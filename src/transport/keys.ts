@@ -60,3 +60,9 @@ export function loadCurve(keysDir: string, isServer: boolean): CurveSettings {
     secretKey: node.secretKey,
   };
 }
+
+/** CURVE settings and allowed client keys of a daemon that binds server sockets; both undefined with CURVE off. */
+export function serverSecurity(security: { curve: boolean; keysDir: string }): { curve?: CurveSettings; allowedKeys?: Set<string> } {
+  if (!security.curve) return {};
+  return { curve: loadCurve(security.keysDir, true), allowedKeys: loadAllowedKeys(security.keysDir) };
+}

@@ -16,6 +16,7 @@ import { testConfig } from '../helpers/config.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { apiCaller } from '../helpers/api.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
@@ -26,16 +27,7 @@ let runner: Runner;
 let slowApp: Buffer;
 let quickApp: Buffer;
 
-type Reply<T> = { status: number; json: T };
-async function api<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
-  const isBytes = Buffer.isBuffer(body);
-  const res = await fetch(`${nexus.api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...headers, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
-    body: body === undefined ? undefined : isBytes ? body : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as T };
-}
+const api = apiCaller(() => nexus.api, token);
 
 async function settled(app: string, version: number): Promise<Release> {
   return waitFor(async () => {

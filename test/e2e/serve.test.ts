@@ -22,6 +22,7 @@ import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
+import { apiCaller } from '../helpers/api.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
@@ -41,15 +42,7 @@ function writeApp(name: string, source: string): string {
 }
 const WHOAMI = `import os\nprint("whoami starting", flush=True)\ndef application(environ, start_response):\n    print("served", environ["PATH_INFO"], flush=True)\n    start_response("200 OK", [("Content-Type", "text/plain")])\n    return [("port=%s greeting=%s" % (os.environ["PORT"], os.environ.get("GREETING", "-"))).encode()]\n`;
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const isBytes = Buffer.isBuffer(body);
-  const res = await fetch(`${nexus.api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
-    body: body === undefined ? undefined : isBytes ? body : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as T };
-}
+const api = apiCaller(() => nexus.api, token);
 
 async function deploy(app: string, appDir: string): Promise<Release> {
   const up = await api<{ release: Release }>('POST', `/v1/apps/${app}/releases`, await packDirectory(appDir));

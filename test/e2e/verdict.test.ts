@@ -22,6 +22,7 @@ import { SteadyLoad } from '../helpers/load.js';
 import { freePort } from '../helpers/ports.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { apiCaller } from '../helpers/api.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
@@ -33,15 +34,7 @@ let runner: Runner;
 let balancer: Balancer;
 let stats: StatsDaemon;
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const isBytes = Buffer.isBuffer(body);
-  const res = await fetch(`${nexus.api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
-    body: body === undefined ? undefined : isBytes ? body : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as T };
-}
+const api = apiCaller(() => nexus.api, token);
 
 async function release(version: number): Promise<Release> {
   return (await api<{ release: Release }>('GET', `/v1/apps/judged/releases/v${version}`)).json.release;

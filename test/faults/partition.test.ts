@@ -22,6 +22,7 @@ import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { SteadyLoad } from '../helpers/load.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { apiCaller } from '../helpers/api.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
@@ -44,15 +45,7 @@ function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const isBytes = Buffer.isBuffer(body);
-  const res = await fetch(`${nexus.api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
-    body: body === undefined ? undefined : isBytes ? body : JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as T };
-}
+const api = apiCaller(() => nexus.api, token);
 
 async function instances(): Promise<Instance[]> {
   return (await api<{ instances: Instance[] }>('GET', '/v1/apps/split/instances')).json.instances;

@@ -31,6 +31,10 @@ const okHandlers = (calls: StatsQueryRequest[]): QueryHandlers => ({
     calls.push(request);
     return { rows: [{ minute: request.sinceMs, requests: 1, s2xx: 1, s3xx: 0, s4xx: 0, s5xx: 0, bytes: 10, p50Ms: 1.5, p95Ms: 1.5, p99Ms: 1.5 }] };
   },
+  'stats.release': async (request) => {
+    calls.push(request);
+    return { requests: 3, s5xx: 1, histogram: [] };
+  },
 });
 
 async function startServer(handlers?: (calls: StatsQueryRequest[]) => QueryHandlers): Promise<Harness> {
@@ -152,6 +156,7 @@ describe('QueryServer', () => {
       'stats.query': async (request) => {
         throw new NotFoundError(`app '${request.app}' not found`);
       },
+      'stats.release': async () => ({ requests: 0, s5xx: 0, histogram: [] }),
     }));
     const client = dealer(endpoint);
     const tail = await ask(client, encode({ v: 1, type: 'logs.tail', id: 'f-1', app: 'web', lines: 1 }));
@@ -170,6 +175,7 @@ describe('QueryServer', () => {
         return { lines: ['late'], truncated: false };
       },
       'stats.query': async () => ({ rows: [] }),
+      'stats.release': async () => ({ requests: 0, s5xx: 0, histogram: [] }),
     }));
     const client = dealer(endpoint);
     await client.send(encode({ v: 1, type: 'logs.tail', id: 'slow', app: 'web', lines: 1 }));
