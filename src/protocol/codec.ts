@@ -87,6 +87,14 @@ export class RequestDecodeError extends ProtocolError {
 
 /** Decodes a control request: envelope, known type, then the type's schema. */
 export function decodeRequest(frame: Uint8Array, maxBytes?: number): ControlRequest {
+  return decodeEnvelope(frame, maxBytes, (type) => (isCommandType(type) ? REQUEST_SCHEMAS[type] : undefined)) as ControlRequest;
+}
+
+/**
+ * Decodes a request of the envelope protocol (`{v: 1, type, id, …}`): MessagePack, a map, version 1, a type
+ * `schemaOf` knows, then that type's schema. @throws RequestDecodeError carrying the id when it is itself valid
+ */
+export function decodeEnvelope(frame: Uint8Array, maxBytes: number | undefined, schemaOf: (type: string) => TSchema | undefined): { type: string; id: string } {
   let value: unknown;
   try {
     value = unpackFrame(frame, maxBytes);
@@ -99,12 +107,13 @@ export function decodeRequest(frame: Uint8Array, maxBytes?: number): ControlRequ
   try {
     if (!obj) throw new ProtocolError('invalid request: expected a map with v, type and id');
     if (obj.v !== 1) throw new ProtocolError(`invalid request: unsupported protocol version ${(JSON.stringify(obj.v) ?? 'undefined').slice(0, 32)}; expected 1`);
-    if (!isCommandType(obj.type)) {
+    const schema = typeof obj.type === 'string' ? schemaOf(obj.type) : undefined;
+    if (!schema) {
       const shown = typeof obj.type === 'string' ? `'${obj.type.slice(0, 64)}'` : 'missing';
       throw new ProtocolError(`unknown message type ${shown}`, { code: 'PIER_UNKNOWN_TYPE' });
     }
-    check(REQUEST_SCHEMAS[obj.type], obj, `'${obj.type}' request`);
-    return obj as ControlRequest;
+    check(schema, obj, `'${String(obj.type)}' request`);
+    return obj as { type: string; id: string };
   } catch (err) {
     throw new RequestDecodeError(re, err as ProtocolError);
   }

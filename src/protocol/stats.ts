@@ -6,7 +6,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { ProtocolError } from '../core/errors.js';
 import { AppName, NodeId, RequestId, Timestamp } from './common.js';
-import { RequestDecodeError, check, unpackFrame, validatorFor } from './codec.js';
+import { check, decodeEnvelope, unpackFrame } from './codec.js';
 
 /** Where a log line came from: 'app' (stdout/stderr), 'uwsgi' (request log), 'router' (balancer), 'pier' (platform). */
 export const LogSource = Type.Union([Type.Literal('app'), Type.Literal('uwsgi'), Type.Literal('router'), Type.Literal('pier')]);
@@ -141,27 +141,9 @@ export type StatsQueryRequest<T extends StatsQueryType = StatsQueryType> = Stati
 /** The body a caller passes for query T (no envelope). */
 export type StatsQueryBody<T extends StatsQueryType> = Omit<StatsQueryRequest<T>, 'v' | 'type' | 'id'>;
 
-/** Decodes a query request: envelope, known type, then its schema. @throws RequestDecodeError (carrying the id when readable) */
+/** Decodes a query request: envelope, known type, then its schema. @throws RequestDecodeError (carrying the id when valid) */
 export function decodeStatsQuery(frame: Uint8Array, maxBytes?: number): StatsQueryRequest {
-  let value: unknown;
-  try {
-    value = unpackFrame(frame, maxBytes);
-  } catch (err) {
-    throw new RequestDecodeError(null, err as ProtocolError);
-  }
-  const obj = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  // Echo only an id the client can decode in the reply (see decodeRequest).
-  const re = obj && validatorFor(RequestId).Check(obj.id) ? (obj.id as string) : null;
-  try {
-    if (!obj) throw new ProtocolError('invalid request: expected a map with v, type and id');
-    if (obj.v !== 1) throw new ProtocolError(`invalid request: unsupported protocol version ${JSON.stringify(obj.v) ?? 'undefined'}; expected 1`);
-    if (!isStatsQueryType(obj.type)) {
-      throw new ProtocolError(`unknown message type ${typeof obj.type === 'string' ? `'${obj.type.slice(0, 64)}'` : 'missing'}`, { code: 'PIER_UNKNOWN_TYPE' });
-    }
-    return check(STATS_QUERY_SCHEMAS[obj.type], obj, `'${obj.type}' request`) as StatsQueryRequest;
-  } catch (err) {
-    throw new RequestDecodeError(re, err as ProtocolError);
-  }
+  return decodeEnvelope(frame, maxBytes, (type) => (isStatsQueryType(type) ? STATS_QUERY_SCHEMAS[type] : undefined)) as StatsQueryRequest;
 }
 
 // ---- HTTP: /v1/apps/:app/logs and /v1/apps/:app/stats (query strings arrive as text; types are never coerced)

@@ -1,129 +1,22 @@
-/**
- * The request loop behind a ROUTER socket: decodes each request, dispatches it to the handler for its type,
- * and replies. A frame that is oversize, malformed, of an unknown type or invalid gets an `error` reply naming
- * what is wrong (with `re: null` when no id could be read); nothing a peer sends can stop the loop.
- */
+/** The nexus's control protocol server: a RouterServer over the command table (src/protocol/control.ts). */
 import type * as zmq from 'zeromq';
 import type { Logger } from 'pino';
-import { PierError, ProtocolError, toPierError } from '../core/errors.js';
-import {
-  RequestDecodeError, decodeRequest, encodeError, encodeReply,
-  type CommandResult, type CommandType, type ControlRequest,
-} from '../protocol/index.js';
-import { SerialSender } from './sockets.js';
+import { decodeRequest, type CommandResult, type CommandType, type ControlRequest } from '../protocol/index.js';
+import { RouterServer, type RouterServerStats } from './router-server.js';
 
 /** Handles one command type; the returned value is the reply's result. */
 export type Handler<T extends CommandType> = (request: ControlRequest<T>) => Promise<CommandResult<T>>;
 export type HandlerMap = { [T in CommandType]?: Handler<T> };
+export type ControlServerStats = RouterServerStats;
 
-/** Counters an operator (or a test) can read. */
-export interface ControlServerStats {
-  received: number;
-  replied: number;
-  /** Requests that could not be decoded or validated (each got an error reply when possible). */
-  invalid: number;
-  /** Messages with no usable routing envelope, dropped without reply. */
-  dropped: number;
-  /** Requests whose handler failed (each got an error reply). */
-  failed: number;
-}
-
-export class ControlServer {
-  readonly stats: ControlServerStats = { received: 0, replied: 0, invalid: 0, dropped: 0, failed: 0 };
-  private readonly sender: SerialSender;
-  private readonly inFlight = new Set<Promise<void>>();
-  private loop: Promise<void> | undefined;
-  private isAccepting = true;
-
-  constructor(
-    private readonly router: zmq.Router,
-    private readonly handlers: HandlerMap,
-    private readonly maxMessageBytes: number,
-    private readonly log: Logger,
-  ) {
-    this.sender = new SerialSender(router);
-  }
-
-  start(): void {
-    this.loop = this.receive();
-  }
-
-  private async receive(): Promise<void> {
-    try {
-      for await (const frames of this.router) {
-        this.stats.received += 1;
-        this.dispatch(frames);
-      }
-    } catch (err) {
-      if (!this.router.closed) this.log.error({ err }, 'control loop failed');
-    }
-  }
-
-  private dispatch(frames: Buffer[]): void {
-    // DEALER clients send [identity, payload]; REQ clients add an empty delimiter: [identity, '', payload].
-    const identity = frames[0];
-    const hasDelimiter = frames.length === 3 && frames[1]!.length === 0;
-    if (!identity || frames.length < 2) {
-      this.stats.dropped += 1;
-      return;
-    }
-    const envelope = hasDelimiter ? [identity, frames[1]!] : [identity];
-    if (frames.length > (hasDelimiter ? 3 : 2)) {
-      this.stats.invalid += 1;
-      this.reply(envelope, encodeError(null, new ProtocolError(`expected one payload frame after the routing envelope, got ${frames.length - envelope.length}`)));
-      return;
-    }
-    const payload = frames[frames.length - 1]!;
-    let request: ControlRequest;
-    try {
-      request = decodeRequest(payload, this.maxMessageBytes);
-    } catch (err) {
-      this.stats.invalid += 1;
-      const re = err instanceof RequestDecodeError ? err.re : null;
-      this.log.warn({ peer: identity.toString('hex'), err: (err as Error).message }, 'invalid request');
-      this.reply(envelope, encodeError(re, err));
-      return;
-    }
-    if (!this.isAccepting) {
-      this.reply(envelope, encodeError(request.id, new PierError('PIER_NEXUS_UNAVAILABLE', 'this nexus is shutting down; retry on another')));
-      return;
-    }
-    const task = this.handle(envelope, request).finally(() => this.inFlight.delete(task));
-    this.inFlight.add(task);
-  }
-
-  private async handle(envelope: Buffer[], request: ControlRequest): Promise<void> {
-    const handler = this.handlers[request.type] as Handler<CommandType> | undefined;
-    const started = Date.now();
-    try {
-      if (!handler) throw toPierError(new Error(`no handler for '${request.type}'`));
-      const result = await handler(request as ControlRequest<CommandType>);
-      await this.reply(envelope, encodeReply(request.id, result));
-      this.log.debug({ type: request.type, id: request.id, durationMs: Date.now() - started }, 'request handled');
-    } catch (err) {
-      this.stats.failed += 1;
-      const e = toPierError(err);
-      if (e.code === 'PIER_INTERNAL') this.log.error({ err, type: request.type, id: request.id }, 'request failed');
-      else this.log.info({ code: e.code, msg: e.message, type: request.type, id: request.id }, 'request refused');
-      await this.reply(envelope, encodeError(request.id, e));
-    }
-  }
-
-  private reply(envelope: Buffer[], payload: Buffer): Promise<void> {
-    this.stats.replied += 1;
-    return this.sender.send([...envelope, payload]);
-  }
-
-  /** Stops taking new requests and waits up to `graceMs` for in-flight ones to be answered. */
-  async drain(graceMs: number): Promise<void> {
-    this.isAccepting = false;
-    const all = Promise.allSettled([...this.inFlight]);
-    await Promise.race([all, new Promise((r) => setTimeout(r, graceMs).unref())]);
-    await this.sender.drain();
-  }
-
-  /** Resolves when the receive loop has ended (after the router is closed). */
-  closed(): Promise<void> {
-    return this.loop ?? Promise.resolve();
+export class ControlServer extends RouterServer<ControlRequest> {
+  constructor(router: zmq.Router, handlers: HandlerMap, maxMessageBytes: number, log: Logger) {
+    super(router, {
+      decode: decodeRequest,
+      handlers: handlers as { [type: string]: (request: ControlRequest) => Promise<unknown> },
+      maxMessageBytes,
+      log,
+      closing: { code: 'PIER_NEXUS_UNAVAILABLE', message: 'this nexus is shutting down; retry on another' },
+    });
   }
 }

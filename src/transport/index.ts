@@ -1,5 +1,6 @@
 export * from './sockets.js';
 export * from './control-client.js';
+export * from './router-server.js';
 export * from './control-server.js';
 export * from './event-follower.js';
 export * from './heartbeat.js';
