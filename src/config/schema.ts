@@ -160,6 +160,11 @@ export const PierConfig = Type.Object(
        * sent to it before its vassal is removed. @default 5000
        */
       drainMs: Ms(5000, 0),
+      /**
+       * Run each app as its own system user (`p-<app>`, created on first use) when the runner runs as root, so
+       * customer code never runs as root and apps cannot read each other's files. @default true
+       */
+      appUsers: Type.Boolean({ default: true }),
       /** Requests sent to a new instance before it is reported ready. @default 3 */
       warmupRequests: Type.Integer({ minimum: 0, maximum: 100, default: 3 }),
       /** uWSGI worker processes and threads per instance. @default 1, 4 */

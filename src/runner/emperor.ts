@@ -16,7 +16,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { chown, mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -139,10 +139,15 @@ export class Emperor implements Service {
     const path = this.vassalPath(name);
     const logFolder = join(this.logDir, name);
     await mkdir(logFolder, { recursive: true, mode: 0o755 });
-    if (options.logOwner) await chown(logFolder, options.logOwner.uid, options.logOwner.gid);
+    if (options.logOwner) {
+      // The app's user writes it; other apps cannot read it (root, which ships it, can).
+      await chown(logFolder, options.logOwner.uid, options.logOwner.gid);
+      await chmod(logFolder, 0o750);
+    }
     const previous = await mtimeSeconds(path);
     const tmp = join(this.vassalDir, `.${name}.${randomId()}.tmp`);
-    const handle = await open(tmp, 'w', 0o644);
+    // Root's only: the vassal file holds the app's config vars (its secrets), and app users must not read it.
+    const handle = await open(tmp, 'w', 0o600);
     try {
       await handle.writeFile(ini);
       await handle.sync();

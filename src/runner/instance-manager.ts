@@ -14,6 +14,9 @@ import type { ReleaseCache } from './release-cache.js';
 import { renderVassal } from './vassal.js';
 import { summarizeFailure } from './log-tail.js';
 import type { LogShipper } from './log-shipper.js';
+import type { AppUser, AppUsers } from './app-users.js';
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { waitForHttp, warmUp } from './probe.js';
 
 export interface InstanceManagerOptions {
@@ -30,6 +33,10 @@ export interface InstanceManagerOptions {
   bindHost?: string;
   /** Time a retired serving instance keeps running for its in-flight requests. @default 0 */
   drainMs?: number;
+  /** Per-app system users (the runner is root): instances run as them. @default none: as the runner's user */
+  appUsers?: AppUsers;
+  /** Folder of the instances' HOME/TMPDIR folders (with appUsers). */
+  homesDir?: string;
   startTimeoutMs: number;
   warmupRequests: number;
   processes: number;
@@ -114,16 +121,18 @@ export class InstanceManager {
     const started = Date.now();
     try {
       const spec = await control.call('instance.spec', { instanceId: entry.id });
+      const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
       const release = await releases.prepare(spec);
       if (entry.phase !== 'starting') return;
+      const env = { ...(user ? await this.isolate(entry.id, release.appDir, user) : {}), ...spec.config };
       entry.port = await ports.allocate();
       this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
       await emperor.writeVassal(entry.id, renderVassal({
         name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, host: this.bindHost, port: entry.port,
-        env: spec.config, processes: this.options.processes, threads: this.options.threads,
+        env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
         logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
         meta: { app: spec.app, port: entry.port, release: spec.release },
-      }));
+      }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
       await this.report(entry.id, 'starting', entry.port);
       await this.waitUntilServing(entry.id, entry.port);
       await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
@@ -200,8 +209,25 @@ export class InstanceManager {
     });
   }
 
+  /**
+   * Readies an instance to run as its app's user: the app's release folder readable by that user's group only,
+   * and a HOME/TMPDIR of its own. Returns the environment to add.
+   */
+  private async isolate(id: string, appDir: string, user: AppUser): Promise<Record<string, string>> {
+    const appReleases = dirname(dirname(appDir)); // <runner>/releases/<app>
+    await chown(appReleases, 0, user.gid);
+    await chmod(appReleases, 0o750);
+    const homes = this.options.homesDir!;
+    await mkdir(homes, { recursive: true, mode: 0o711 });
+    const home = join(homes, id);
+    await mkdir(home, { recursive: true, mode: 0o700 });
+    await chown(home, user.uid, user.gid);
+    return { HOME: home, TMPDIR: home };
+  }
+
   private async remove(entry: Local): Promise<void> {
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
+    if (this.options.homesDir) await rm(join(this.options.homesDir, entry.id), { recursive: true, force: true }).catch(() => undefined);
     if (entry.port !== null) this.options.ports.release(entry.port);
     this.local.delete(entry.id);
     // uWSGI writes the vassal's last words as the emperor stops it: keep shipping for a moment.

@@ -4,7 +4,7 @@
  * Concurrent instances of one release share one preparation.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PierError } from '../core/errors.js';
@@ -33,7 +33,9 @@ export class ReleaseCache {
   private readonly inFlight = new Map<string, Promise<PreparedRelease>>();
 
   constructor(private readonly options: ReleaseCacheOptions) {
-    mkdirSync(join(options.dir, 'artifacts'), { recursive: true });
+    // Artifacts hold every app's code: root's only (apps run as their own users).
+    mkdirSync(join(options.dir, 'artifacts'), { recursive: true, mode: 0o700 });
+    chmodSync(join(options.dir, 'artifacts'), 0o700);
     mkdirSync(join(options.dir, 'releases'), { recursive: true });
   }
 

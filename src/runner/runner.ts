@@ -2,7 +2,9 @@
  * One runner: registers with the nexus, heartbeats, follows the state, and keeps a uWSGI emperor's vassals equal
  * to the instances assigned to it. A restarted runner adopts the vassals its emperor still runs.
  */
-import { join } from 'node:path';
+import { chmod, mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { PierError } from '../core/errors.js';
 import type { Logger } from 'pino';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
@@ -12,6 +14,7 @@ import { ControlClient, EventFollower, HeartbeatPublisher, IntakePusher, SocketF
 import { Emperor } from './emperor.js';
 import { InstanceManager } from './instance-manager.js';
 import { LogShipper } from './log-shipper.js';
+import { AppUsers } from './app-users.js';
 import { PortPool } from './ports.js';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
@@ -51,6 +54,8 @@ export class Runner implements Service {
       const control = new ControlClient({ endpoints: cluster.nexus.map((n) => n.control), timeoutMs: cluster.controlTimeoutMs, sockets, log: this.log });
       defer('control client', () => control.close());
 
+      const isolated = runner.appUsers && AppUsers.isPossible();
+      if (isolated) await openForAppUsers(this.dir);
       const emperor = new Emperor({ dir: join(this.dir, 'emperor'), log: this.log });
       await emperor.start();
       defer('emperor', () => emperor.stop());
@@ -69,6 +74,7 @@ export class Runner implements Service {
       defer('log shipper', () => shipper.stop());
       const manager = new InstanceManager({
         runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost, drainMs: runner.drainMs,
+        ...(isolated ? { appUsers: new AppUsers(), homesDir: join(this.dir, 'homes') } : {}),
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;
@@ -117,5 +123,21 @@ export class Runner implements Service {
 
   stop(): Promise<void> {
     return this.lifecycle.stop();
+  }
+}
+
+/**
+ * App users must be able to walk to their release folders: the runner's folder is made searchable (not listable)
+ * by others, and every folder above it must already be. @throws PierError naming the folder and the fix
+ */
+async function openForAppUsers(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o711);
+  for (let parent = dirname(dir); ; parent = dirname(parent)) {
+    const { mode } = await stat(parent);
+    if ((mode & 0o001) === 0) {
+      throw new PierError('PIER_CONFIG', `apps run as their own users, who cannot reach '${dir}': '${parent}' is not searchable by others; run 'chmod o+x ${parent}', move the data folder, or set runner.appUsers = false`);
+    }
+    if (parent === dirname(parent)) return;
   }
 }

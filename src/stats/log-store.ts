@@ -77,7 +77,7 @@ export class LogStore {
   }
 
   async start(): Promise<void> {
-    await mkdir(this.options.dir, { recursive: true });
+    await mkdir(this.options.dir, { recursive: true, mode: 0o700 }); // every app's logs: not for app users
     this.sweeper = setInterval(() => void this.closeIdle(), IDLE_MS / 2);
     this.sweeper.unref();
   }

@@ -2,8 +2,7 @@
  * The operator's and app owner's first steps through the real binary: pier up (detached) brings up PostgreSQL and
  * two nexus replicas, pier status shows them, an owner manages apps through the API, pier down leaves nothing.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/up/index.js';
@@ -12,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { CLI, runCli, type CliResult } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 let dataDir: string;
 let env: NodeJS.ProcessEnv;
@@ -26,7 +26,7 @@ function listening(port: number): boolean {
 }
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'pier-up-'));
+  dataDir = searchableTempDir('pier-up-');
   ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
   const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq, su] = ports;
   const instancePorts = 30000 + (process.pid % 100) * 50;

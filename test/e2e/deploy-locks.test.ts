@@ -3,8 +3,7 @@
  * refused naming the holder, or waits for the first with Pier-Lock-Wait; a holder that paused past its lease
  * cannot deploy with its stale token.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
@@ -17,11 +16,12 @@ import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { apiCaller } from '../helpers/api.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
 const { token } = await withTransaction(pool, (tx) => createOwner(tx, 'lock-owner'));
-const dir = mkdtempSync(join(tmpdir(), 'pier-locks-'));
+const dir = searchableTempDir('pier-locks-');
 let nexus: NexusHandle;
 let runner: Runner;
 let slowApp: Buffer;

@@ -3,11 +3,11 @@
  * runners with no failed request and the old vassals gone after the drain; releases that fail to import or never
  * answer change nothing public and say why; a rollback brings the previous release back in one call.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { createOwner, withTransaction } from '../../src/db/index.js';
@@ -20,11 +20,12 @@ import { SteadyLoad } from '../helpers/load.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { apiCaller } from '../helpers/api.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
 const { token } = await withTransaction(pool, (tx) => createOwner(tx, 'deploy-owner'));
-const dir = mkdtempSync(join(tmpdir(), 'pier-deploys-'));
+const dir = searchableTempDir('pier-deploys-');
 const DRAIN_MS = 1500;
 let nexus: NexusHandle;
 const runners: Runner[] = [];
@@ -240,7 +241,9 @@ describe('deploys under load', () => {
     for (let i = 0; i < 6; i++) expect(await get2()).toEqual({ status: 200, body: 'r2' });
 
     // v3 starts on the first runner, then fails on the second (it refuses to start twice): the deploy stops there.
-    const marker = join(dir, `roll-v3-started-${Date.now()}`);
+    // Apps run as their own users: the marker goes where any user may write.
+    const marker = join(tmpdir(), `pier-roll-v3-started-${process.pid}-${Date.now()}`);
+    onTestFinished(() => rmSync(marker, { force: true }));
     const failing = `import os\nif os.path.exists(${JSON.stringify(marker)}):\n    raise RuntimeError("second instance refuses")\nopen(${JSON.stringify(marker)}, "w").close()\n${answering('r3')}`;
     const aborting = new SteadyLoad(`http://127.0.0.1:${balancer.port}/`, 'roll.localhost', 4, 5);
     aborting.start();

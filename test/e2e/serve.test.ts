@@ -4,15 +4,14 @@
  * hostnames route; a failing release changes nothing public and reports the app's traceback; the app's output,
  * uWSGI's request log and the router's lines reach the stats collector, stream live, and add up to per-minute stats.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { createOwner, withTransaction } from '../../src/db/index.js';
-import type { Release } from '../../src/protocol/index.js';
+import type { Instance, Release } from '../../src/protocol/index.js';
 import { Balancer } from '../../src/balancer/balancer.js';
 import { Runner } from '../../src/runner/runner.js';
 import { StatsDaemon } from '../../src/stats/stats.js';
@@ -23,11 +22,12 @@ import { testDatabase, testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
 import { apiCaller } from '../helpers/api.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
 const { token } = await withTransaction(pool, (tx) => createOwner(tx, 'server-owner'));
-const dir = mkdtempSync(join(tmpdir(), 'pier-serve-'));
+const dir = searchableTempDir('pier-serve-');
 let nexus: NexusHandle;
 let runner: Runner;
 let balancer: Balancer;
@@ -194,4 +194,46 @@ describe('serving apps end to end', () => {
     expect((await api('GET', '/v1/apps/whoami/stats?since=31d')).status).toBe(400);
     expect((await api('GET', '/v1/apps/whoami/stats?since=soon')).status).toBe(400);
   }, 20_000);
+
+  it("runs each app as its own user, who cannot read other apps' code, the artifacts or the vassal files", async () => {
+    const runnerDir = runner.dir;
+    const whoami = (await api<{ instances: Instance[] }>('GET', '/v1/apps/whoami/instances')).json.instances.find((i) => i.state === 'ready')!;
+    const whoamiVassal = join(runnerDir, 'emperor', 'vassals', `${whoami.id}.ini`);
+    const probe = (path: string): string => `        ("${path.replace(/\\/g, '/')}", _can(${JSON.stringify(path)})),`;
+    const source = [
+      'import json, os, pwd',
+      'def _can(path):',
+      '    try:',
+      '        os.listdir(path) if os.path.isdir(path) else open(path).read(1)',
+      '        return True',
+      '    except OSError:',
+      '        return False',
+      'def application(environ, start_response):',
+      '    home = os.environ["HOME"]',
+      '    open(os.path.join(home, "scratch"), "w").write("ok")',
+      '    facts = dict([',
+      probe(join(runnerDir, 'releases', 'whoami')),
+      probe(join(runnerDir, 'artifacts')),
+      probe(whoamiVassal),
+      '    ])',
+      '    facts["user"] = pwd.getpwuid(os.getuid()).pw_name',
+      '    facts["home"] = home',
+      '    start_response("200 OK", [("Content-Type", "application/json")])',
+      '    return [json.dumps(facts).encode()]',
+      '',
+    ].join('\n');
+    expect((await api('POST', '/v1/apps', { name: 'peek' })).status).toBe(201);
+    const release = await deploy('peek', writeApp('peek', source));
+    expect(release.status).toBe('live');
+    const reply = await waitFor(async () => {
+      const r = await send(balancer.port!, 'peek.localhost');
+      return r.status === 200 ? r : undefined;
+    }, { name: 'peek answers' });
+    const facts = JSON.parse(reply.body) as Record<string, unknown>;
+    expect(facts.user).toBe('p-peek');
+    expect(facts[join(runnerDir, 'releases', 'whoami')]).toBe(false);
+    expect(facts[join(runnerDir, 'artifacts')]).toBe(false);
+    expect(facts[whoamiVassal]).toBe(false);
+    expect(String(facts.home)).toContain(join(runnerDir, 'homes'));
+  }, 40_000);
 });

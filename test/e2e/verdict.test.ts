@@ -3,8 +3,7 @@
  * that answers 500 to a third of its requests passes the start-up check, goes live, and is switched back to the
  * previous release by the verdict within seconds; a healthy release passes and the previous one is then drained.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,11 +22,12 @@ import { freePort } from '../helpers/ports.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { apiCaller } from '../helpers/api.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
 const { token } = await withTransaction(pool, (tx) => createOwner(tx, 'verdict-owner'));
-const dir = mkdtempSync(join(tmpdir(), 'pier-verdict-'));
+const dir = searchableTempDir('pier-verdict-');
 const WINDOW_MS = 4000;
 let nexus: NexusHandle;
 let runner: Runner;

@@ -6,8 +6,7 @@
  * the operator see.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -20,6 +19,7 @@ import { CLI, runCli } from '../helpers/cli.js';
 import { SteadyLoad } from '../helpers/load.js';
 import { freePort } from '../helpers/ports.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 let dataDir: string;
 let env: NodeJS.ProcessEnv;
@@ -95,7 +95,7 @@ function load(): SteadyLoad {
 }
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'pier-failover-'));
+  dataDir = searchableTempDir('pier-failover-');
   const ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
   const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq, su] = ports as number[];
   pgPort = pg!;

@@ -5,8 +5,7 @@
  * stopped and never routed again beside its replacement.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
@@ -23,11 +22,12 @@ import { SteadyLoad } from '../helpers/load.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { apiCaller } from '../helpers/api.js';
+import { searchableTempDir } from '../helpers/data-dir.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
 const { token } = await withTransaction(pool, (tx) => createOwner(tx, 'partition-owner', true));
-const dir = mkdtempSync(join(tmpdir(), 'pier-partition-'));
+const dir = searchableTempDir('pier-partition-');
 const suffix = randomId(3).replace(/[^a-z0-9]/gi, '').slice(0, 6).toLowerCase();
 const ns = `pier-${suffix}`;
 const hostVeth = `ph${suffix}`;
