@@ -164,7 +164,7 @@ describe('a runner partitioned from the nexus', () => {
 
     const events = await eventsAfter(status.version);
     const liveness = events.filter((e) => e.type === 'node.down' || e.type === 'node.up').map((e) => `${e.type} ${e.data.id}`);
-    console.log(`[partition] replaced on A after ${replacedMs} ms, B rejoined ${rejoinMs} ms after healing; ${result.ok} ok / ${result.failed} failed; liveness ${liveness.join(', ')}`);
+    console.log(`[partition] replaced on A after ${replacedMs} ms, B rejoined ${rejoinMs} ms after healing; ${result.ok} ok / ${result.failed} failed ${result.failures.slice(0, 3).join(', ')}; liveness ${liveness.join(', ')}`);
     expect(liveness).toEqual(['node.down runner-b', 'node.up runner-b']);
     expect(routedToB).toBe(0);
     const final = (await instances()).filter((i) => i.state === 'ready' && i.isLive);
