@@ -5,19 +5,11 @@
  * add up to the right totals.
  */
 import type { AccessMessage } from '../protocol/index.js';
+import type { RequestStatsDelta } from '../db/index.js';
 import { newHistogram, mergeInto, record, type Histogram } from './histogram.js';
 
-/** Counts of one app-minute. */
-export interface MinuteDelta {
-  app: string;
-  /** Start of the minute, ms since the epoch. */
-  minute: number;
-  requests: number;
-  s2xx: number;
-  s3xx: number;
-  s4xx: number;
-  s5xx: number;
-  bytes: number;
+/** Counts of one app-minute (what a flush adds to its `request_stats` row). */
+export interface MinuteDelta extends RequestStatsDelta {
   histogram: Histogram;
 }
 
