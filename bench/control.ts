@@ -10,7 +10,6 @@
  * call and calls/s is all calls over the wall time.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zmq from 'zeromq';
@@ -21,14 +20,8 @@ import { EmbeddedPostgres, createOwner, createPool, migrate, withTransaction } f
 import { Nexus } from '../src/nexus/nexus.js';
 import { encode } from '../src/protocol/index.js';
 import { ControlClient, SocketFactory } from '../src/transport/index.js';
+import { freePort, intArg, percentile } from './common.js';
 
-/** Reads `--name value` from argv as a positive integer. */
-function intArg(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  const value = at < 0 ? fallback : Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got '${process.argv[at + 1]}'`);
-  return value;
-}
 
 const n = intArg('n', 5000);
 const concurrency = intArg('concurrency', 1);
@@ -39,22 +32,9 @@ let isInterrupted = false;
 // Repeated signals are ignored too (tsx relays the one it gets): cleanup is bounded, pg stop SIGKILLs after 10 s.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => (isInterrupted = true));
 
-/** A free loopback TCP port (PostgreSQL cannot bind 0 and report back). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 interface Row { name: string; p50: number; p99: number; mean: number; perSec: number }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
 
 /** Warms up, then runs n calls over `concurrency` workers; `makeCall(worker)` gives each worker its own call. */
 async function measure(name: string, makeCall: (worker: number) => () => Promise<unknown>): Promise<Row> {

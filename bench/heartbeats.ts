@@ -14,7 +14,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,14 +24,8 @@ import { encode, type HeartbeatMessage, type Node } from '../src/protocol/index.
 import { ControlClient, SerialSender, SocketFactory, closeQuietly } from '../src/transport/index.js';
 import type * as zmq from 'zeromq';
 import { cpuSeconds, processTree } from './balancer-procs.js';
+import { freePort, intArg, percentile } from './common.js';
 
-/** Reads `--name value` from argv as an integer ≥ min. */
-function intArg(name: string, fallback: number, min = 1): number {
-  const at = process.argv.indexOf(`--${name}`);
-  const value = at < 0 ? fallback : Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < min) throw new Error(`--${name} must be an integer ≥ ${min}, got '${process.argv[at + 1]}'`);
-  return value;
-}
 
 const nodeCount = intArg('nodes', 1000);
 const hz = intArg('hz', 2);
@@ -73,20 +66,7 @@ function pause(ms: number): Promise<void> {
   });
 }
 
-/** A free loopback TCP port (the nexus gets fixed ports in its config file so we know where to reach it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
 
 /** Resident set size in bytes, from /proc/PID/status (0 once the process is gone). */
 function rssBytes(pid: number): number {

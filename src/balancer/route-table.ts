@@ -42,6 +42,8 @@ interface AppEntry extends AppRoute {
   instances: Map<string, Instance>;
   /** stage.<app>.<domain>: ready instances of the stage release. */
   stage: AppRoute;
+  /** A release holds the stage slot (its instances may still be starting). */
+  isStaged: boolean;
 }
 
 const isInstance = validatorFor(Instance);
@@ -156,8 +158,7 @@ export class RouteTable {
     if (!entry || !target) return { kind: 'unknown', host };
     if (target.slot === 'live') return { kind: 'app', host, route: entry };
     // The stage name answers while a release holds the slot (503 while its instance starts), else 404.
-    const isStaged = [...entry.instances.values()].some((i) => i.isStage === true);
-    return isStaged ? { kind: 'app', host, route: entry.stage } : { kind: 'unknown', host };
+    return entry.isStaged ? { kind: 'app', host, route: entry.stage } : { kind: 'unknown', host };
   }
 
   /** The app's route, if the app exists. */
@@ -201,7 +202,7 @@ export class RouteTable {
   private ensureApp(name: string): AppEntry {
     let entry = this.apps.get(name);
     if (!entry) {
-      entry = { name, backends: [], cursor: 0, hostnames: new Set(), instances: new Map(), stage: { name, backends: [], cursor: 0 } };
+      entry = { name, backends: [], cursor: 0, hostnames: new Set(), instances: new Map(), stage: { name, backends: [], cursor: 0 }, isStaged: false };
       this.apps.set(name, entry);
       this.hosts.addApp(name);
     }
@@ -227,6 +228,7 @@ export class RouteTable {
 
   /** Recomputes an app's backends; keeps the cursor in range so round-robin continues smoothly. */
   private rebuild(entry: AppEntry): void {
+    entry.isStaged = [...entry.instances.values()].some((i) => i.isStage === true);
     for (const [route, slot] of [[entry, 'live'], [entry.stage, 'stage']] as const) {
       const backends: Backend[] = [];
       for (const instance of entry.instances.values()) {

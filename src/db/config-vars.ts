@@ -10,6 +10,19 @@ export async function getConfigVars(q: Queryable, app: AppRef): Promise<Record<s
   return Object.fromEntries(rows.map((r) => [r.key, r.value]));
 }
 
+/** Makes the app's vars exactly `vars` (a rollback restores a release's), recording one `config.changed`. */
+export async function replaceConfigVars(tx: Queryable, app: AppRef, vars: Record<string, string>, detail: Record<string, unknown> = {}): Promise<void> {
+  const keys = Object.keys(vars);
+  await tx.query('DELETE FROM config_vars WHERE app_id = $1', [app.id]);
+  if (keys.length > 0) {
+    await tx.query(
+      'INSERT INTO config_vars (app_id, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)',
+      [app.id, keys, keys.map((k) => vars[k])],
+    );
+  }
+  await appendEvent(tx, 'config.changed', app.name, { ...detail, keys });
+}
+
 /**
  * Sets and unsets vars in one change (one event); unsetting a missing key is an error naming it. When the app is
  * deployed, the change is a new release with the same code (as on Heroku), so every instance rolls onto it.

@@ -7,7 +7,8 @@ import { sha256Hex } from '../core/ids.js';
 import type { Release } from '../protocol/index.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
-import { acquireLock, checkFence, getLock, releaseLock } from './locks.js';
+import { acquireLock, checkFence, getLock, releaseLock, type LockHeld } from './locks.js';
+import { replaceConfigVars } from './config-vars.js';
 import type { Queryable } from './pool.js';
 
 type ReleaseRow = {
@@ -65,29 +66,37 @@ export async function claimDeploy(tx: Queryable, app: AppRef, releaseId: number,
   await tx.query('UPDATE releases SET lock_token = $2, owns_lock = $3 WHERE id = $1', [releaseId, token, claim.fenceToken === undefined]);
 }
 
-/** Releases the deploy lock a settled release owned (no-op when it did not own one, or lost it). */
-export async function releaseDeployLock(tx: Queryable, releaseId: number): Promise<void> {
+/** The deploy lock a release was made under, if any. */
+async function releaseLockOf(tx: Queryable, releaseId: number): Promise<{ name: string; token: number; ownsLock: boolean } | undefined> {
   const { rows } = await tx.query<{ app: string; lock_token: string | null; owns_lock: boolean }>(
     'SELECT a.name AS app, r.lock_token, r.owns_lock FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = $1', [releaseId],
   );
   const row = rows[0];
-  if (!row || row.lock_token === null || !row.owns_lock) return;
-  await releaseLock(tx, deployLockName(row.app), Number(row.lock_token));
+  return row && row.lock_token !== null ? { name: deployLockName(row.app), token: Number(row.lock_token), ownsLock: row.owns_lock } : undefined;
+}
+
+/** Why a deploy whose lock token is `token` may not go on, given who holds its lock now. */
+export function lostLockReason(token: number, held: LockHeld | undefined): string {
+  return `deploy lock lost: fencing token ${token} refused (${held ? `now held by ${held.holder}, token ${held.token}` : 'its lease ran out'})`;
+}
+
+/** Releases the deploy lock a settled release owned (no-op when it did not own one, or lost it). */
+export async function releaseDeployLock(tx: Queryable, releaseId: number): Promise<void> {
+  const lock = await releaseLockOf(tx, releaseId);
+  if (!lock?.ownsLock) return;
+  await releaseLock(tx, lock.name, lock.token);
   await tx.query('UPDATE releases SET owns_lock = false WHERE id = $1', [releaseId]);
 }
 
 /** Whether the release's deploy lock (if it has one) is still current: a stale one must not go live. */
 export async function deployLockIsCurrent(tx: Queryable, releaseId: number): Promise<{ isCurrent: boolean; reason?: string }> {
-  const { rows } = await tx.query<{ app: string; lock_token: string | null; owns_lock: boolean }>(
-    'SELECT a.name AS app, r.lock_token, r.owns_lock FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = $1', [releaseId],
-  );
-  const row = rows[0];
-  if (!row || row.lock_token === null) return { isCurrent: true };
-  const held = await getLock(tx, deployLockName(row.app));
-  if (held?.token === Number(row.lock_token)) return { isCurrent: true };
+  const lock = await releaseLockOf(tx, releaseId);
+  if (!lock) return { isCurrent: true };
+  const held = await getLock(tx, lock.name);
+  if (held?.token === lock.token) return { isCurrent: true };
   // A caller-held lock released by its holder after the switch was asked for is fine; one taken over is not.
-  if (!held && !row.owns_lock) return { isCurrent: true };
-  return { isCurrent: false, reason: `deploy lock lost: fencing token ${row.lock_token} refused (${held ? `now held by ${held.holder}, token ${held.token}` : 'its lease ran out'})` };
+  if (!held && !lock.ownsLock) return { isCurrent: true };
+  return { isCurrent: false, reason: lostLockReason(lock.token, held) };
 }
 
 export async function createRelease(
@@ -169,13 +178,13 @@ export async function instanceSpec(q: Queryable, instanceId: string): Promise<In
  * config vars. The caller holds the app row lock. @throws ConflictError when there is nothing to roll back to
  */
 export async function rollbackRelease(tx: Queryable, app: AppRef, version: number | undefined, ownerId: number | null, claim?: DeployClaim): Promise<Release> {
-  const { rows } = await tx.query<{ id: number; version: number; status: string; config: Record<string, string> }>(
+  const { rows } = await tx.query<{ version: number; status: string; sha256: string; config: Record<string, string> }>(
     version === undefined
-      ? `SELECT r.id, r.version, r.status, r.config FROM releases r
+      ? `SELECT r.version, r.status, r.sha256, r.config FROM releases r
          WHERE r.app_id = $1 AND r.status = 'superseded'
            AND r.version < coalesce((SELECT lr.version FROM apps a JOIN releases lr ON lr.id = a.live_release_id WHERE a.id = $1), 2147483647)
          ORDER BY r.version DESC LIMIT 1`
-      : 'SELECT r.id, r.version, r.status, r.config FROM releases r WHERE r.app_id = $1 AND r.version = $2',
+      : 'SELECT r.version, r.status, r.sha256, r.config FROM releases r WHERE r.app_id = $1 AND r.version = $2',
     version === undefined ? [app.id] : [app.id, version],
   );
   const source = rows[0];
@@ -184,17 +193,8 @@ export async function rollbackRelease(tx: Queryable, app: AppRef, version: numbe
     throw new ConflictError(`app '${app.name}' has no earlier good release to roll back to; name one: pier rollback vN -a ${app.name}`);
   }
   if (source.status === 'failed') throw new ConflictError(`v${source.version} failed to start; roll back to a release that ran`);
-  await tx.query('DELETE FROM config_vars WHERE app_id = $1', [app.id]);
-  const keys = Object.keys(source.config);
-  if (keys.length > 0) {
-    await tx.query(
-      'INSERT INTO config_vars (app_id, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)',
-      [app.id, keys, keys.map((k) => source.config[k])],
-    );
-  }
-  await appendEvent(tx, 'config.changed', app.name, { rollback: source.version, keys });
-  const { rows: sha } = await tx.query<{ sha256: string }>('SELECT sha256 FROM releases WHERE id = $1', [source.id]);
-  return createRelease(tx, app, sha[0]!.sha256, ownerId, `rollback to v${source.version}`, { ...(claim ? { claim } : {}) });
+  await replaceConfigVars(tx, app, source.config, { rollback: source.version });
+  return createRelease(tx, app, source.sha256, ownerId, `rollback to v${source.version}`, { ...(claim ? { claim } : {}) });
 }
 
 /**
@@ -202,10 +202,10 @@ export async function rollbackRelease(tx: Queryable, app: AppRef, version: numbe
  * the live release takes the stage slot, so promoting again goes back. @throws ConflictError without a ready stage
  */
 export async function promoteStage(tx: Queryable, app: AppRef, claim?: DeployClaim): Promise<Release> {
-  const { rows } = await tx.query<{ stage_id: number | null; live_id: number | null; version: number | null; ready: number }>(
-    `SELECT a.stage_release_id AS stage_id, a.live_release_id AS live_id, r.version,
+  const { rows } = await tx.query<{ stage_id: number | null; live_id: number | null; version: number | null; live_version: number | null; ready: number }>(
+    `SELECT a.stage_release_id AS stage_id, a.live_release_id AS live_id, r.version, l.version AS live_version,
             (SELECT count(*)::int FROM instances i WHERE i.release_id = a.stage_release_id AND i.state = 'ready') AS ready
-     FROM apps a LEFT JOIN releases r ON r.id = a.stage_release_id WHERE a.id = $1`,
+     FROM apps a LEFT JOIN releases r ON r.id = a.stage_release_id LEFT JOIN releases l ON l.id = a.live_release_id WHERE a.id = $1`,
     [app.id],
   );
   const row = rows[0]!;
@@ -215,7 +215,6 @@ export async function promoteStage(tx: Queryable, app: AppRef, claim?: DeployCla
   if (claim) await claimDeploy(tx, app, row.stage_id, { ...claim, holder: `${claim.holder} promoting v${row.version}` });
   await tx.query("UPDATE releases SET status = 'pending' WHERE id = $1 AND status IN ('staged', 'superseded')", [row.stage_id]);
   await tx.query('UPDATE apps SET release_id = stage_release_id, stage_release_id = live_release_id WHERE id = $1', [app.id]);
-  const live = row.live_id === null ? null : (await tx.query<{ version: number }>('SELECT version FROM releases WHERE id = $1', [row.live_id])).rows[0]!.version;
-  await appendEvent(tx, 'release.staged', app.name, { release: live });
+  await appendEvent(tx, 'release.staged', app.name, { release: row.live_version });
   return (await getRelease(tx, app, row.version))!;
 }

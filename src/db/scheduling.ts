@@ -4,7 +4,7 @@ import type { InstanceState } from '../protocol/index.js';
 import { appendEvent } from './events.js';
 import { getInstance } from './instances.js';
 import { expireLock, getLock, renewLock } from './locks.js';
-import { deployLockIsCurrent, deployLockName, releaseDeployLock } from './releases.js';
+import { deployLockIsCurrent, deployLockName, lostLockReason, releaseDeployLock } from './releases.js';
 import { ADVISORY, type Queryable } from './pool.js';
 
 export interface SchedulingState {
@@ -64,9 +64,11 @@ export async function routeInstance(tx: Queryable, id: string): Promise<void> {
 /** A stage release's instance is ready: the release is 'staged' and stage.<app>.<domain> routes to it. */
 export async function markStaged(tx: Queryable, appId: number, releaseId: number): Promise<void> {
   await releaseDeployLock(tx, releaseId);
-  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'staged' WHERE id = $1 AND status = 'pending' RETURNING version", [releaseId]);
-  const app = await tx.query<{ name: string }>('SELECT name FROM apps WHERE id = $1', [appId]);
-  if (rows[0]) await appendEvent(tx, 'release.staged', app.rows[0]!.name, { release: rows[0].version });
+  const { rows } = await tx.query<{ version: number; app: string }>(
+    "UPDATE releases r SET status = 'staged' FROM apps a WHERE r.id = $1 AND a.id = $2 AND r.status = 'pending' RETURNING r.version, a.name AS app",
+    [releaseId, appId],
+  );
+  if (rows[0]) await appendEvent(tx, 'release.staged', rows[0].app, { release: rows[0].version });
 }
 
 /** A stage release failed to start: it is marked failed and leaves the stage slot (nothing public changes). */
@@ -92,7 +94,7 @@ export async function tendDeployLocks(tx: Queryable, leaseMs: number): Promise<A
     const name = deployLockName(row.app);
     const held = await getLock(tx, name);
     if (held?.token !== Number(row.lock_token)) {
-      lost.push({ appId: row.app_id, releaseId: row.id, reason: `deploy lock lost: fencing token ${row.lock_token} refused (${held ? `now held by ${held.holder}, token ${held.token}` : 'its lease ran out'})` });
+      lost.push({ appId: row.app_id, releaseId: row.id, reason: lostLockReason(Number(row.lock_token), held) });
       await tx.query('UPDATE releases SET owns_lock = false WHERE id = $1', [row.id]);
       continue;
     }

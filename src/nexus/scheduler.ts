@@ -87,17 +87,17 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
       stop(mine);
       continue;
     }
+    const pick = (): string | undefined => pickRunner(alive, load, appLoad, app.id);
+    /** Places an instance of `releaseId` on `runnerId`, counting it so the rest of the pass spreads around it. */
+    const place = (releaseId: number, runnerId: string): void => {
+      actions.push({ kind: 'place', appId: app.id, releaseId, runnerId });
+      load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
+      appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
+    };
     const stageId = app.stageReleaseId ?? null;
     const isStageOwn = stageId !== null && stageId !== app.targetReleaseId && stageId !== app.liveReleaseId;
     if (isStageOwn) {
-      const stageOut = planStage(app, stageId, mine.filter((i) => i.releaseId === stageId), options, () => pickRunner(alive, load, appLoad, app.id));
-      for (const action of stageOut) {
-        actions.push(action);
-        if (action.kind === 'place') {
-          load.set(action.runnerId, (load.get(action.runnerId) ?? 0) + 1);
-          appLoad.set(`${app.id}/${action.runnerId}`, (appLoad.get(`${app.id}/${action.runnerId}`) ?? 0) + 1);
-        }
-      }
+      actions.push(...planStage(app, stageId, mine.filter((i) => i.releaseId === stageId), options, (runnerId) => place(stageId, runnerId), pick));
     }
     const target = mine.filter((i) => i.releaseId === app.targetReleaseId && i.state !== 'stopping');
     // The stage release's instances are not leftovers of an old deploy (after a promote, the old live release
@@ -105,11 +105,9 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     const keptId = app.keptReleaseId ?? null;
     const others = mine.filter((i) => i.releaseId !== app.targetReleaseId && i.releaseId !== stageId && i.releaseId !== keptId);
     const isDeploying = app.targetReleaseId !== app.liveReleaseId;
-    const broken = target.filter((i) => i.state === 'failed' || (i.state !== 'ready' && i.ageMs > options.startTimeoutMs));
+    const broken = target.filter((i) => isBroken(i, options));
     if (broken.length > 0 && isDeploying) {
-      const first = broken[0]!;
-      const error = first.state === 'failed' ? (first.error ?? 'instance failed') : `instance did not become ready in ${Math.round(options.startTimeoutMs / 1000)} s`;
-      actions.push({ kind: 'fail', appId: app.id, releaseId: app.targetReleaseId, error });
+      actions.push({ kind: 'fail', appId: app.id, releaseId: app.targetReleaseId, error: brokenReason(broken[0]!, options) });
       stop(target);
       continue;
     }
@@ -117,21 +115,15 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     const healthy = target.filter((i) => !broken.includes(i));
     if (app.isRolling && isDeploying && app.liveReleaseId !== null) {
       const old = mine.filter((i) => i.releaseId === app.liveReleaseId && i.state !== 'stopping');
-      const step = planRolling(app, healthy, old, (runnerId) => {
-        actions.push({ kind: 'place', appId: app.id, releaseId: app.targetReleaseId!, runnerId });
-        load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
-        appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
-      }, aliveSet, () => pickRunner(alive, load, appLoad, app.id));
-      actions.push(...step);
+      const targetId = app.targetReleaseId;
+      actions.push(...planRolling(app, healthy, old, (runnerId) => place(targetId, runnerId), aliveSet, pick));
       continue;
     }
     if (healthy.length < app.scale) {
       for (let n = healthy.length; n < app.scale; n++) {
-        const runnerId = pickRunner(alive, load, appLoad, app.id);
+        const runnerId = pick();
         if (runnerId === undefined) break;
-        actions.push({ kind: 'place', appId: app.id, releaseId: app.targetReleaseId, runnerId });
-        load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
-        appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
+        place(app.targetReleaseId, runnerId);
       }
     } else if (healthy.length > app.scale) {
       const rank = (i: SchedInstance): number => (i.state === 'ready' ? 1 : 0);
@@ -199,17 +191,17 @@ function planRolling(
  * One instance of the stage release: placed, replaced when it dies, extras stopped; the release is 'staged' once
  * it is ready, or failed (leaving the stage slot) when its first instance fails or does not start in time.
  */
-function planStage(app: SchedApp, stageId: number, instances: SchedInstance[], options: PlanOptions, pick: () => string | undefined): Action[] {
+function planStage(
+  app: SchedApp, stageId: number, instances: SchedInstance[], options: PlanOptions, place: (runnerId: string) => void, pick: () => string | undefined,
+): Action[] {
   const actions: Action[] = [];
   const stop = (list: SchedInstance[]): void => {
     for (const i of list) if (i.state !== 'stopping') actions.push({ kind: 'stop', instanceId: i.id });
   };
   const current = instances.filter((i) => i.state !== 'stopping');
-  const broken = current.filter((i) => i.state === 'failed' || (i.state !== 'ready' && i.ageMs > options.startTimeoutMs));
+  const broken = current.filter((i) => isBroken(i, options));
   if (broken.length > 0 && app.isStagePending) {
-    const first = broken[0]!;
-    const error = first.state === 'failed' ? (first.error ?? 'instance failed') : `instance did not become ready in ${Math.round(options.startTimeoutMs / 1000)} s`;
-    actions.push({ kind: 'failStage', appId: app.id, releaseId: stageId, error });
+    actions.push({ kind: 'failStage', appId: app.id, releaseId: stageId, error: brokenReason(broken[0]!, options) });
     stop(current);
     return actions;
   }
@@ -217,13 +209,23 @@ function planStage(app: SchedApp, stageId: number, instances: SchedInstance[], o
   const healthy = current.filter((i) => !broken.includes(i));
   if (healthy.length === 0) {
     const runnerId = pick();
-    if (runnerId !== undefined) actions.push({ kind: 'place', appId: app.id, releaseId: stageId, runnerId });
+    if (runnerId !== undefined) place(runnerId);
   } else if (healthy.length > 1) {
     const rank = (i: SchedInstance): number => (i.state === 'ready' ? 1 : 0);
     stop([...healthy].sort((a, b) => rank(b) - rank(a) || b.ageMs - a.ageMs).slice(1));
   }
   if (app.isStagePending && healthy.some((i) => i.state === 'ready')) actions.push({ kind: 'staged', appId: app.id, releaseId: stageId });
   return actions;
+}
+
+/** An instance that failed, or was not ready within the start time-out. */
+function isBroken(instance: SchedInstance, options: PlanOptions): boolean {
+  return instance.state === 'failed' || (instance.state !== 'ready' && instance.ageMs > options.startTimeoutMs);
+}
+
+/** Why a broken instance failed its release: its own error, or the time-out. */
+function brokenReason(instance: SchedInstance, options: PlanOptions): string {
+  return instance.state === 'failed' ? (instance.error ?? 'instance failed') : `instance did not become ready in ${Math.round(options.startTimeoutMs / 1000)} s`;
 }
 
 /** The live runner with the fewest instances of this app, then the fewest overall, then by id. */

@@ -36,7 +36,8 @@ export class ReleaseWindows {
       this.releases.set(key, buckets);
     }
     const startMs = Math.floor(access.at / BUCKET_MS) * BUCKET_MS;
-    let bucket = buckets.find((b) => b.startMs === startMs);
+    // Records arrive in time order, nearly always for the newest bucket.
+    let bucket = buckets.at(-1)?.startMs === startMs ? buckets.at(-1) : buckets.find((b) => b.startMs === startMs);
     if (!bucket) {
       bucket = { startMs, requests: 0, s5xx: 0, histogram: newHistogram() };
       buckets.push(bucket);

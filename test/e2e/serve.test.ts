@@ -14,13 +14,11 @@ import { createOwner, withTransaction } from '../../src/db/index.js';
 import type { Instance, Release } from '../../src/protocol/index.js';
 import { Balancer } from '../../src/balancer/balancer.js';
 import { Runner } from '../../src/runner/runner.js';
-import { StatsDaemon } from '../../src/stats/stats.js';
 import { send } from '../balancer/helpers.js';
 import { testConfig } from '../helpers/config.js';
-import { startNexus, type NexusHandle } from '../helpers/daemons.js';
+import { collectorAddress, startCollector, startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
-import { freePort } from '../helpers/ports.js';
 import { apiCaller } from '../helpers/api.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
 
@@ -31,7 +29,6 @@ const dir = searchableTempDir('pier-serve-');
 let nexus: NexusHandle;
 let runner: Runner;
 let balancer: Balancer;
-let stats: StatsDaemon;
 
 /** An app that tells which instance answered (its PORT) and what GREETING is. */
 function writeApp(name: string, source: string): string {
@@ -54,18 +51,10 @@ async function deploy(app: string, appDir: string): Promise<Release> {
 }
 
 beforeAll(async () => {
-  const [intake, tail, query, uwsgiLog] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  const collector = { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}`, uwsgiLog: `tcp://127.0.0.1:${uwsgiLog}` };
+  const collector = await collectorAddress();
   nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector] } }, 'file');
   const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [collector] };
-  stats = new StatsDaemon({
-    config: testConfig({
-      dataDir: dir, cluster,
-      stats: { id: `stats-${randomId()}`, intakeBind: collector.intake, tailBind: collector.tail, queryBind: collector.query, uwsgiLogBind: collector.uwsgiLog, flushIntervalMs: 200 },
-    }),
-    dbUrl, log: silentLogger(),
-  });
-  await stats.start();
+  await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });
   const base = 21000 + (process.pid % 80) * 100;
   runner = new Runner({ config: testConfig({ dataDir: dir, cluster, runner: { id: `runner-${randomId()}`, dir: join(dir, 'runner'), portMin: base, portMax: base + 99, startTimeoutMs: 15_000 } }), log: silentLogger() });
   await runner.start();
@@ -76,7 +65,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await balancer?.stop();
   await runner?.stop();
-  await stats?.stop();
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);
 

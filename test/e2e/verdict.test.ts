@@ -8,17 +8,14 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
-import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { createOwner, eventsSince, withTransaction } from '../../src/db/index.js';
 import type { Instance, Release } from '../../src/protocol/index.js';
 import { Balancer } from '../../src/balancer/balancer.js';
 import { Runner } from '../../src/runner/runner.js';
-import { StatsDaemon } from '../../src/stats/stats.js';
 import { testConfig } from '../helpers/config.js';
-import { startNexus, type NexusHandle } from '../helpers/daemons.js';
+import { collectorAddress, startCollector, startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { SteadyLoad } from '../helpers/load.js';
-import { freePort } from '../helpers/ports.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 import { apiCaller } from '../helpers/api.js';
@@ -32,7 +29,6 @@ const WINDOW_MS = 4000;
 let nexus: NexusHandle;
 let runner: Runner;
 let balancer: Balancer;
-let stats: StatsDaemon;
 
 const api = apiCaller(() => nexus.api, token);
 
@@ -59,15 +55,10 @@ const healthy = (name: string): string =>
 const flaky = `import itertools\ncounter = itertools.count(1)\ndef application(environ, start_response):\n    if next(counter) % 3 == 0:\n        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])\n        return [b"boom"]\n    start_response("200 OK", [("Content-Type", "text/plain")])\n    return [b"flaky"]\n`;
 
 beforeAll(async () => {
-  const [intake, tail, query, uwsgiLog] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  const collector = { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}`, uwsgiLog: `tcp://127.0.0.1:${uwsgiLog}` };
+  const collector = await collectorAddress();
   nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100, verdictWindowMs: WINDOW_MS, verdictMinRequests: 20 }, cluster: { stats: [collector] } }, 'file');
   const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [collector] };
-  stats = new StatsDaemon({
-    config: testConfig({ dataDir: dir, cluster, stats: { id: `stats-${randomId()}`, intakeBind: collector.intake, tailBind: collector.tail, queryBind: collector.query, uwsgiLogBind: collector.uwsgiLog } }),
-    dbUrl, log: silentLogger(),
-  });
-  await stats.start();
+  await startCollector(dbUrl, { dataDir: dir, cluster }, collector);
   const base = 28000 + (process.pid % 80) * 50;
   runner = new Runner({ config: testConfig({ dataDir: dir, cluster, runner: { id: 'runner-verdict', portMin: base, portMax: base + 49, startTimeoutMs: 15_000, drainMs: 0 } }), log: silentLogger() });
   await runner.start();
@@ -82,7 +73,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await balancer?.stop();
   await runner?.stop();
-  await stats?.stop();
   rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 

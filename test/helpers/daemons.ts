@@ -3,9 +3,12 @@ import { afterAll, afterEach, onTestFinished } from 'vitest';
 import { deepMerge, type ConfigInput } from '../../src/config/index.js';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
+import type { StatsAddress } from '../../src/config/index.js';
 import { Nexus } from '../../src/nexus/nexus.js';
+import { StatsDaemon } from '../../src/stats/stats.js';
 import { ControlClient, SocketFactory } from '../../src/transport/index.js';
 import { testConfig } from './config.js';
+import { freePort } from './ports.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -52,4 +55,23 @@ export function controlClient(endpoints: string[], timeoutMs = 500): ControlClie
   const client = new ControlClient({ endpoints, timeoutMs, sockets: testSockets() });
   onCleanup(() => client.close());
   return client;
+}
+
+/** Endpoints for one stats collector on free loopback ports (known before it starts, so the nexus can list it). */
+export async function collectorAddress(): Promise<StatsAddress> {
+  const [intake, tail, query, uwsgiLog] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  return { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}`, uwsgiLog: `tcp://127.0.0.1:${uwsgiLog}` };
+}
+
+/** Starts a stats collector bound at `address`, stopped after the file. */
+export async function startCollector(dbUrl: string, config: ConfigInput, address: StatsAddress, stats: ConfigInput = {}): Promise<StatsDaemon> {
+  const daemon = new StatsDaemon({
+    config: testConfig(deepMerge(config, {
+      stats: { id: `stats-${randomId()}`, intakeBind: address.intake, tailBind: address.tail, queryBind: address.query, uwsgiLogBind: address.uwsgiLog, ...stats },
+    })),
+    dbUrl, log: silentLogger(),
+  });
+  afterAll(() => daemon.stop());
+  await daemon.start();
+  return daemon;
 }
