@@ -19,15 +19,26 @@ export interface ApiContext {
   deployLock?: { leaseMs: number; waitMaxMs: number };
   /** Node id → ms of the newest heartbeat this replica received (fresher than the stored time). */
   lastSeen?: ReadonlyMap<string, number>;
+  /** The platform's app domains (`<app>.<domain>`): owners may not claim names under them. @default ['localhost'] */
+  domains?: readonly string[];
   /** The stats collectors (logs); undefined when none is configured. */
   stats?: StatsClient;
 }
 
-/** Authenticates the request's bearer token. */
-export function principalOf(ctx: ApiContext, request: FastifyRequest): Promise<Principal> {
+/** The request's bearer token, if it has one. */
+export function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  return authenticate(ctx.pool, match?.[1]);
+  return match?.[1];
+}
+
+/**
+ * The caller: the principal the auth hook found before the body was read (every /v1 route has one), else the
+ * bearer token looked up now. Tokens are checked against PostgreSQL on every request and never cached, so a
+ * rotated token is refused by every replica at once.
+ */
+export async function principalOf(ctx: ApiContext, request: FastifyRequest): Promise<Principal> {
+  return request.principal ?? authenticate(ctx.pool, bearerToken(request));
 }
 
 /**

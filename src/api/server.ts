@@ -1,6 +1,7 @@
 /** The JSON API (fastify): routes under /v1 with schema-validated bodies and one error shape. */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { installAuth } from './auth.js';
 import type { ApiContext } from './context.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { appRoutes } from './routes/apps.js';
@@ -12,6 +13,7 @@ import { deployRoutes } from './routes/deploys.js';
 import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
+import { tokenRoutes } from './routes/tokens.js';
 
 export interface ApiServerOptions {
   bodyLimitBytes: number;
@@ -31,6 +33,7 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   });
   app.setErrorHandler(errorHandler(log));
   app.setNotFoundHandler((request, reply) => sendError(reply, 'PIER_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`));
+  installAuth(app, ctx, log);
   app.addHook('onResponse', async (request, reply) => {
     log.debug({ method: request.method, url: request.url, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime) }, 'api request');
   });
@@ -39,7 +42,8 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
-  releaseRoutes(app, ctx, options.maxReleaseBytes);
+  releaseRoutes(app, ctx, options.maxReleaseBytes, log);
+  tokenRoutes(app, ctx);
   logRoutes(app, ctx);
   lockRoutes(app, ctx);
   deployRoutes(app, ctx);

@@ -3,7 +3,7 @@ import { defaultDataDir } from '../config/index.js';
 import { PierError, ValidationError } from '../core/errors.js';
 import { APP_NAME_PATTERN, PATTERN_HINTS } from '../protocol/common.js';
 import { ApiClient } from './client.js';
-import { resolveCredentials } from './credentials.js';
+import { resolveCredentials, type Credentials } from './credentials.js';
 
 export interface AppOption {
   app?: string;
@@ -11,6 +11,7 @@ export interface AppOption {
 
 export class CliContext {
   private client: ApiClient | undefined;
+  private found: Credentials | undefined;
 
   constructor(readonly env: NodeJS.ProcessEnv) {}
 
@@ -19,8 +20,14 @@ export class CliContext {
     return flag ?? defaultDataDir(this.env);
   }
 
+  /** The API URLs and token this CLI uses, and where they came from (PIER_TOKEN or a credentials file). */
+  credentials(): Credentials {
+    this.found ??= resolveCredentials(this.env, this.dataDir());
+    return this.found;
+  }
+
   api(): ApiClient {
-    this.client ??= new ApiClient(resolveCredentials(this.env, this.dataDir()));
+    this.client ??= new ApiClient(this.credentials());
     return this.client;
   }
 

@@ -2,7 +2,8 @@
  * Where the CLI finds the API and a token: PIER_API_URL / PIER_TOKEN, then the file `pier login` writes,
  * then the admin file `pier up` leaves in its data folder (so the operator's machine needs no login).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ConfigError, PierError } from '../core/errors.js';
@@ -56,6 +57,37 @@ export function resolveCredentials(env: NodeJS.ProcessEnv, dataDir: string): Cre
 export function saveLogin(env: NodeJS.ProcessEnv, credentials: { apiUrls: string[]; token: string }): string {
   const file = loginFile(env);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, `${JSON.stringify({ apiUrls: credentials.apiUrls, token: credentials.token }, null, 2)}\n`, { mode: 0o600 });
+  writeFileAtomic(file, `${JSON.stringify({ apiUrls: credentials.apiUrls, token: credentials.token }, null, 2)}\n`);
   return file;
+}
+
+/**
+ * Puts a new token into the credentials file the CLI read it from (login file or `pier up`'s admin.json), keeping
+ * its other fields; written to a temp file beside it and renamed, so no reader ever sees half a file.
+ */
+export function replaceStoredToken(file: string, token: string): void {
+  const current = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  writeFileAtomic(file, `${JSON.stringify({ ...current, token }, null, 2)}\n`, statSync(file).mode & 0o777);
+}
+
+/** Writes `text` to `file` through a private temp file in the same folder, flushed, then renamed over it. */
+function writeFileAtomic(file: string, text: string, mode = 0o600): void {
+  const temp = join(dirname(file), `.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(temp, 'wx', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(temp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  try {
+    chmodSync(temp, mode & 0o600); // a token file is never readable by group or others
+    renameSync(temp, file);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw err;
+  }
 }

@@ -9,6 +9,7 @@ import { registerHostCommands } from './commands/hosts.js';
 import { registerLogCommands } from './commands/logs.js';
 import { registerPlatformCommands } from './commands/platform.js';
 import { registerReleaseCommands } from './commands/releases.js';
+import { registerTokenCommands } from './commands/tokens.js';
 import { oneLine, printError } from './output.js';
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -26,6 +27,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerReleaseCommands(program, ctx);
   registerDeployCommand(program, ctx);
   registerLogCommands(program, ctx);
+  registerTokenCommands(program, ctx);
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
   try {
     await program.parseAsync(argv);

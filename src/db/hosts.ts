@@ -1,5 +1,6 @@
 /** Custom hostnames attached to apps (exact names or `*.domain` wildcards). */
-import { ConflictError, NotFoundError } from '../core/errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
+import { hostnameRefusal } from '../protocol/index.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
 import { isUniqueViolation, type Queryable } from './pool.js';
@@ -9,7 +10,17 @@ export async function listHostnames(q: Queryable, app: AppRef): Promise<string[]
   return rows.map((r) => r.hostname);
 }
 
-export async function addHostname(tx: Queryable, app: AppRef, hostname: string): Promise<string[]> {
+/** The domain every app gets `<app>.<domain>` under when the caller names none (balancer.domain's default). */
+const DEFAULT_DOMAINS = ['localhost'];
+
+/**
+ * Attaches `hostname` to `app`, after the hostname rules (src/protocol/hostname-rules.ts): PIER_VALIDATION naming
+ * the rule for an IP literal, a platform-domain, local-network or single-label name, or a public-suffix wildcard.
+ * `domains` are the platform's app domains (the nexus passes balancer.domain).
+ */
+export async function addHostname(tx: Queryable, app: AppRef, hostname: string, domains: readonly string[] = DEFAULT_DOMAINS): Promise<string[]> {
+  const refusal = hostnameRefusal(hostname, { app: app.name, domains });
+  if (refusal) throw new ValidationError(refusal.message);
   try {
     await tx.query('INSERT INTO hostnames (hostname, app_id) VALUES ($1, $2)', [hostname, app.id]);
   } catch (err) {

@@ -1,5 +1,5 @@
 /** Owners and their API tokens (stored as SHA-256 hashes). */
-import { ConflictError, PierError } from '../core/errors.js';
+import { ConflictError, NotFoundError, PierError } from '../core/errors.js';
 import { hashToken, newToken } from '../core/ids.js';
 import type { Owner } from '../protocol/index.js';
 import { appendEvent } from './events.js';
@@ -27,6 +27,28 @@ export async function createOwner(tx: Queryable, name: string, isAdmin = false, 
     if (isUniqueViolation(err, 'owners_name_key')) throw new ConflictError(`owner '${name}' already exists`);
     throw err;
   }
+}
+
+/**
+ * What a retried owner.create answers instead of the token: the token is never stored (not even in the requests
+ * table), so only the first answer had it.
+ */
+export function tokenShownOnce(owner: string): string {
+  return `owner '${owner}' was created by the first answer to this request, which alone showed its API token; if that token was lost, run 'pier tokens:rotate --owner ${owner}'`;
+}
+
+/**
+ * Gives `owner` (default: the caller) a new API token and returns it; the old token is refused from this commit
+ * on, by every replica (tokens are looked up in PostgreSQL on every request, never cached). Owners rotate their
+ * own token; operators may rotate anyone's.
+ */
+export async function rotateToken(tx: Queryable, principal: Principal, owner = principal.name): Promise<{ owner: string; token: string }> {
+  if (owner !== principal.name) requireAdmin(principal);
+  const token = newToken();
+  const result = await tx.query('UPDATE owners SET token_hash = $2 WHERE name = $1', [owner, hashToken(token)]);
+  if (result.rowCount === 0) throw new NotFoundError(`owner '${owner}' not found; GET /v1/owners lists them`);
+  await appendEvent(tx, 'owner.token_rotated', null, { owner, by: principal.name });
+  return { owner, token };
 }
 
 /** Finds the owner a token belongs to, or throws PIER_UNAUTHORIZED. */

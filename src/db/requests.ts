@@ -4,10 +4,20 @@ import { ConflictError } from '../core/errors.js';
 import { withTransaction } from './pool.js';
 
 /**
- * Runs mutation `fn` in a transaction keyed by `requestId`. If that id was already applied, returns the stored
- * result; a concurrent duplicate waits on the row lock and then reads the first result.
+ * How a result with a secret in it is remembered: `store` keeps only what may sit in the table (never a token,
+ * never a config value), and `replay` rebuilds the answer to a retry from that (in the retry's transaction).
  */
-export async function runOnce<T>(pool: pg.Pool, requestId: string, type: string, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+export interface OnceOptions<T> {
+  store: (result: T) => unknown;
+  replay: (stored: unknown, tx: pg.PoolClient) => T | Promise<T>;
+}
+
+/**
+ * Runs mutation `fn` in a transaction keyed by `requestId`. If that id was already applied, returns the stored
+ * result (through `options.replay` when given); a concurrent duplicate waits on the row lock and then reads the
+ * first result.
+ */
+export async function runOnce<T>(pool: pg.Pool, requestId: string, type: string, fn: (tx: pg.PoolClient) => Promise<T>, options?: OnceOptions<T>): Promise<T> {
   return withTransaction(pool, async (tx) => {
     const inserted = await tx.query('INSERT INTO requests (id, type) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING id', [requestId, type]);
     if (inserted.rowCount === 0) {
@@ -16,10 +26,11 @@ export async function runOnce<T>(pool: pg.Pool, requestId: string, type: string,
       if (first.type !== type) {
         throw new ConflictError(`request id '${requestId}' was already used for '${first.type}'; use a new id`);
       }
-      return first.reply;
+      return options ? options.replay(first.reply, tx) : first.reply;
     }
     const result = await fn(tx);
-    await tx.query('UPDATE requests SET reply = $2 WHERE id = $1', [requestId, JSON.stringify(result ?? null)]);
+    const stored = options ? options.store(result) : result;
+    await tx.query('UPDATE requests SET reply = $2 WHERE id = $1', [requestId, JSON.stringify(stored ?? null)]);
     return result;
   });
 }
@@ -31,6 +42,6 @@ export async function pruneRequests(pool: pg.Pool, retentionMs: number): Promise
 }
 
 /** A mutation: idempotent by `requestId` when the caller gave one, a plain transaction otherwise. */
-export function mutate<T>(pool: pg.Pool, requestId: string | undefined, type: string, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  return requestId === undefined ? withTransaction(pool, fn) : runOnce(pool, requestId, type, fn);
+export function mutate<T>(pool: pg.Pool, requestId: string | undefined, type: string, fn: (tx: pg.PoolClient) => Promise<T>, options?: OnceOptions<T>): Promise<T> {
+  return requestId === undefined ? withTransaction(pool, fn) : runOnce(pool, requestId, type, fn, options);
 }

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import {
   addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
   getApp, getConfigVars, instanceSpec, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
+  tokenShownOnce, type OnceOptions,
 } from '../db/index.js';
 import type { HandlerMap } from '../transport/index.js';
 
@@ -15,6 +16,16 @@ export interface HandlerContext {
   isLeader: () => boolean;
   /** Called after a runner reported on an instance (wakes the scheduler on the leader). */
   onInstanceReport?: () => void;
+  /** The platform's app domains, for the hostname rules. @default ['localhost'] */
+  domains?: readonly string[];
+}
+
+/** Config replies hold the app's secrets: the requests table keeps none, a retry reads the vars as they are now. */
+function configOnce(pool: pg.Pool, token: string, app: string): OnceOptions<{ vars: Record<string, string> }> {
+  return {
+    store: () => null,
+    replay: async (_stored, tx) => ({ vars: await getConfigVars(tx, await resolveApp(tx, await authenticate(tx, token), app)) }),
+  };
 }
 
 export function controlHandlers(ctx: HandlerContext): HandlerMap {
@@ -42,8 +53,8 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
       runOnce(pool, r.id, r.type, async (tx) => {
         requireAdmin(await authenticate(tx, r.token));
         const { owner, token } = await createOwner(tx, r.name);
-        return { name: owner.name, token };
-      }),
+        return { name: owner.name, token } as { name: string; token?: string; message?: string };
+      }, { store: ({ name }) => ({ name }), replay: (stored) => ({ name: (stored as { name: string }).name, message: tokenShownOnce((stored as { name: string }).name) }) }),
     'app.list': async (r) => ({ apps: await listApps(pool, await authenticate(pool, r.token)) }),
     'app.info': async (r) => {
       const principal = await authenticate(pool, r.token);
@@ -58,7 +69,7 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
     'host.add': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
         const app = await resolveApp(tx, await authenticate(tx, r.token), r.app, true);
-        return { hostnames: await addHostname(tx, app, r.hostname) };
+        return { hostnames: await addHostname(tx, app, r.hostname, ctx.domains) };
       }),
     'host.remove': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
@@ -71,13 +82,13 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
         const principal = await authenticate(tx, r.token);
         const app = await resolveApp(tx, principal, r.app, true);
         return { vars: await changeConfigVars(tx, app, r.vars, [], principal.ownerId) };
-      }),
+      }, configOnce(pool, r.token, r.app)),
     'config.unset': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
         const principal = await authenticate(tx, r.token);
         const app = await resolveApp(tx, principal, r.app, true);
         return { vars: await changeConfigVars(tx, app, {}, r.keys, principal.ownerId) };
-      }),
+      }, configOnce(pool, r.token, r.app)),
   };
 }
 

@@ -120,7 +120,7 @@ export class Nexus implements Service {
       await router.bind(nexus.controlBind);
       const handlers = controlHandlers({
         pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
-        onInstanceReport: () => scheduler.kick(),
+        onInstanceReport: () => scheduler.kick(), domains: [config.balancer.domain],
       });
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log);
       this.control = control;
@@ -138,6 +138,7 @@ export class Nexus implements Service {
           lastSeen: intake.lastSeen,
           deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
           stats: statsClient,
+          domains: [config.balancer.domain],
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },
       );

@@ -74,3 +74,9 @@ export type ReleaseLockQuery = Static<typeof ReleaseLockQuery>;
 
 export const FormationBody = Type.Object({ web: Type.Integer({ minimum: 0, maximum: 100 }) }, strict);
 export type FormationBody = Static<typeof FormationBody>;
+
+/** `POST /v1/tokens/rotate`: a new token for the caller, or (operators) for `owner`; answers `{ owner, token }`. */
+export const RotateTokenBody = Type.Object({ owner: Type.Optional(OwnerName) }, strict);
+export type RotateTokenBody = Static<typeof RotateTokenBody>;
+export const RotateTokenReply = Type.Object({ owner: OwnerName, token: Type.String() }, strict);
+export type RotateTokenReply = Static<typeof RotateTokenReply>;

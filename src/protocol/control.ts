@@ -79,7 +79,8 @@ export const COMMANDS = {
     },
     Type.Object({ applied: Type.Boolean() }),
   ),
-  'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.String() })),
+  /** The token is in the first answer only (never stored); a retried request id answers `message` instead. */
+  'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.Optional(Type.String()), message: Type.Optional(Type.String()) })),
   'app.list': command(false, Authed, Type.Object({ apps: Type.Array(App) })),
   'app.info': command(false, ForApp, Type.Object({ app: App })),
   'app.create': command(true, { ...Authed, name: AppName }, Type.Object({ app: App })),

@@ -5,6 +5,8 @@ import { AppName, NodeId, NodeKind, Timestamp, Version } from './common.js';
 /** Every state-change event type; an event row and its published message carry one of these. */
 export const EVENT_TYPES = [
   'owner.created',
+  /** data: { owner, by } — the owner's API token was replaced; the old one is refused from now on. */
+  'owner.token_rotated',
   'app.created',
   'app.destroyed',
   'host.added',

@@ -22,8 +22,12 @@ export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
         else set[key] = value;
       }
       const claim = deployClaim(ctx, request, principal);
+      // Config values are secrets: the idempotency store keeps none; a retry answers the vars as they are now.
       const vars = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'config.change', async (tx) =>
-        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset, principal.ownerId, claim)));
+        changeConfigVars(tx, await resolveApp(tx, principal, request.params.app, true), set, unset, principal.ownerId, claim), {
+        store: () => null,
+        replay: async (_stored, tx) => getConfigVars(tx, await resolveApp(tx, principal, request.params.app)),
+      }));
       return { vars };
     },
   );

@@ -16,7 +16,7 @@ export function hostRoutes(app: FastifyInstance, ctx: ApiContext): void {
     async (request, reply) => {
       const principal = await principalOf(ctx, request);
       const hostnames = await mutate(ctx.pool, idempotencyKey(request, principal), 'host.add', async (tx) =>
-        addHostname(tx, await resolveApp(tx, principal, request.params.app, true), request.body.hostname));
+        addHostname(tx, await resolveApp(tx, principal, request.params.app, true), request.body.hostname, ctx.domains));
       return reply.status(201).send({ hostnames });
     },
   );

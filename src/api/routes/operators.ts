@@ -1,7 +1,7 @@
 /** Operator endpoints (admin token): owners, nodes, events; and /v1/status for everyone. */
 import type { FastifyInstance } from 'fastify';
-import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin } from '../../db/index.js';
-import { CreateOwnerBody, EventsQuery } from '../../protocol/index.js';
+import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin, tokenShownOnce } from '../../db/index.js';
+import { CreateOwnerBody, EventsQuery, type Owner } from '../../protocol/index.js';
 import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
 
 export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -30,8 +30,13 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Body: CreateOwnerBody }>('/v1/owners', { schema: { body: CreateOwnerBody } }, async (request, reply) => {
     const principal = await principalOf(ctx, request);
     requireAdmin(principal);
-    const created = await mutate(ctx.pool, idempotencyKey(request, principal), 'owner.create', (tx) =>
-      createOwner(tx, request.body.name, request.body.isAdmin ?? false));
+    // The token is answered once and never stored: a retry with the same Idempotency-Key gets
+    // {"owner": {...}, "message": "...shown once..."} and no token.
+    const created = await mutate<{ owner: Owner; token?: string; message?: string }>(
+      ctx.pool, idempotencyKey(request, principal), 'owner.create',
+      (tx) => createOwner(tx, request.body.name, request.body.isAdmin ?? false),
+      { store: ({ owner }) => ({ owner }), replay: (stored) => { const { owner } = stored as { owner: Owner }; return { owner, message: tokenShownOnce(owner.name) }; } },
+    );
     return reply.status(201).send(created);
   });
 

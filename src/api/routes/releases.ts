@@ -1,26 +1,36 @@
 /** /v1/apps/:app/releases (upload a tar.gz = deploy), /formation (scale), /instances (ps). */
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { PierError } from '../../core/errors.js';
 import {
   createRelease, getApp, getRelease, listInstances, listReleases, mutate, promoteStage, resolveApp, rollbackRelease, setScale, storeArtifact,
 } from '../../db/index.js';
 import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
 import { checkUpload } from '../archive-check.js';
+import { beforeBody } from '../auth.js';
 import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
 
-export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseBytes: number): void {
+export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseBytes: number, log: Logger): void {
   // Release bodies are raw tar.gz bytes.
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: maxReleaseBytes }, (_req, body, done) => done(null, body));
 
   app.post<{ Params: AppParams; Querystring: ReleaseQuery; Body: Buffer }>(
     '/v1/apps/:app/releases',
-    { schema: { params: AppParams, querystring: ReleaseQuery }, bodyLimit: maxReleaseBytes },
+    {
+      schema: { params: AppParams, querystring: ReleaseQuery },
+      bodyLimit: maxReleaseBytes,
+      // Up to maxReleaseBytes are read only for the owner of an existing app: another owner's app is a 404 first.
+      onRequest: beforeBody(log, async (request) => {
+        const name = (request.params as AppParams).app; // not validated yet: that happens after onRequest
+        if (name.length > 64) throw new PierError('PIER_VALIDATION', 'params.app must NOT have more than 64 characters');
+        await resolveApp(ctx.pool, await principalOf(ctx, request), name);
+      }),
+    },
     async (request, reply) => {
       const principal = await principalOf(ctx, request);
       if (!Buffer.isBuffer(request.body)) {
         throw new PierError('PIER_BAD_REQUEST', 'send the release as a tar.gz body with Content-Type: application/gzip');
       }
-      await resolveApp(ctx.pool, principal, request.params.app); // 404 before reading the archive
       const summary = await checkUpload(request.body, maxReleaseBytes);
       const claim = deployClaim(ctx, request, principal);
       const release = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {

@@ -64,8 +64,10 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
 
   jsonOption(program.command('owners:create').description('create an app owner and print its API token (operators)').argument('<name>', 'owner name')).action(
     action(ctx, async (name: string, opts: { json?: boolean }) => {
-      const created = await ctx.api().post<{ owner: Owner; token: string }>('/v1/owners', { name: checkAppName(name, 'owner name') });
+      const created = await ctx.api().post<{ owner: Owner; token?: string; message?: string }>('/v1/owners', { name: checkAppName(name, 'owner name') });
       if (opts.json) return printJson(created);
+      // A retry of a request the nexus had already applied: the token was only in the first (lost) answer.
+      if (created.token === undefined) return print(created.message ?? `created owner '${created.owner.name}'`);
       print(`created owner '${created.owner.name}'; their API token (shown once):`);
       print(created.token);
     }),
