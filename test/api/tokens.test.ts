@@ -3,6 +3,7 @@
  * idempotency store), nor config values; tokens can be rotated (owners their own, operators anyone's) and the old
  * token is refused at once by every nexus replica (no replica caches tokens: each request looks its hash up).
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { hashToken, newToken, randomId } from '../../src/core/ids.js';
 import { ensureAdmin, eventsSince, withTransaction } from '../../src/db/index.js';
@@ -138,5 +139,23 @@ describe('api tokens', () => {
     const extra = await call(n, adminToken, 'POST', '/v1/tokens/rotate', { owner: dave, ttl: 5 });
     expect(extra.body.error.message).toBe("body has an unknown field 'ttl'");
     expect((await call(n, undefined, 'POST', '/v1/tokens/rotate', {})).status).toBe(401);
+  });
+
+  it('scrubs tokens and config values from replies remembered before the upgrade (migration 0008)', async () => {
+    const id = (what: string) => `ap-old-${what}-${randomId(8)}`;
+    const rows: Array<[string, string, unknown]> = [
+      [id('owner'), 'owner.create', { owner: { name: 'x', isAdmin: false, createdAt: 1 }, token: 'pier_old_api_secret' }],
+      [id('control'), 'owner.create', { name: 'y', token: 'pier_old_control_secret' }],
+      [id('config'), 'config.change', { K: 'old-config-secret' }],
+      [id('set'), 'config.set', { vars: { K: 'old-set-secret' } }],
+      [id('app'), 'app.create', { app: { name: 'kept' } }],
+    ];
+    for (const [rid, type, reply] of rows) await pool.query('INSERT INTO requests (id, type, reply) VALUES ($1, $2, $3)', [rid, type, JSON.stringify(reply)]);
+    await pool.query(readFileSync(new URL('../../src/db/migrations/0008_no_secrets_in_requests.sql', import.meta.url), 'utf8'));
+    for (const secret of ['pier_old_api_secret', 'pier_old_control_secret', 'old-config-secret', 'old-set-secret']) expect(await requestsHolding(secret), secret).toBe(0);
+    const { rows: kept } = await pool.query<{ id: string; reply: unknown }>('SELECT id, reply FROM requests WHERE id = ANY($1) ORDER BY id', [rows.map((r) => r[0])]);
+    expect(Object.fromEntries(kept.map((r) => [r.id.split('-')[2], r.reply]))).toEqual({
+      owner: { owner: { name: 'x', isAdmin: false, createdAt: 1 } }, control: { name: 'y' }, config: null, set: null, app: { app: { name: 'kept' } },
+    });
   });
 });
