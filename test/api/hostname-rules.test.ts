@@ -51,6 +51,12 @@ describe('hostname rules (pure)', () => {
     expect(hostnameRefusal('www.example.net', ctx)).toBeUndefined();
   });
 
+  it('refuses IPv6 literals too (the API schema already refuses their colons and brackets)', () => {
+    for (const name of ['::1', '[::1]', 'fe80::1', '[2001:db8::1]', '::ffff:127.0.0.1']) {
+      expect(hostnameRefusal(name, { app: 'mine', domains: ['localhost'] })?.rule, name).toBe('ip-literal');
+    }
+  });
+
   it('accepts ordinary names and wildcards', () => {
     for (const name of ['www.example.com', '*.example.com', 'example.com', 'shop.example.co.uk', '*.example.co.uk', 'me.github.io', 'a1.example.com', 'app.example.test', '1password.com', '127-0-0-1.example.com']) {
       expect(hostnameRefusal(name, { app: 'mine', domains: ['localhost'] }), name).toBeUndefined();
@@ -93,6 +99,11 @@ describe('hostname rules (API and control protocol)', () => {
     expect((await call('POST', `/v1/apps/${app}/hostnames`, token, { hostname: www })).status).toBe(201);
     expect((await call('POST', `/v1/apps/${app}/hostnames`, token, { hostname: `*.${app}.example.com` })).status).toBe(201);
     expect((await call('GET', `/v1/apps/${app}/hostnames`, token)).body.hostnames).toEqual([`*.${app}.example.com`, www]);
+    for (const hostname of ['::1', '[::1]', '[2001:db8::1]']) {
+      const res = await call('POST', `/v1/apps/${app}/hostnames`, token, { hostname });
+      expect(res.status, hostname).toBe(400);
+      expect(res.body.error.message, hostname).toBe("body.hostname must be a lowercase hostname such as 'www.example.com' or '*.example.com'");
+    }
     // The refused names changed nothing.
     const { rows } = await pool.query<{ hostname: string }>('SELECT hostname FROM hostnames WHERE hostname = ANY($1)', [attacks.map(([, h]) => h)]);
     expect(rows).toEqual([]);
