@@ -21,12 +21,21 @@ export interface HandlerContext {
 }
 
 /** Config replies hold the app's secrets: the requests table keeps none, a retry reads the vars as they are now. */
-function configOnce(pool: pg.Pool, token: string, app: string): OnceOptions<{ vars: Record<string, string> }> {
+function configOnce(token: string, app: string): OnceOptions<{ vars: Record<string, string> }> {
   return {
     store: () => null,
     replay: async (_stored, tx) => ({ vars: await getConfigVars(tx, await resolveApp(tx, await authenticate(tx, token), app)) }),
   };
 }
+
+/** owner.create remembers the owner's name only: a retried request id answers a message instead of the token. */
+const ownerOnce: OnceOptions<{ name: string; token?: string; message?: string }> = {
+  store: ({ name }) => ({ name }),
+  replay: (stored) => {
+    const { name } = stored as { name: string };
+    return { name, message: tokenShownOnce(name) };
+  },
+};
 
 export function controlHandlers(ctx: HandlerContext): HandlerMap {
   const { pool } = ctx;
@@ -53,8 +62,8 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
       runOnce(pool, r.id, r.type, async (tx) => {
         requireAdmin(await authenticate(tx, r.token));
         const { owner, token } = await createOwner(tx, r.name);
-        return { name: owner.name, token } as { name: string; token?: string; message?: string };
-      }, { store: ({ name }) => ({ name }), replay: (stored) => ({ name: (stored as { name: string }).name, message: tokenShownOnce((stored as { name: string }).name) }) }),
+        return { name: owner.name, token };
+      }, ownerOnce),
     'app.list': async (r) => ({ apps: await listApps(pool, await authenticate(pool, r.token)) }),
     'app.info': async (r) => {
       const principal = await authenticate(pool, r.token);
@@ -82,13 +91,13 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
         const principal = await authenticate(tx, r.token);
         const app = await resolveApp(tx, principal, r.app, true);
         return { vars: await changeConfigVars(tx, app, r.vars, [], principal.ownerId) };
-      }, configOnce(pool, r.token, r.app)),
+      }, configOnce(r.token, r.app)),
     'config.unset': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
         const principal = await authenticate(tx, r.token);
         const app = await resolveApp(tx, principal, r.app, true);
         return { vars: await changeConfigVars(tx, app, {}, r.keys, principal.ownerId) };
-      }, configOnce(pool, r.token, r.app)),
+      }, configOnce(r.token, r.app)),
   };
 }
 

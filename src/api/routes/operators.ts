@@ -1,8 +1,20 @@
 /** Operator endpoints (admin token): owners, nodes, events; and /v1/status for everyone. */
 import type { FastifyInstance } from 'fastify';
-import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin, tokenShownOnce } from '../../db/index.js';
+import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin, tokenShownOnce, type OnceOptions } from '../../db/index.js';
 import { CreateOwnerBody, EventsQuery, type Owner } from '../../protocol/index.js';
 import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+
+/**
+ * The token is answered once and never stored: a retry with the same Idempotency-Key answers
+ * `{"owner": {...}, "message": "...showed its API token..."}` and no token.
+ */
+const ownerOnce: OnceOptions<{ owner: Owner; token?: string; message?: string }> = {
+  store: ({ owner }) => ({ owner }),
+  replay: (stored) => {
+    const { owner } = stored as { owner: Owner };
+    return { owner, message: tokenShownOnce(owner.name) };
+  },
+};
 
 export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/healthz', async () => ({ ok: true, nexusId: ctx.nexusId, isLeader: ctx.isLeader() }));
@@ -30,13 +42,8 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Body: CreateOwnerBody }>('/v1/owners', { schema: { body: CreateOwnerBody } }, async (request, reply) => {
     const principal = await principalOf(ctx, request);
     requireAdmin(principal);
-    // The token is answered once and never stored: a retry with the same Idempotency-Key gets
-    // {"owner": {...}, "message": "...shown once..."} and no token.
-    const created = await mutate<{ owner: Owner; token?: string; message?: string }>(
-      ctx.pool, idempotencyKey(request, principal), 'owner.create',
-      (tx) => createOwner(tx, request.body.name, request.body.isAdmin ?? false),
-      { store: ({ owner }) => ({ owner }), replay: (stored) => { const { owner } = stored as { owner: Owner }; return { owner, message: tokenShownOnce(owner.name) }; } },
-    );
+    const created = await mutate(ctx.pool, idempotencyKey(request, principal), 'owner.create', (tx) =>
+      createOwner(tx, request.body.name, request.body.isAdmin ?? false), ownerOnce);
     return reply.status(201).send(created);
   });
 
