@@ -13,7 +13,7 @@ export interface LoggerOptions {
 }
 
 /** Paths never written to logs. */
-const REDACT = ['token', '*.token', 'password', '*.password', 'db.url', 'authorization', '*.authorization'];
+const REDACT = ['token', '*.token', 'password', '*.password', 'db.url', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'];
 
 export function createLogger(options: LoggerOptions, destination?: DestinationStream): Logger {
   const base = options.name === undefined ? { pid: process.pid } : { pid: process.pid, name: options.name };

@@ -4,10 +4,14 @@
  * token is refused at once by every nexus replica (no replica caches tokens: each request looks its hash up).
  */
 import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { hashToken, newToken, randomId } from '../../src/core/ids.js';
 import { ensureAdmin, eventsSince, withTransaction } from '../../src/db/index.js';
-import { controlClient, startNexus, type NexusHandle } from '../helpers/daemons.js';
+import { createLogger } from '../../src/core/logger.js';
+import { Nexus } from '../../src/nexus/nexus.js';
+import { controlClient, onCleanup, startNexus, type NexusHandle } from '../helpers/daemons.js';
+import { testConfig } from '../helpers/config.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 
 const dbUrl = await testDatabase();
@@ -157,5 +161,27 @@ describe('api tokens', () => {
     expect(Object.fromEntries(kept.map((r) => [r.id.split('-')[2], r.reply]))).toEqual({
       owner: { owner: { name: 'x', isAdmin: false, createdAt: 1 } }, control: { name: 'y' }, config: null, set: null, app: { app: { name: 'kept' } },
     });
+  });
+
+  it('writes no token to the log, even at trace level, whatever the requests do', async () => {
+    let logged = '';
+    const sink = new Writable({ write: (chunk, _enc, done) => { logged += String(chunk); done(); } });
+    const nexus = new Nexus({ config: testConfig({ nexus: { id: `nexus-${randomId()}` } }), dbUrl, log: createLogger({ level: 'trace', name: 'nexus' }, sink) });
+    onCleanup(() => nexus.stop());
+    await nexus.start();
+    const n = { nexus, ...nexus.endpoints! } as NexusHandle;
+    const name = `ap-l-${randomId(6)}`;
+    const created = await call(n, adminToken, 'POST', '/v1/owners', { name }, { 'idempotency-key': randomId(12) });
+    const token = created.body.token as string;
+    const rotated = (await call(n, token, 'POST', '/v1/tokens/rotate', {})).body.token as string;
+    await call(n, token, 'POST', '/v1/apps', { name: 'refused' }); // the old token, refused
+    await call(n, `${token}x`, 'GET', '/v1/apps');
+    const client = controlClient([n.control], 2000);
+    await expect(client.call('app.list', { token })).rejects.toMatchObject({ code: 'PIER_UNAUTHORIZED' });
+    await client.call('app.list', { token: rotated });
+    await client.call('owner.create', { token: adminToken, name: `ap-m-${randomId(6)}` });
+    expect(logged).toContain('api request'); // the log did see every request
+    for (const secret of [adminToken, token, rotated]) expect(logged.includes(secret), 'a token in the log').toBe(false);
+    expect(logged).not.toMatch(/pier_[A-Za-z0-9_-]{20,}/);
   });
 });
