@@ -9,6 +9,9 @@
  * client writes 16 KiB chunks, waiting for 'drain', and stops at the answer or at the close. If the server buffered
  * the body before checking the token (as before), bytesRead would be the whole 50 MiB (or the 1 MiB JSON limit);
  * the control case at the end (an authorized upload) shows the same meter counting megabytes when a body IS read.
+ * The bound is 64 KiB of body because that is one socket read: Node reads 64 KiB at a time (libuv's buffer) and its
+ * HTTP parser stops reading once the unread body passes the request stream's high-water mark, so the first read
+ * (headers plus the start of the body, which the client here has already queued in the kernel) is all it takes.
  */
 import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
