@@ -9,7 +9,7 @@ import { Balancer } from './balancer.js';
 export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const config = loadConfig({ file: configFile, env });
   const log = createLogger({ level: config.log.level, name: `balancer:${config.balancer.id}` });
-  const curve = config.security.curve ? loadCurve(config.security.keysDir, false) : undefined;
+  const curve = config.security.curve ? loadCurve(config.security.keysDir, 'client') : undefined;
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
   await runDaemon(new Balancer({ config, log, curve }), log, { what: 'balancer', parentPid });
 }

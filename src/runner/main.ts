@@ -8,7 +8,7 @@ import { Runner } from './runner.js';
 export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const config = loadConfig({ file: configFile, env });
   const log = createLogger({ level: config.log.level, name: `runner:${config.runner.id}` });
-  const curve = config.security.curve ? loadCurve(config.security.keysDir, false) : undefined;
+  const curve = config.security.curve ? loadCurve(config.security.keysDir, 'client') : undefined;
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
   await runDaemon(new Runner({ config, log, curve }), log, { what: 'runner', parentPid });
 }

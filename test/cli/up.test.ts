@@ -28,12 +28,12 @@ function listening(port: number): boolean {
 beforeAll(async () => {
   dataDir = searchableTempDir('pier-up-');
   ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
-  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq, su] = ports;
+  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq] = ports;
   const instancePorts = 30000 + (process.pid % 100) * 50;
   writeFileSync(
     join(dataDir, 'pier.toml'),
     `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n[runner]\nportMin = ${instancePorts}\nportMax = ${instancePorts + 49}\n` +
-      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\nuwsgiLog = "tcp://127.0.0.1:${su}"\n` +
+      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "http://127.0.0.1:${a1}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c2}"\nevents = "tcp://127.0.0.1:${e2}"\nheartbeats = "tcp://127.0.0.1:${h2}"\napi = "http://127.0.0.1:${a2}"\n`,
   );
