@@ -2,7 +2,7 @@
  * The operator's and app owner's first steps through the real binary: pier up (detached) brings up PostgreSQL and
  * two nexus replicas, pier status shows them, an owner manages apps through the API, pier down leaves nothing.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/up/index.js';
@@ -66,6 +66,21 @@ describe('pier up', () => {
     expect(nexus.filter((n) => n.isLeader)).toHaveLength(1);
     expect(parsed.nodes.filter((n) => n.kind === 'balancer' && n.status === 'alive').map((n) => n.id)).toEqual(['balancer-1']);
     expect(parsed.nodes.filter((n) => n.kind === 'stats' && n.status === 'alive').map((n) => n.id)).toEqual(['stats-1']);
+  });
+
+  it('points each daemon at its own keys folder: only nexus replicas hold server.key, only the collector stats.key', () => {
+    const keysDirOf = (name: string) => /^keysDir = "(.*)"$/m.exec(readFileSync(join(dataDir, 'config', `${name}.toml`), 'utf8'))?.[1];
+    const secretsIn = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.key') && f !== 'node.key').sort();
+    for (const name of ['nexus-1', 'nexus-2']) expect(secretsIn(keysDirOf(name)!)).toEqual(['server.key']);
+    expect(secretsIn(keysDirOf('stats-1')!)).toEqual(['stats.key']);
+    for (const name of ['runner-1', 'balancer-1']) {
+      const dir = keysDirOf(name)!;
+      expect(dir).toBe(join(dataDir, 'keys', name));
+      expect(readdirSync(dir).sort()).toEqual(['node.key', 'server.pub', 'stats.pub']);
+    }
+    // Every daemon has a key of its own.
+    const nodeKeys = ['nexus-1', 'nexus-2', 'stats-1', 'runner-1', 'balancer-1'].map((n) => readFileSync(join(keysDirOf(n)!, 'node.key'), 'utf8'));
+    expect(new Set(nodeKeys).size).toBe(5);
   });
 
   it('serves public HTTP on the balancer: an unknown host gets a clear 404', async () => {

@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { ensureAdmin, withTransaction } from '../../src/db/index.js';
 import { Nexus } from '../../src/nexus/nexus.js';
 import { decodeReply, encode } from '../../src/protocol/index.js';
-import { closeQuietly, ControlClient, HeartbeatPublisher, type SocketFactory } from '../../src/transport/index.js';
+import { acquireZap, closeQuietly, ControlClient, ControlServer, HeartbeatPublisher, SocketFactory } from '../../src/transport/index.js';
 import { testConfig } from '../helpers/config.js';
 import { testKeys, type KeyPair } from '../helpers/curve.js';
 import { onCleanup } from '../helpers/daemons.js';
@@ -131,5 +131,27 @@ describe('control command roles', () => {
     await sleep(300); // ~15 forged beats sent meanwhile
     expect(nexus.heartbeats!.lastSeen.has('ky-runner-2')).toBe(false);
     expect(nexus.heartbeats!.stats.invalid).toBeGreaterThan(5);
+  });
+
+  it("gives a runner only the specs of instances placed on it (a spec carries the app's config vars)", async () => {
+    const release = await acquireZap(keys.keyring, silentLogger());
+    onCleanup(release);
+    const serverSockets = new SocketFactory({ maxMessageBytes: 1 << 20, curve: keys.nexusCurve(keys.node('nexus', 'ky-nexus-spec')) });
+    const router = serverSockets.router('pier.control');
+    onCleanup(async () => closeQuietly(router));
+    await router.bind('tcp://127.0.0.1:*');
+    const spec = (instanceId: string, runnerId: string) => ({
+      instanceId, app: 'ky-app', release: 1, sha256: 'a'.repeat(64), sizeBytes: 1, processType: 'web', config: { SECRET: 's3cret' }, runnerId, state: 'assigned',
+    });
+    const server = new ControlServer(router, {
+      'instance.spec': async (r) => spec(r.instanceId, r.instanceId === 'ky-mine' ? 'ky-runner-1' : 'ky-runner-2'),
+    }, 1 << 20, silentLogger(), { serverSecretKey: keys.server.secretKey, keyring: keys.keyring });
+    server.start();
+    const asRunner = new ControlClient({ endpoints: [router.lastEndpoint!], timeoutMs: 1000, sockets: keys.sockets(runner) });
+    onCleanup(() => asRunner.close());
+    expect((await asRunner.call('instance.spec', { instanceId: 'ky-mine' })).config).toEqual({ SECRET: 's3cret' });
+    const err = await refusal(asRunner.call('instance.spec', { instanceId: 'ky-theirs' }));
+    expect(err.code).toBe('PIER_FORBIDDEN');
+    expect(err.message).toBe("instance 'ky-theirs' is not placed on runner 'ky-runner-1'");
   });
 });
