@@ -7,7 +7,7 @@
  *   folder and the node id of the file name (a runner key may only act as the runner it is named for).
  * `pier up` creates them (`ensureClusterKeys`).
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { PEER_ROLES, type PeerRole } from '../protocol/index.js';
@@ -145,10 +145,13 @@ function writeOnce(file: string, text: string, mode: number): void {
 }
 
 /**
- * `pier up`'s keys: the cluster's two server keypairs (nexus and collectors) and one node keypair per daemon
- * in `keysDir`, then one folder `keysDir/<name>/` per daemon with exactly what it loads — the nexus its
- * server.key, a collector its stats.key, everyone the two public keys and its own node.key, servers the
- * `allowed/<role>/<name>.pub` list. Existing keys are kept; the daemon folders are rewritten each time.
+ * `pier up`'s keys, in `keysDir`:
+ * - `cluster/`: the two server keypairs (nexus and collectors) and one node keypair per daemon (secrets, 0600);
+ * - `allowed/<role>/<name>.pub`: the cluster's allow-list — pier up's own daemons, plus the keys of any machine
+ *   you add (kept across restarts);
+ * - `<name>/`: one folder per daemon with exactly what it loads — the nexus its server.key, a collector its
+ *   stats.key, everyone the two public keys and its own node.key, servers a copy of the allow-list. These are
+ *   rewritten at each start; existing keys are kept.
  * @returns the keys folder of each daemon, by name
  */
 export function ensureClusterKeys(keysDir: string, daemons: readonly DaemonKeys[]): Map<string, string> {
@@ -156,19 +159,18 @@ export function ensureClusterKeys(keysDir: string, daemons: readonly DaemonKeys[
   chmodSync(keysDir, 0o700);
   const master = join(keysDir, 'cluster');
   mkdirSync(master, { recursive: true, mode: 0o700 });
-  // A folder made before roles held one server keypair for nexus and collectors alike: keep it as the nexus's.
-  const legacyServer = join(keysDir, 'server.key');
-  if (existsSync(legacyServer) && !existsSync(join(master, 'server.key'))) writeFileSync(join(master, 'server.key'), readFileSync(legacyServer), { mode: 0o600 });
-  // The old shared node key and its role-less allow-list: every daemon now has its own key.
-  for (const old of ['server.key', 'node.key', 'allowed']) rmSync(join(keysDir, old), { recursive: true, force: true });
+  migrateSharedKeys(keysDir, master);
   for (const name of ['server.key', 'stats.key']) writeOnce(join(master, name), JSON.stringify(curveKeyPair()), 0o600);
   const server = readPair(join(master, 'server.key'));
   const stats = readPair(join(master, 'stats.key'));
   const nodeKeys = new Map<string, KeyPair>();
-  for (const { name } of daemons) {
+  for (const { name, role } of daemons) {
     const file = join(master, `${name}.node.key`);
     writeOnce(file, JSON.stringify(curveKeyPair()), 0o600);
-    nodeKeys.set(name, readPair(file));
+    const pair = readPair(file);
+    nodeKeys.set(name, pair);
+    mkdirSync(join(keysDir, 'allowed', role), { recursive: true, mode: 0o755 });
+    writeFileSync(join(keysDir, 'allowed', role, `${name}.pub`), `${pair.publicKey}\n`, { mode: 0o644 });
   }
   const dirs = new Map<string, string>();
   for (const { name, role } of daemons) {
@@ -180,13 +182,33 @@ export function ensureClusterKeys(keysDir: string, daemons: readonly DaemonKeys[
     writeFileSync(join(dir, 'stats.pub'), `${stats.publicKey}\n`, { mode: 0o644 });
     if (role === 'nexus') writeFileSync(join(dir, 'server.key'), JSON.stringify(server), { mode: 0o600 });
     if (role === 'stats') writeFileSync(join(dir, 'stats.key'), JSON.stringify(stats), { mode: 0o600 });
-    if (role === 'nexus' || role === 'stats') {
-      for (const other of daemons) {
-        mkdirSync(join(dir, 'allowed', other.role), { recursive: true, mode: 0o700 });
-        writeFileSync(join(dir, 'allowed', other.role, `${other.name}.pub`), `${nodeKeys.get(other.name)!.publicKey}\n`, { mode: 0o644 });
-      }
-    }
+    if (role === 'nexus' || role === 'stats') cpSync(join(keysDir, 'allowed'), join(dir, 'allowed'), { recursive: true });
     dirs.set(name, dir);
   }
   return dirs;
+}
+
+/**
+ * A keys folder made before roles held one server keypair for nexus and collectors alike, one node key shared by
+ * every daemon and `allowed/local.pub` allowing it: keep the server keypair as the nexus's (clients that pinned
+ * it still connect) and drop the shared node key and its allow-list entry.
+ */
+function migrateSharedKeys(keysDir: string, master: string): void {
+  const legacyServer = join(keysDir, 'server.key');
+  if (existsSync(legacyServer) && !existsSync(join(master, 'server.key'))) writeFileSync(join(master, 'server.key'), readFileSync(legacyServer), { mode: 0o600 });
+  for (const old of ['server.key', 'node.key', join('allowed', 'local.pub')]) rmSync(join(keysDir, old), { force: true });
+}
+
+/**
+ * Creates this daemon's `node.key` when it has none (a machine added by hand: allow the returned public key on
+ * every nexus and collector as `allowed/<role>/<node-id>.pub`).
+ * @returns the public key, and whether it was just created
+ */
+export function ensureNodeKey(keysDir: string): { publicKey: string; isNew: boolean } {
+  const file = join(keysDir, 'node.key');
+  if (existsSync(file)) return { publicKey: readPair(file).publicKey, isNew: false };
+  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  const pair = curveKeyPair();
+  writeFileSync(file, JSON.stringify(pair), { mode: 0o600, flag: 'wx' });
+  return { publicKey: pair.publicKey, isNew: true };
 }

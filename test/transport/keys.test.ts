@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PierError } from '../../src/core/errors.js';
-import { curveKeyPair, ensureClusterKeys, loadCurve, loadKeyring } from '../../src/transport/index.js';
+import { curveKeyPair, ensureClusterKeys, ensureNodeKey, loadCurve, loadKeyring } from '../../src/transport/index.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
 
 const root = searchableTempDir('pier-ky-keys-');
@@ -73,6 +73,16 @@ describe('loadKeyring', () => {
   });
 });
 
+describe('ensureNodeKey', () => {
+  it('creates a missing node key once (0600) and keeps it after', () => {
+    const dir = join(root, 'fresh-node');
+    const first = ensureNodeKey(dir);
+    expect(first.isNew).toBe(true);
+    expect(statSync(join(dir, 'node.key')).mode & 0o777).toBe(0o600);
+    expect(ensureNodeKey(dir)).toEqual({ publicKey: first.publicKey, isNew: false });
+  });
+});
+
 describe('ensureClusterKeys', () => {
   it("gives each daemon exactly its own files: the server secret only to the nexus, the collectors' only to collectors", () => {
     const keysDir = join(root, 'cluster-keys');
@@ -92,7 +102,7 @@ describe('ensureClusterKeys', () => {
     for (const client of ['balancer-1', 'runner-1', 'operator']) expect(files(client)).toEqual(['node.key', 'server.pub', 'stats.pub']);
     // The nexus keeps the old server key, so clients that pinned it still connect; the old shared files are gone.
     expect(loadCurve(dirs.get('nexus-1')!, 'nexus').serverSecretKey).toBe(server.secretKey);
-    expect(existsSync(join(keysDir, 'node.key')) || existsSync(join(keysDir, 'server.key')) || existsSync(join(keysDir, 'allowed'))).toBe(false);
+    for (const old of ['node.key', 'server.key', 'allowed/local.pub']) expect(existsSync(join(keysDir, old))).toBe(false);
     const runner = loadCurve(dirs.get('runner-1')!, 'client');
     const collector = loadCurve(dirs.get('stats-1')!, 'stats');
     expect(runner.serverPublicKey).toBe(server.publicKey);
@@ -108,8 +118,12 @@ describe('ensureClusterKeys', () => {
     }
     expect(statSync(keysDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dirs.get('runner-1')!, 'node.key')).mode & 0o777).toBe(0o600);
-    // A second run keeps every key.
+    // A second run keeps every key, and a machine added by hand to the cluster's allow-list reaches both servers.
+    const runnerKey = readFileSync(join(dirs.get('runner-1')!, 'node.key'), 'utf8');
+    const far = curveKeyPair().publicKey;
+    writeFileSync(join(keysDir, 'allowed', 'runner', 'runner-far.pub'), `${far}\n`);
     const again = ensureClusterKeys(keysDir, daemons);
-    expect(readFileSync(join(again.get('runner-1')!, 'node.key'), 'utf8')).toBe(readFileSync(join(dirs.get('runner-1')!, 'node.key'), 'utf8'));
+    expect(readFileSync(join(again.get('runner-1')!, 'node.key'), 'utf8')).toBe(runnerKey);
+    for (const serverName of ['nexus-1', 'stats-1']) expect(loadKeyring(again.get(serverName)!).keyring.get(far)).toEqual({ role: 'runner', name: 'runner-far' });
   });
 });
