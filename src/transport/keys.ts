@@ -29,7 +29,16 @@ export type CurveRole = 'nexus' | 'stats' | 'client';
 const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 const NODE_NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
 
+/** Where each secret comes from, for the error when it is missing. */
+const SECRET_SOURCES: Record<string, string> = {
+  'node.key': 'start the daemon once with CURVE on to create it (ensureNodeKey), or let pier up make it',
+  'server.key': 'copy keys/cluster/server.key from the machine where pier up made it (nexus machines only)',
+  'stats.key': 'copy keys/cluster/stats.key from the machine where pier up made it (collector machines only)',
+};
+
 function readPair(file: string): KeyPair {
+  const name = file.slice(file.lastIndexOf('/') + 1);
+  if (!existsSync(file) && SECRET_SOURCES[name]) throw new ConfigError(`CURVE key file '${file}' is missing; ${SECRET_SOURCES[name]}`);
   try {
     const pair = JSON.parse(readFileSync(file, 'utf8')) as Partial<KeyPair>;
     if (typeof pair.publicKey === 'string' && Z85_KEY.test(pair.publicKey) && typeof pair.secretKey === 'string' && Z85_KEY.test(pair.secretKey)) {

@@ -47,6 +47,8 @@ describe('loadCurve', () => {
   it('names the missing public key file and the fix', () => {
     const dir = folder({ 'node.key': JSON.stringify(node) });
     expect(() => loadCurve(dir, 'client')).toThrow(`CURVE key file '${join(dir, 'server.pub')}' is missing; copy it from the keys folder pier up made on the nexus machine`);
+    const collector = folder({ 'node.key': JSON.stringify(node), 'server.pub': `${server.publicKey}\n` });
+    expect(() => loadCurve(collector, 'stats')).toThrow(`CURVE key file '${join(collector, 'stats.key')}' is missing; copy keys/cluster/stats.key from the machine where pier up made it (collector machines only)`);
   });
 });
 
