@@ -31,12 +31,12 @@ export interface SocketFactoryOptions {
 
 type Role = 'server' | 'client';
 
-/** Common options for a role: servers present the cluster key, clients pin it and present their own. */
+/** Common options for a role: servers present their server key, clients pin it and present their own node key. */
 function securityOptions(curve: CurveSettings | undefined, role: Role, domain: ZapDomain): Record<string, unknown> {
   if (!curve) return {};
   if (role === 'server') {
     if (!curve.serverSecretKey) throw new Error('CURVE server socket needs the server secret key');
-    // The ZAP domain says which roles' keys this socket lets in (src/transport/zap.ts).
+    // The ZAP domain says which roles' keys this socket lets in (src/transport/zap-domains.ts).
     return { curveServer: true, curveSecretKey: curve.serverSecretKey, zapDomain: domain, zapEnforceDomain: true };
   }
   return { curveServerKey: curve.serverPublicKey, curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey };
@@ -56,11 +56,6 @@ export class SocketFactory {
 
   get isCurve(): boolean {
     return this.curve !== undefined;
-  }
-
-  /** The CURVE settings (for servers that check proofs); undefined with CURVE off. */
-  get curveSettings(): CurveSettings | undefined {
-    return this.curve;
   }
 
   /**
