@@ -7,7 +7,7 @@ import { Kind, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from '../core/errors.js';
-import { PierConfig } from './schema.js';
+import { PierConfig, REMOVED_SETTINGS } from './schema.js';
 
 const checker = TypeCompiler.Compile(PierConfig);
 
@@ -55,6 +55,10 @@ export function loadConfig(options: LoadConfigOptions = {}): PierConfig {
 
 /** Applies defaults and checks `input` against the schema; the error names the first bad key and the source. */
 export function validateConfig(input: ConfigInput, source = 'config'): PierConfig {
+  for (const { path, fix } of REMOVED_SETTINGS) {
+    const found = findSetting(input, path.split('.'));
+    if (found) throw new ConfigError(`${source}: ${found} was removed: ${fix}`, { details: { path: found } });
+  }
   const withDefaults = Value.Default(PierConfig, structuredClone(input)) as unknown;
   if (!checker.Check(withDefaults)) {
     const first = checker.Errors(withDefaults).First();
@@ -63,6 +67,23 @@ export function validateConfig(input: ConfigInput, source = 'config'): PierConfi
     throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`, { details: { path } });
   }
   return withDefaults as PierConfig;
+}
+
+/** The concrete path (`cluster.stats.0.uwsgiLog`) of a removed setting in `input`; `[]` in a segment walks an array. */
+function findSetting(input: unknown, segments: string[], at: string[] = []): string | undefined {
+  if (segments.length === 0) return at.join('.');
+  if (typeof input !== 'object' || input === null) return undefined;
+  const [head, ...rest] = segments as [string, ...string[]];
+  const key = head.endsWith('[]') ? head.slice(0, -2) : head;
+  if (!Object.hasOwn(input, key)) return undefined;
+  const value = (input as ConfigInput)[key];
+  if (!head.endsWith('[]')) return findSetting(value, rest, [...at, key]);
+  if (!Array.isArray(value)) return undefined;
+  for (const [i, item] of value.entries()) {
+    const found = findSetting(item, rest, [...at, key, String(i)]);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function describeError(schema: TSchema, value: unknown, message: string): string {

@@ -35,8 +35,6 @@ export const StatsAddress = Type.Object(
     tail: Endpoint('tcp://127.0.0.1:7501'),
     /** ROUTER answering `logs.tail` and `stats.query` (the API asks every collector). */
     query: Endpoint('tcp://127.0.0.1:7502'),
-    /** PULL of uWSGI's `logzmq` logger (plain, no CURVE: uWSGI cannot encrypt); vassals log here. */
-    uwsgiLog: Endpoint('tcp://127.0.0.1:7503'),
   },
   { additionalProperties: false },
 );
@@ -48,7 +46,7 @@ export const DEFAULT_NEXUS_ADDRESSES: NexusAddress[] = [
 ];
 
 export const DEFAULT_STATS_ADDRESSES: StatsAddress[] = [
-  { intake: 'tcp://127.0.0.1:7500', tail: 'tcp://127.0.0.1:7501', query: 'tcp://127.0.0.1:7502', uwsgiLog: 'tcp://127.0.0.1:7503' },
+  { intake: 'tcp://127.0.0.1:7500', tail: 'tcp://127.0.0.1:7501', query: 'tcp://127.0.0.1:7502' },
 ];
 
 export const PierConfig = Type.Object(
@@ -92,7 +90,10 @@ export const PierConfig = Type.Object(
     security: Section({
       /** Encrypt every ZeroMQ socket with CURVE and admit only allowed node keys (ZAP). @default true */
       curve: Type.Boolean({ default: true }),
-      /** Folder holding CURVE key files (`server.key`, `node.key`, `allowed/`). @default '' (dataDir/keys) */
+      /**
+       * Folder of this daemon's CURVE key files: `node.key`, `server.pub`, `stats.pub`, plus `server.key` on a nexus,
+       * `stats.key` on a collector and `allowed/<role>/<node-id>.pub` on both (src/transport/keys.ts). @default '' (dataDir/keys)
+       */
       keysDir: Type.String({ default: '' }),
     }),
     nexus: Section({
@@ -213,8 +214,6 @@ export const PierConfig = Type.Object(
       intakeBind: Endpoint('tcp://127.0.0.1:7500'),
       /** PUB of live log lines for `pier logs -f`. @default 'tcp://127.0.0.1:7501' */
       tailBind: Endpoint('tcp://127.0.0.1:7501'),
-      /** PULL intake of uWSGI's own logger (no CURVE: uWSGI's logzmq cannot encrypt; keep it on a private address). @default 'tcp://127.0.0.1:7503' */
-      uwsgiLogBind: Endpoint('tcp://127.0.0.1:7503'),
       /** ROUTER answering `logs.tail` and `stats.query`. @default 'tcp://127.0.0.1:7502' */
       queryBind: Endpoint('tcp://127.0.0.1:7502'),
       /** Folder of the per-app log chunks (`<dir>/logs/<app>/000001.log`). @default '' (dataDir/stats) */
@@ -238,3 +237,15 @@ export const PierConfig = Type.Object(
   { additionalProperties: false },
 );
 export type PierConfig = Static<typeof PierConfig>;
+
+/** Settings that were removed, with what to do instead; a config that still sets one gets this one-line error. */
+export const REMOVED_SETTINGS: ReadonlyArray<{ path: string; fix: string }> = [
+  {
+    path: 'stats.uwsgiLogBind',
+    fix: "the plain uWSGI log intake was removed (anyone local could write into any app's log): delete it; runners ship vassal logs over the CURVE intake",
+  },
+  {
+    path: 'cluster.stats[].uwsgiLog',
+    fix: "the plain uWSGI log intake was removed (anyone local could write into any app's log): delete it; runners ship vassal logs over the CURVE intake",
+  },
+];

@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { recordHeartbeats } from '../db/index.js';
 import { decode, HeartbeatMessage } from '../protocol/index.js';
+import { isAdmitted, type KeyIdentity, type ProofVerifier } from '../transport/index.js';
 
 /** A node silent this long is dropped from memory (the stored time remains). */
 const FORGET_AFTER_MS = 3_600_000;
@@ -27,6 +28,8 @@ export class HeartbeatIntake {
     private readonly flushMs: number,
     private readonly maxBytes: number,
     private readonly log: Logger,
+    /** With CURVE: each beat must come with the proof of a node key named for the node it is about. */
+    private readonly verifier?: ProofVerifier<KeyIdentity>,
   ) {}
 
   start(): void {
@@ -40,7 +43,14 @@ export class HeartbeatIntake {
       for await (const frames of this.socket) {
         this.stats.received += 1;
         try {
-          const beat = decode(frames[frames.length - 1] ?? Buffer.alloc(0), HeartbeatMessage, this.maxBytes);
+          const payload = frames[frames.length - 1] ?? Buffer.alloc(0);
+          const beat = decode(payload, HeartbeatMessage, this.maxBytes);
+          if (this.verifier) {
+            const sender = frames.length === 2 ? this.verifier.verify(frames[0], payload) : undefined;
+            if (!sender || !isAdmitted('pier.heartbeats', sender.role) || sender.name !== beat.nodeId) {
+              throw new Error(`heartbeat for '${beat.nodeId}' not signed by that node's key`);
+            }
+          }
           const now = Date.now();
           this.lastSeen.set(beat.nodeId, now);
           this.pending.set(beat.nodeId, now);

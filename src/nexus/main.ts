@@ -3,7 +3,7 @@ import { loadConfig } from '../config/index.js';
 import { createLogger } from '../core/logger.js';
 import { runDaemon } from '../core/daemon.js';
 import { Nexus } from './nexus.js';
-import { serverSecurity } from '../transport/index.js';
+import { serverSecurity, UNROLED_FIX } from '../transport/index.js';
 
 export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const config = loadConfig({ file: configFile, env });
@@ -13,7 +13,8 @@ export async function main(configFile: string | undefined, env: NodeJS.ProcessEn
     process.exitCode = 78;
     return;
   }
-  const { curve, allowedKeys } = serverSecurity(config.security);
+  const { curve, keyring, unroled } = serverSecurity(config.security, 'nexus');
+  if (unroled.length > 0) log.warn({ files: unroled, fix: UNROLED_FIX }, 'allowed key files without a role are ignored');
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
-  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, allowedKeys }), log, { what: 'nexus', parentPid });
+  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, keyring }), log, { what: 'nexus', parentPid });
 }

@@ -9,7 +9,9 @@ import { buildApi } from '../api/index.js';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { createPool, migrate, upsertNexus, pruneRequests } from '../db/index.js';
-import { acquireZap, closeQuietly, ControlServer, SocketFactory, StatsClient, type CurveSettings } from '../transport/index.js';
+import {
+  acquireZap, closeQuietly, ControlServer, ProofVerifier, SocketFactory, StatsClient, type CurveSettings, type Keyring,
+} from '../transport/index.js';
 import { controlHandlers } from './control-handlers.js';
 import { EventRelay } from './event-relay.js';
 import { HeartbeatIntake } from './heartbeat-intake.js';
@@ -24,8 +26,8 @@ export interface NexusOptions {
   log: Logger;
   /** CURVE keys; when set, every socket is encrypted and clients must hold an allowed key. */
   curve?: CurveSettings;
-  /** Z85 public keys of the nodes allowed to connect (with curve). */
-  allowedKeys?: Iterable<string>;
+  /** The keys allowed to connect, with their roles (with curve); this replica's own key is added as 'nexus'. */
+  keyring?: Keyring;
 }
 
 /** Where a started nexus listens (ports resolved when binding to port 0 / `*`). */
@@ -66,11 +68,15 @@ export class Nexus implements Service {
       const deadAfterMs = cluster.heartbeatIntervalMs * cluster.heartbeatMisses;
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
       const defer = this.lifecycle.defer.bind(this.lifecycle);
-      if (this.options.curve) {
+      const { curve } = this.options;
+      const keyring = new Map(this.options.keyring ?? []);
+      if (curve) {
+        if (!keyring.has(curve.publicKey)) keyring.set(curve.publicKey, { role: 'nexus', name: this.id });
         // The ZAP handler must be bound before any CURVE server socket; it is released after they close.
-        const release = await acquireZap([this.options.curve.publicKey, ...(this.options.allowedKeys ?? [])], this.log);
+        const release = await acquireZap(keyring, this.log);
         defer('zap', release);
       }
+      const access = curve?.serverSecretKey ? { serverSecretKey: curve.serverSecretKey, keyring } : undefined;
 
       const pool = createPool({ url: this.options.dbUrl, max: config.db.poolMax, connectTimeoutMs: config.db.connectTimeoutMs, applicationName: `pier-${this.id}` }, this.log);
       this.pool = pool;
@@ -82,7 +88,7 @@ export class Nexus implements Service {
       await leader.start();
       defer('leader', () => leader.stop());
 
-      const publisher = sockets.publisher('server');
+      const publisher = sockets.publisher('server', 'pier.events');
       defer('event socket', () => closeQuietly(publisher));
       await publisher.bind(nexus.eventsBind);
       const relay = new EventRelay({
@@ -93,9 +99,10 @@ export class Nexus implements Service {
       await relay.start();
       defer('event relay', () => relay.stop());
 
-      const heartbeatSocket = sockets.subscriber('server');
+      const heartbeatSocket = sockets.subscriber('server', 'pier.heartbeats');
       await heartbeatSocket.bind(nexus.heartbeatsBind);
-      const intake = new HeartbeatIntake(heartbeatSocket, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log);
+      const intake = new HeartbeatIntake(heartbeatSocket, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log,
+        access ? new ProofVerifier(access.serverSecretKey, keyring) : undefined);
       this.heartbeats = intake;
       intake.start();
       defer('heartbeat intake', async () => {
@@ -116,13 +123,13 @@ export class Nexus implements Service {
       scheduler.start();
       defer('scheduler', () => scheduler.stop());
 
-      const router = sockets.router();
+      const router = sockets.router('pier.control');
       await router.bind(nexus.controlBind);
       const handlers = controlHandlers({
         pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
         onInstanceReport: () => scheduler.kick(), domains: [config.balancer.domain],
       });
-      const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log);
+      const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log, access);
       this.control = control;
       control.start();
       defer('control socket', async () => {

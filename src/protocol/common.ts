@@ -28,6 +28,13 @@ export const NodeId = Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$' });
 export const NodeKind = Type.Union([Type.Literal('nexus'), Type.Literal('runner'), Type.Literal('balancer'), Type.Literal('stats')]);
 export type NodeKind = Static<typeof NodeKind>;
 
+/**
+ * What a CURVE key may do: each allowed key carries one role (its file sits in `keys/allowed/<role>/`). Node
+ * roles match node kinds; `operator` keys are for tools that call the owner commands over ZeroMQ.
+ */
+export const PEER_ROLES = ['nexus', 'runner', 'balancer', 'stats', 'operator'] as const;
+export type PeerRole = (typeof PEER_ROLES)[number];
+
 /** Request and reply ids: UUIDs or any short printable token. */
 export const RequestId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' });
 

@@ -5,6 +5,7 @@
 import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 import {
   App, AppName, ConfigKey, Instance, ConfigVars, Hostname, Node, NodeId, NodeKind, OwnerName, RequestId, Timestamp, Token, Version,
+  type PeerRole,
 } from './common.js';
 import { StateEvent } from './events.js';
 
@@ -94,6 +95,33 @@ export const COMMANDS = {
 
 export type CommandType = keyof typeof COMMANDS;
 export const COMMAND_TYPES = Object.keys(COMMANDS) as CommandType[];
+
+const OWNER: readonly PeerRole[] = ['operator'];
+/**
+ * The roles whose keys may call each command (enforced with CURVE on). Who really calls what: runners follow
+ * the state, register, fetch artifacts and specs and report instances; balancers follow the state and
+ * register; collectors only register; owner commands come from operator tools (the CLI uses the HTTP API).
+ * A node role may also only register or report as the node its key is named for.
+ */
+export const COMMAND_ROLES: { readonly [T in CommandType]: readonly PeerRole[] } = {
+  ping: ['nexus', 'runner', 'balancer', 'stats', 'operator'],
+  snapshot: ['runner', 'balancer', 'operator'],
+  'events.since': ['runner', 'balancer', 'operator'],
+  'node.register': ['runner', 'balancer', 'stats'],
+  'artifact.fetch': ['runner'],
+  'instance.spec': ['runner'],
+  'instance.report': ['runner'],
+  'owner.create': OWNER,
+  'app.list': OWNER,
+  'app.info': OWNER,
+  'app.create': OWNER,
+  'app.destroy': OWNER,
+  'host.add': OWNER,
+  'host.remove': OWNER,
+  'config.get': OWNER,
+  'config.set': OWNER,
+  'config.unset': OWNER,
+};
 
 type Spec<T extends CommandType> = (typeof COMMANDS)[T];
 /** The body a caller passes for command T (no envelope). */

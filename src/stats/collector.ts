@@ -1,16 +1,15 @@
 /**
- * What the collector does with each frame it pulls: intake messages (LogMessage, AccessMessage) and uWSGI log
- * frames become lines in the app's log (and live tail), access records also feed the request aggregates.
+ * What the collector does with each frame it pulls: intake messages (LogMessage, AccessMessage) become lines in
+ * the app's log (and live tail), access records also feed the request aggregates.
  * Nothing a peer sends can stop a loop: bad frames are counted and dropped, with a rate-limited warning.
  */
 import type * as zmq from 'zeromq';
 import type { Logger } from 'pino';
-import { decodeIntake, MAX_LOG_LINE_CHARS, type AccessMessage, type LogMessage, type StatsIntakeMessage } from '../protocol/index.js';
+import { decodeIntake, type AccessMessage, type LogMessage, type StatsIntakeMessage } from '../protocol/index.js';
 import type { RequestAggregator } from './aggregator.js';
 import type { ReleaseWindows } from './release-window.js';
 import { formatAccessLine, formatLogLine, splitLogText } from './format.js';
 import type { LogStore } from './log-store.js';
-import { LineAssembler, parseUwsgiFrame, type UwsgiChunk } from './uwsgi-frames.js';
 
 export interface CollectorOptions {
   store: LogStore;
@@ -32,17 +31,10 @@ export interface CollectorStats {
   access: number;
   /** Access records for no app (the Host matched nothing): counted, not stored. */
   unrouted: number;
-  /** uWSGI frames received, and those dropped for lacking a valid `[pier:APP:INSTANCE]` or JSON tag. */
-  uwsgiReceived: number;
-  uwsgiInvalid: number;
 }
 
-/** A line held this long without its newline is stored as it is. */
-const PARTIAL_LINE_WAIT_MS = 1000;
-
 export class Collector {
-  readonly stats: CollectorStats = { received: 0, invalid: 0, logs: 0, access: 0, unrouted: 0, uwsgiReceived: 0, uwsgiInvalid: 0 };
-  private readonly assembler = new LineAssembler(MAX_LOG_LINE_CHARS, PARTIAL_LINE_WAIT_MS);
+  readonly stats: CollectorStats = { received: 0, invalid: 0, logs: 0, access: 0, unrouted: 0 };
   private readonly log: Logger;
   private lastWarnAt = 0;
 
@@ -56,15 +48,6 @@ export class Collector {
       for await (const frames of socket) this.intake(frames);
     } catch (err) {
       if (!socket.closed) this.log.error({ err }, 'intake loop failed');
-    }
-  }
-
-  /** Reads the uWSGI log PULL until it is closed. */
-  async consumeUwsgi(socket: zmq.Pull): Promise<void> {
-    try {
-      for await (const frames of socket) this.uwsgi(frames);
-    } catch (err) {
-      if (!socket.closed) this.log.error({ err }, 'uWSGI log loop failed');
     }
   }
 
@@ -82,31 +65,6 @@ export class Collector {
     }
     if (message.type === 'log') this.onLog(message);
     else this.onAccess(message);
-  }
-
-  /** Handles one frame from uWSGI's logzmq logger. */
-  uwsgi(frames: Buffer[]): void {
-    this.stats.uwsgiReceived += 1;
-    const chunk = frames.length === 1 ? parseUwsgiFrame(frames[0]!) : undefined;
-    if (!chunk) {
-      this.stats.uwsgiInvalid += 1;
-      this.warn('uWSGI log frame without a pier tag dropped', frames[0]?.subarray(0, 80).toString('utf8') ?? '');
-      return;
-    }
-    const now = Date.now();
-    const lines = chunk.isWhole
-      ? splitLogText(chunk.text)
-      : this.assembler.push(streamKey(chunk), chunk.text, now).flatMap((line) => splitLogText(line));
-    this.storeUwsgi(chunk.kind, chunk.app, chunk.instance, chunk.atMs ?? now, lines);
-  }
-
-  /** Stores partial uWSGI lines that waited too long for their end (all of them with `isAll`, at stop). */
-  expirePartialLines(isAll = false): void {
-    const now = Date.now();
-    for (const { key, line } of this.assembler.expire(now, isAll)) {
-      const [kind, app, instance] = key.split('\u0000') as [UwsgiChunk['kind'], string, string];
-      this.storeUwsgi(kind, app, instance, now, splitLogText(line));
-    }
   }
 
   private onLog(message: LogMessage): void {
@@ -127,20 +85,10 @@ export class Collector {
     if (this.options.routerLogs) this.options.store.append(app, [formatAccessLine(message)]);
   }
 
-  private storeUwsgi(kind: UwsgiChunk['kind'], app: string, instance: string, atMs: number, lines: string[]): void {
-    if (lines.length === 0) return;
-    const source = kind === 'req' ? 'uwsgi' : 'app';
-    this.options.store.append(app, lines.map((text) => formatLogLine(atMs, source, instance, text)));
-  }
-
   private warn(what: string, reason: string): void {
     const now = Date.now();
     if (now - this.lastWarnAt < 10_000) return;
     this.lastWarnAt = now;
-    this.log.warn({ reason, invalid: this.stats.invalid, uwsgiInvalid: this.stats.uwsgiInvalid }, what);
+    this.log.warn({ reason, invalid: this.stats.invalid }, what);
   }
-}
-
-function streamKey(chunk: UwsgiChunk): string {
-  return `${chunk.kind}\u0000${chunk.app}\u0000${chunk.instance}`;
 }

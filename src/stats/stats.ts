@@ -1,5 +1,5 @@
 /**
- * The stats collector daemon: PULLs log lines and access records from every node (and uWSGI's own log frames),
+ * The stats collector daemon: PULLs log lines and access records from every node (over CURVE: there is no plain intake),
  * writes each app's lines to chunked files, republishes them on the live tail PUB, answers `logs.tail` and
  * `stats.query` on its ROUTER, and adds per-app, per-minute request aggregates to PostgreSQL every few
  * seconds. It keeps collecting while PostgreSQL is away: aggregates wait in memory (bounded) for the next flush.
@@ -11,7 +11,7 @@ import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { addRequestStats, createPool, migrate, pruneRequestStats, requestStatsSince, type Pool } from '../db/index.js';
 import { MAX_TAIL_LINES } from '../protocol/index.js';
-import { acquireZap, closeQuietly, ControlClient, HeartbeatPublisher, SocketFactory, type CurveSettings } from '../transport/index.js';
+import { acquireZap, closeQuietly, ControlClient, HeartbeatPublisher, SocketFactory, type CurveSettings, type Keyring } from '../transport/index.js';
 import { RequestAggregator } from './aggregator.js';
 import { Collector } from './collector.js';
 import { summarize } from './histogram.js';
@@ -25,10 +25,10 @@ export interface StatsOptions {
   /** PostgreSQL holding the request aggregates. */
   dbUrl: string;
   log: Logger;
-  /** CURVE keys (server side: the collector binds); omit when `security.curve` is off. */
+  /** CURVE keys (server side: the collector binds with the collectors' keypair); omit when `security.curve` is off. */
   curve?: CurveSettings;
-  /** Client keys allowed to connect besides the cluster's own. */
-  allowedKeys?: Iterable<string>;
+  /** The keys allowed to connect, with their roles; this collector's own key is added as 'stats'. */
+  keyring?: Keyring;
 }
 
 /** Where each socket ended up bound (useful when configured with port 0). */
@@ -36,7 +36,6 @@ export interface StatsEndpoints {
   intake: string;
   tail: string;
   query: string;
-  uwsgiLog: string;
 }
 
 const PRUNE_INTERVAL_MS = 3_600_000;
@@ -68,7 +67,9 @@ export class StatsDaemon implements Service {
       const defer = this.lifecycle.defer.bind(this.lifecycle);
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve });
       if (curve) {
-        const release = await acquireZap([curve.publicKey, ...(this.options.allowedKeys ?? [])], this.log);
+        const keyring = new Map(this.options.keyring ?? []);
+        if (!keyring.has(curve.publicKey)) keyring.set(curve.publicKey, { role: 'stats', name: this.id });
+        const release = await acquireZap(keyring, this.log);
         defer('zap', release);
       }
 
@@ -77,7 +78,7 @@ export class StatsDaemon implements Service {
       defer('db pool', () => pool.end());
       await migrate(pool, this.log);
 
-      const tailSocket = sockets.publisher('server');
+      const tailSocket = sockets.publisher('server', 'pier.query');
       defer('tail socket', () => closeQuietly(tailSocket));
       await tailSocket.bind(stats.tailBind);
       const tail = new TailPublisher(tailSocket);
@@ -89,7 +90,6 @@ export class StatsDaemon implements Service {
       this.store = store;
       await store.start();
       defer('log store', async () => {
-        this.collector?.expirePartialLines(true);
         await store.close();
         await tail.drained();
       });
@@ -101,13 +101,10 @@ export class StatsDaemon implements Service {
       const collector = new Collector({ store, aggregator, releases, routerLogs: stats.routerLogs, maxMessageBytes: cluster.maxMessageBytes, log: this.log });
       this.collector = collector;
 
-      const intake = sockets.pull();
+      const intake = sockets.pull('pier.intake');
       await bindPull(intake, stats.intakeBind, (socket) => collector.consumeIntake(socket), defer);
-      // uWSGI's logzmq logger cannot encrypt: this PULL is always plain (keep it on a private address).
-      const uwsgi = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes }).pull();
-      await bindPull(uwsgi, stats.uwsgiLogBind, (socket) => collector.consumeUwsgi(socket), defer);
 
-      const router = sockets.router();
+      const router = sockets.router('pier.query');
       await router.bind(stats.queryBind);
       const query = new QueryServer(router, {
         'logs.tail': async (request) => store.tail(request.app, Math.min(request.lines, MAX_TAIL_LINES), request.maxBytes ?? Math.floor(cluster.maxMessageBytes * 0.9)),
@@ -122,21 +119,19 @@ export class StatsDaemon implements Service {
       });
 
       const flusher = setInterval(() => void this.flush(), stats.flushIntervalMs);
-      const partials = setInterval(() => collector.expirePartialLines(), 500);
       const pruner = setInterval(() => {
         void this.prune();
         releases.sweep();
       }, PRUNE_INTERVAL_MS);
       defer('timers', () => {
         clearInterval(flusher);
-        clearInterval(partials);
         clearInterval(pruner);
       });
       void this.prune();
 
       this.endpoints = {
         intake: intake.lastEndpoint ?? stats.intakeBind, tail: tailSocket.lastEndpoint ?? stats.tailBind,
-        query: router.lastEndpoint ?? stats.queryBind, uwsgiLog: uwsgi.lastEndpoint ?? stats.uwsgiLogBind,
+        query: router.lastEndpoint ?? stats.queryBind,
       };
       this.joinCluster(sockets, defer);
       this.log.info({ ...this.endpoints }, 'stats collector ready');

@@ -102,7 +102,10 @@ export class ControlClient {
     if (this.isClosed) throw new IllegalStateError('control client is closed');
     const id = options.id ?? newRequestId();
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
-    const frame = encode({ ...body, v: 1, type, id });
+    const payload = encode({ ...body, v: 1, type, id });
+    // With CURVE, the proof of our key goes first: the nexus checks our role with it (peer-proof.ts).
+    const proof = this.options.sockets.proof(payload);
+    const frame = proof ? [proof, payload] : payload;
     const failures: string[] = [];
     for (let i = 0; i < this.endpoints.length; i++) {
       // Closed during the call: stop here rather than try (and perhaps apply) it on another endpoint.
@@ -132,7 +135,7 @@ export class ControlClient {
     );
   }
 
-  private async attempt(endpoint: string, id: string, frame: Buffer, timeoutMs: number): Promise<ControlReply> {
+  private async attempt(endpoint: string, id: string, frame: Buffer | Buffer[], timeoutMs: number): Promise<ControlReply> {
     const connection = this.connection(endpoint, timeoutMs);
     const reply = new Promise<ControlReply>((resolve, reject) => connection.pending.set(id, { resolve, reject }));
     let timer: NodeJS.Timeout | undefined;

@@ -38,7 +38,10 @@ export class HeartbeatPublisher {
       seq: this.seq++, intervalMs: this.options.intervalMs, sentAt: Date.now(),
       load: loadavg()[0] ?? 0, ...(this.options.sample?.() ?? {}),
     };
-    void this.sender?.send([encode(message)]);
+    const payload = encode(message);
+    // With CURVE, the proof of our key goes first, so the nexus knows the beat is really from this node.
+    const proof = this.options.sockets.proof(payload);
+    void this.sender?.send(proof ? [proof, payload] : [payload]);
   }
 
   stop(): void {

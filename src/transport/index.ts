@@ -8,3 +8,5 @@ export * from './keys.js';
 export * from './zap.js';
 export * from './intake-pusher.js';
 export * from './stats-client.js';
+export * from './peer-proof.js';
+export * from './zap-domains.js';

@@ -47,7 +47,7 @@ export class IntakePusher {
 
   start(): void {
     if (this.options.endpoints.length === 0) return;
-    const socket = this.options.sockets.push();
+    const socket = this.options.sockets.forStats().push();
     for (const endpoint of this.options.endpoints) socket.connect(endpoint);
     this.socket = socket;
   }

@@ -28,17 +28,26 @@ export interface RouterServerStats {
   failed: number;
 }
 
-export interface RouterServerOptions<R extends RoutedRequest> {
+export interface RouterServerOptions<R extends RoutedRequest, C = undefined> {
   /** Decodes and validates one payload. @throws RequestDecodeError */
   decode: (frame: Uint8Array, maxBytes: number) => R;
-  handlers: { [type: string]: ((request: R) => Promise<unknown>) | undefined };
+  handlers: { [type: string]: ((request: R, caller: C | undefined) => Promise<unknown>) | undefined };
+  /**
+   * Decides who sent a decoded request from the proof frame that came before its payload (undefined when none
+   * came; src/transport/peer-proof.ts) and whether they may; throws a PierError to refuse. Without it every
+   * request is served and handlers get no caller.
+   */
+  authorize?: (request: R, proof: Buffer | undefined, payload: Buffer) => C;
   maxMessageBytes: number;
   log: Logger;
   /** The reply to requests that arrive after drain() began. */
   closing: { code: ErrorCode; message: string };
 }
 
-export class RouterServer<R extends RoutedRequest> {
+/** Length of a proof frame (see peer-proof.ts), told apart from REQ's empty delimiter by its size. */
+const PROOF_FRAME_BYTES = 72;
+
+export class RouterServer<R extends RoutedRequest, C = undefined> {
   readonly stats: RouterServerStats = { received: 0, replied: 0, invalid: 0, dropped: 0, failed: 0 };
   private readonly sender: SerialSender;
   private readonly inFlight = new Set<Promise<void>>();
@@ -47,7 +56,7 @@ export class RouterServer<R extends RoutedRequest> {
 
   constructor(
     private readonly router: zmq.Router,
-    private readonly options: RouterServerOptions<R>,
+    private readonly options: RouterServerOptions<R, C>,
   ) {
     this.sender = new SerialSender(router);
   }
@@ -68,22 +77,25 @@ export class RouterServer<R extends RoutedRequest> {
   }
 
   private dispatch(frames: Buffer[]): void {
-    // DEALER clients send [identity, payload]; REQ clients add an empty delimiter: [identity, '', payload].
+    // DEALER clients send [identity, payload] or, signing, [identity, proof, payload]; REQ clients add an empty
+    // delimiter: [identity, '', payload].
     const identity = frames[0];
     const hasDelimiter = frames.length === 3 && frames[1]!.length === 0;
+    const proof = frames.length === 3 && frames[1]!.length === PROOF_FRAME_BYTES ? frames[1] : undefined;
     if (!identity || frames.length < 2) {
       this.stats.dropped += 1;
       return;
     }
     const envelope = hasDelimiter ? [identity, frames[1]!] : [identity];
-    if (frames.length > (hasDelimiter ? 3 : 2)) {
+    if (frames.length > (hasDelimiter || proof ? 3 : 2)) {
       this.stats.invalid += 1;
       void this.reply(envelope, encodeError(null, new ProtocolError(`expected one payload frame after the routing envelope, got ${frames.length - envelope.length}`)));
       return;
     }
+    const payload = frames[frames.length - 1]!;
     let request: R;
     try {
-      request = this.options.decode(frames[frames.length - 1]!, this.options.maxMessageBytes);
+      request = this.options.decode(payload, this.options.maxMessageBytes);
     } catch (err) {
       this.stats.invalid += 1;
       const re = err instanceof RequestDecodeError ? err.re : null;
@@ -95,17 +107,18 @@ export class RouterServer<R extends RoutedRequest> {
       void this.reply(envelope, encodeError(request.id, new PierError(this.options.closing.code, this.options.closing.message)));
       return;
     }
-    const task = this.handle(envelope, request).finally(() => this.inFlight.delete(task));
+    const task = this.handle(envelope, request, proof, payload).finally(() => this.inFlight.delete(task));
     this.inFlight.add(task);
   }
 
-  private async handle(envelope: Buffer[], request: R): Promise<void> {
+  private async handle(envelope: Buffer[], request: R, proof: Buffer | undefined, payload: Buffer): Promise<void> {
     const handler = this.options.handlers[request.type];
     const started = Date.now();
     const { log } = this.options;
     try {
+      const caller = this.options.authorize?.(request, proof, payload);
       if (!handler) throw toPierError(new Error(`no handler for '${request.type}'`));
-      const result = await handler(request);
+      const result = await handler(request, caller);
       await this.reply(envelope, encodeReply(request.id, result));
       log.debug({ type: request.type, id: request.id, durationMs: Date.now() - started }, 'request handled');
     } catch (err) {

@@ -51,7 +51,7 @@ export class StatsClient {
    * function is called.
    */
   follow(app: string, onLines: (lines: string[]) => void): () => void {
-    const socket = this.options.sockets.subscriber('client');
+    const socket = this.options.sockets.forStats().subscriber('client');
     const topic = tailTopic(app);
     socket.subscribe(topic);
     for (const { tail } of this.options.collectors) socket.connect(tail);
@@ -87,7 +87,8 @@ export class StatsClient {
   }
 
   private async ask<T extends StatsQueryType>(endpoint: string, type: T, body: StatsQueryBody<T>): Promise<StatsQueryResult<T>> {
-    const { sockets, timeoutMs } = this.options;
+    const { timeoutMs } = this.options;
+    const sockets = this.options.sockets.forStats();
     const socket = sockets.dealer(timeoutMs);
     let timer: NodeJS.Timeout | undefined;
     try {

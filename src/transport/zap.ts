@@ -1,11 +1,14 @@
 /**
  * ZAP handler (ZeroMQ RFC 27) for CURVE server sockets: admits a client only when its public key is on the
- * allow-list. It must be bound in the same ZeroMQ context before any CURVE server socket, and servers set
- * `zapEnforceDomain` so a missing handler denies everyone instead of admitting everyone.
+ * allow-list with a role the socket's ZAP domain lists (src/transport/zap-domains.ts). It must be bound in the
+ * same ZeroMQ context before any CURVE server socket, and servers set `zapEnforceDomain` so a missing handler
+ * denies everyone instead of admitting everyone.
  */
 import * as zmq from 'zeromq';
 import type { Logger } from 'pino';
+import type { KeyIdentity } from './keys.js';
 import { closeQuietly } from './sockets.js';
+import { isAdmitted } from './zap-domains.js';
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 const Z85_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
@@ -31,7 +34,7 @@ export class ZapHandler {
   private loop: Promise<void> | undefined;
 
   constructor(
-    private readonly allowedKeys: ReadonlySet<string>,
+    private readonly allowedKeys: ReadonlyMap<string, KeyIdentity>,
     private readonly log: Logger,
   ) {}
 
@@ -44,17 +47,21 @@ export class ZapHandler {
     try {
       for await (const frames of this.socket) {
         // [routing id, '', version, request id, domain, address, identity, mechanism, credentials…]
-        const [routingId, , version, requestId, , address, , mechanism, key] = frames;
+        // (The identity frame is the server socket's own routing id, not the client's: it says nothing about the peer.)
+        const [routingId, , version, requestId, domainFrame, address, , mechanism, key] = frames;
         const clientKey = mechanism?.toString() === 'CURVE' && key?.length === 32 ? z85Encode(key) : '';
-        const isAllowed = clientKey !== '' && this.allowedKeys.has(clientKey);
+        const identity = clientKey === '' ? undefined : this.allowedKeys.get(clientKey);
+        const domain = domainFrame?.toString() ?? '';
+        const isAllowed = identity !== undefined && isAdmitted(domain, identity.role);
         if (isAllowed) this.stats.allowed += 1;
         else {
           this.stats.denied += 1;
-          this.log.warn({ peer: address?.toString(), mechanism: mechanism?.toString(), clientKey }, 'connection refused: key not allowed');
+          const reason = identity ? `role '${identity.role}' may not connect to '${domain}'` : 'key not allowed';
+          this.log.warn({ peer: address?.toString(), domain, mechanism: mechanism?.toString(), clientKey, reason }, 'connection refused');
         }
         await this.socket.send([
           routingId!, Buffer.alloc(0), version ?? '1.0', requestId ?? '',
-          isAllowed ? '200' : '400', isAllowed ? 'OK' : 'key not allowed', isAllowed ? clientKey : '', Buffer.alloc(0),
+          isAllowed ? '200' : '400', isAllowed ? 'OK' : 'key not allowed', isAllowed ? `${identity.role}:${identity.name}` : '', Buffer.alloc(0),
         ]);
       }
     } catch (err) {
@@ -69,17 +76,20 @@ export class ZapHandler {
 }
 
 /** One ZAP handler per process (the inproc endpoint is per context); servers share it and add their keys. */
-let shared: { handler: ZapHandler; keys: Set<string>; users: number; ready: Promise<void> } | undefined;
+let shared: { handler: ZapHandler; keys: Map<string, KeyIdentity>; users: number; ready: Promise<void> } | undefined;
 
-/** Starts (or joins) the process's ZAP handler with `keys` allowed; call the returned function to leave. */
-export async function acquireZap(keys: Iterable<string>, log: Logger): Promise<() => Promise<void>> {
+/**
+ * Starts (or joins) the process's ZAP handler with `keys` allowed (each with its role); call the returned
+ * function to leave. A key already known keeps its first role.
+ */
+export async function acquireZap(keys: Iterable<readonly [string, KeyIdentity]>, log: Logger): Promise<() => Promise<void>> {
   if (!shared) {
-    const all = new Set<string>();
+    const all = new Map<string, KeyIdentity>();
     const handler = new ZapHandler(all, log.child({ component: 'transport.zap' }));
     shared = { handler, keys: all, users: 0, ready: handler.start() };
   }
   const current = shared;
-  for (const key of keys) current.keys.add(key);
+  for (const [key, identity] of keys) if (!current.keys.has(key)) current.keys.set(key, identity);
   current.users += 1;
   await current.ready;
   let isReleased = false;

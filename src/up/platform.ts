@@ -14,7 +14,7 @@ import { newToken } from '../core/ids.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { sleep } from '../core/wait.js';
 import { EmbeddedPostgres, createPool, ensureAdmin, migrate, withTransaction } from '../db/index.js';
-import { ensureKeys } from '../transport/index.js';
+import { ensureClusterKeys, type DaemonKeys } from '../transport/index.js';
 import { SupervisedChild } from './child.js';
 import { platformPaths, type PlatformPaths } from './paths.js';
 import { cleanupStale, isAlive, readState, type PlatformState } from './state.js';
@@ -55,6 +55,8 @@ export class Platform implements Service {
   private dbUrl = '';
   /** Set once the platform is up and up.json written. */
   private apiUrls: string[] | undefined;
+  /** Each daemon's own keys folder (with CURVE on), by daemon name. */
+  private keyDirs = new Map<string, string>();
 
   constructor(private readonly options: PlatformOptions) {
     this.paths = platformPaths(options.config.dataDir);
@@ -81,7 +83,8 @@ export class Platform implements Service {
         this.dbUrl = postgres.url;
       }
       const token = await this.prepareDatabase();
-      if (config.security.curve) ensureKeys(config.security.keysDir);
+      const count = this.options.runners ?? 1;
+      if (config.security.curve) this.keyDirs = ensureClusterKeys(config.security.keysDir, this.daemonKeys(count));
 
       this.lifecycle.defer('daemons', () => this.stopChildren());
       await this.waitReady(config.cluster.nexus.map((address, i) => this.spawnNexus(address, i)));
@@ -89,10 +92,9 @@ export class Platform implements Service {
       const collectors = config.cluster.stats.map((address, i) => this.spawnDaemon('stats', `stats-${i + 1}`, {
         stats: {
           ...config.stats, id: `stats-${i + 1}`, intakeBind: localBind(address.intake), tailBind: localBind(address.tail),
-          queryBind: localBind(address.query), uwsgiLogBind: localBind(address.uwsgiLog),
+          queryBind: localBind(address.query),
         },
       }));
-      const count = this.options.runners ?? 1;
       const runners = Array.from({ length: count }, (_, i) => {
         // Split the instance port range between the runners of this machine.
         const span = Math.floor((config.runner.portMax - config.runner.portMin + 1) / count);
@@ -110,6 +112,21 @@ export class Platform implements Service {
         rmSync(paths.stateFile, { force: true });
       });
     });
+  }
+
+  /**
+   * Every daemon this machine runs, and the role of its key; plus an operator key (keys/operator/) for tools
+   * that call the owner commands over ZeroMQ.
+   */
+  private daemonKeys(runners: number): DaemonKeys[] {
+    const { cluster } = this.options.config;
+    return [
+      ...cluster.nexus.map((_, i) => ({ name: `nexus-${i + 1}`, role: 'nexus' as const })),
+      ...cluster.stats.map((_, i) => ({ name: `stats-${i + 1}`, role: 'stats' as const })),
+      { name: 'balancer-1', role: 'balancer' },
+      ...Array.from({ length: runners }, (_, i) => ({ name: `runner-${i + 1}`, role: 'runner' as const })),
+      { name: 'operator', role: 'operator' },
+    ];
   }
 
   private claimPidFile(): void {
@@ -156,7 +173,9 @@ export class Platform implements Service {
   private spawnDaemon(kind: 'nexus' | 'runner' | 'balancer' | 'stats', name: string, own: Record<string, unknown>): SupervisedChild {
     const { config } = this.options;
     const file = join(this.paths.configDir, `${name}.toml`);
-    const daemonConfig = { dataDir: config.dataDir, log: { level: config.log.level }, cluster: { ...config.cluster }, security: { ...config.security }, ...own };
+    // Each daemon is pointed at its own keys folder: only a nexus's holds server.key, only a collector's stats.key.
+    const security = { ...config.security, ...(config.security.curve ? { keysDir: this.keyDirs.get(name)! } : {}) };
+    const daemonConfig = { dataDir: config.dataDir, log: { level: config.log.level }, cluster: { ...config.cluster }, security, ...own };
     writeFileSync(file, `# written by pier up; edit ${join(this.paths.dataDir, 'pier.toml')} instead\n${toToml(daemonConfig)}\n`);
     const child = new SupervisedChild(
       {

@@ -2,7 +2,7 @@
  * The operator's and app owner's first steps through the real binary: pier up (detached) brings up PostgreSQL and
  * two nexus replicas, pier status shows them, an owner manages apps through the API, pier down leaves nothing.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/up/index.js';
@@ -28,12 +28,12 @@ function listening(port: number): boolean {
 beforeAll(async () => {
   dataDir = searchableTempDir('pier-up-');
   ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
-  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq, su] = ports;
+  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq] = ports;
   const instancePorts = 30000 + (process.pid % 100) * 50;
   writeFileSync(
     join(dataDir, 'pier.toml'),
     `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n[runner]\nportMin = ${instancePorts}\nportMax = ${instancePorts + 49}\n` +
-      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\nuwsgiLog = "tcp://127.0.0.1:${su}"\n` +
+      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "http://127.0.0.1:${a1}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c2}"\nevents = "tcp://127.0.0.1:${e2}"\nheartbeats = "tcp://127.0.0.1:${h2}"\napi = "http://127.0.0.1:${a2}"\n`,
   );
@@ -66,6 +66,21 @@ describe('pier up', () => {
     expect(nexus.filter((n) => n.isLeader)).toHaveLength(1);
     expect(parsed.nodes.filter((n) => n.kind === 'balancer' && n.status === 'alive').map((n) => n.id)).toEqual(['balancer-1']);
     expect(parsed.nodes.filter((n) => n.kind === 'stats' && n.status === 'alive').map((n) => n.id)).toEqual(['stats-1']);
+  });
+
+  it('points each daemon at its own keys folder: only nexus replicas hold server.key, only the collector stats.key', () => {
+    const keysDirOf = (name: string) => /^keysDir = "(.*)"$/m.exec(readFileSync(join(dataDir, 'config', `${name}.toml`), 'utf8'))?.[1];
+    const secretsIn = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.key') && f !== 'node.key').sort();
+    for (const name of ['nexus-1', 'nexus-2']) expect(secretsIn(keysDirOf(name)!)).toEqual(['server.key']);
+    expect(secretsIn(keysDirOf('stats-1')!)).toEqual(['stats.key']);
+    for (const name of ['runner-1', 'balancer-1']) {
+      const dir = keysDirOf(name)!;
+      expect(dir).toBe(join(dataDir, 'keys', name));
+      expect(readdirSync(dir).sort()).toEqual(['node.key', 'server.pub', 'stats.pub']);
+    }
+    // Every daemon has a key of its own.
+    const nodeKeys = ['nexus-1', 'nexus-2', 'stats-1', 'runner-1', 'balancer-1'].map((n) => readFileSync(join(keysDirOf(n)!, 'node.key'), 'utf8'));
+    expect(new Set(nodeKeys).size).toBe(5);
   });
 
   it('serves public HTTP on the balancer: an unknown host gets a clear 404', async () => {

@@ -1,13 +1,15 @@
 /**
  * The stats collector daemon on real sockets, files and PostgreSQL: hostile intake is counted and dropped while
- * good lines keep flowing; uWSGI's own log frames are accepted; chunks rotate and old ones go; a restarted
+ * good lines keep flowing; a config still naming the removed plain uWSGI intake is refused; chunks rotate and old ones go; a restarted
  * collector still has its lines; aggregates are written at stop.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zmq from 'zeromq';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.js';
+import type { PierError } from '../../src/core/errors.js';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { requestStatsSince } from '../../src/db/index.js';
@@ -25,12 +27,12 @@ const pool = testPool(dbUrl);
 const dir = mkdtempSync(join(tmpdir(), 'pier-stats-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function startCollector(stats: Record<string, unknown> = {}): Promise<{ daemon: StatsDaemon; client: StatsClient; push: zmq.Push; uwsgi: zmq.Push }> {
-  const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  const [intake, tail, query, uwsgiLog] = ports.map((p) => `tcp://127.0.0.1:${p}`) as [string, string, string, string];
+async function startCollector(stats: Record<string, unknown> = {}): Promise<{ daemon: StatsDaemon; client: StatsClient; push: zmq.Push }> {
+  const ports = await Promise.all([freePort(), freePort(), freePort()]);
+  const [intake, tail, query] = ports.map((p) => `tcp://127.0.0.1:${p}`) as [string, string, string];
   const config = testConfig({
     dataDir: dir, cluster: { nexus: [{ control: 'tcp://127.0.0.1:9', events: 'tcp://127.0.0.1:9', heartbeats: 'tcp://127.0.0.1:9', api: 'http://127.0.0.1:9' }] },
-    stats: { id: `stats-${randomId()}`, intakeBind: intake, tailBind: tail, queryBind: query, uwsgiLogBind: uwsgiLog, flushIntervalMs: 100, ...stats },
+    stats: { id: `stats-${randomId()}`, intakeBind: intake, tailBind: tail, queryBind: query, flushIntervalMs: 100, ...stats },
   });
   const daemon = new StatsDaemon({ config, dbUrl, log: silentLogger() });
   await daemon.start();
@@ -38,13 +40,10 @@ async function startCollector(stats: Record<string, unknown> = {}): Promise<{ da
   const client = new StatsClient({ collectors: [{ query, tail }], sockets: testSockets(), timeoutMs: 2000, log: silentLogger() });
   const push = new zmq.Push({ linger: 0 });
   push.connect(intake);
-  const uwsgi = new zmq.Push({ linger: 0 });
-  uwsgi.connect(uwsgiLog);
   onCleanup(async () => {
     closeQuietly(push);
-    closeQuietly(uwsgi);
   });
-  return { daemon, client, push, uwsgi };
+  return { daemon, client, push };
 }
 
 const AT = Date.now();
@@ -75,15 +74,25 @@ describe('stats collector daemon', () => {
     expect(daemon.collector!.stats).toMatchObject({ received: 6, invalid: 5, logs: 1 });
   });
 
-  it("accepts uWSGI's own JSON log frames on the uWSGI intake", async () => {
-    const { client, uwsgi } = await startCollector();
-    await uwsgi.send(`{"pier":1,"kind":"log","app":"uw","instance":"uw-v1-abc","at":${AT * 1000},"line":"from logzmq"}`);
-    await uwsgi.send('garbage without a tag');
-    const { lines } = await waitFor(async () => {
-      const tail = await client.tail('uw', 10);
-      return tail.lines.length > 0 ? tail : undefined;
-    }, { name: 'uWSGI line stored' });
-    expect(lines).toEqual([`${new Date(AT).toISOString()} app[uw-v1-abc]: from logzmq`]);
+  it('refuses a config file that still sets the removed plain uWSGI intake, in one line', () => {
+    for (const [name, text] of [
+      ['bind.toml', '[stats]\nuwsgiLogBind = "tcp://127.0.0.1:7503"\n'],
+      ['address.toml', '[[cluster.stats]]\nintake = "tcp://127.0.0.1:7500"\nuwsgiLog = "tcp://127.0.0.1:7503"\n'],
+    ] as const) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const err = (() => {
+        try {
+          loadConfig({ file });
+        } catch (e) {
+          return e as PierError;
+        }
+        return undefined;
+      })();
+      expect(err?.code).toBe('PIER_CONFIG');
+      expect(err?.message).toMatch(new RegExp(`^file ${file}: (stats\\.uwsgiLogBind|cluster\\.stats\\.0\\.uwsgiLog) was removed: the plain uWSGI log intake was removed`));
+      expect(err?.message).not.toContain('\n');
+    }
   });
 
   it('rotates chunks at chunkBytes, keeps retainChunks of them, and answers tails across chunks', async () => {

@@ -6,13 +6,14 @@
  * the operator see.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/logger.js';
 import { EmbeddedPostgres } from '../../src/db/index.js';
+import { curveKeyPair } from '../../src/transport/index.js';
 import type { Instance } from '../../src/protocol/index.js';
 import { isAlive } from '../../src/up/index.js';
 import { CLI, runCli } from '../helpers/cli.js';
@@ -32,11 +33,27 @@ let token: string;
 let lone: ChildProcess | undefined;
 const LONE = 'runner-lone';
 
-/** Starts the lone runner from a config derived from pier up's runner-1.toml (own id, folder and port range). */
+/**
+ * Gives the lone runner a key of its own, as the README says for a machine added by hand: its node.key in its
+ * keys folder and its public key in the cluster's allow-list (before pier up starts the servers); the two
+ * public keys are copied over once pier up made them.
+ */
+function allowLoneRunner(): void {
+  const pair = curveKeyPair();
+  mkdirSync(join(dataDir, 'keys', LONE), { recursive: true });
+  writeFileSync(join(dataDir, 'keys', LONE, 'node.key'), JSON.stringify(pair), { mode: 0o600 });
+  mkdirSync(join(dataDir, 'keys', 'allowed', 'runner'), { recursive: true });
+  writeFileSync(join(dataDir, 'keys', 'allowed', 'runner', `${LONE}.pub`), `${pair.publicKey}\n`);
+}
+
+/** Starts the lone runner from a config derived from pier up's runner-1.toml (own id, keys, folder and port range). */
 function startLoneRunner(portMin: number): ChildProcess {
   const base = readFileSync(join(dataDir, 'config', 'runner-1.toml'), 'utf8');
   const file = join(dataDir, 'config', `${LONE}.toml`);
-  writeFileSync(file, base.replace(/^id = "runner-1"$/m, `id = "${LONE}"`).replace(/^portMin = \d+$/m, `portMin = ${portMin}`).replace(/^portMax = \d+$/m, `portMax = ${portMin + 39}`));
+  const keysDir = join(dataDir, 'keys', LONE);
+  for (const pub of ['server.pub', 'stats.pub']) copyFileSync(join(dataDir, 'keys', 'runner-1', pub), join(keysDir, pub));
+  writeFileSync(file, base.replace(/^id = "runner-1"$/m, `id = "${LONE}"`).replace(/^portMin = \d+$/m, `portMin = ${portMin}`).replace(/^portMax = \d+$/m, `portMax = ${portMin + 39}`)
+    .replace(/^keysDir = ".*"$/m, `keysDir = "${keysDir}"`));
   const out = openSync(join(dataDir, 'logs', `${LONE}.log`), 'a');
   return spawn(process.execPath, [CLI, 'runner', '--config', file], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', out, out] });
 }
@@ -97,7 +114,7 @@ function load(): SteadyLoad {
 beforeAll(async () => {
   dataDir = searchableTempDir('pier-failover-');
   const ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
-  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq, su] = ports as number[];
+  const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq] = ports as number[];
   pgPort = pg!;
   webPort = web!;
   postgres = new EmbeddedPostgres({ dataDir: join(dataDir, 'external-pg'), port: pgPort, log: silentLogger() });
@@ -106,12 +123,13 @@ beforeAll(async () => {
   writeFileSync(
     join(dataDir, 'pier.toml'),
     `[log]\nlevel = "info"\n[balancer]\nport = ${web}\n[runner]\nportMin = ${instancePorts}\nportMax = ${instancePorts + 39}\n` +
-      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\nuwsgiLog = "tcp://127.0.0.1:${su}"\n` +
+      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "http://127.0.0.1:${a1}"\n` +
       `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c2}"\nevents = "tcp://127.0.0.1:${e2}"\nheartbeats = "tcp://127.0.0.1:${h2}"\napi = "http://127.0.0.1:${a2}"\n`,
   );
   apiUrls = [`http://127.0.0.1:${a1}`, `http://127.0.0.1:${a2}`];
   env = { PIER_DATA: dataDir, XDG_CONFIG_HOME: join(dataDir, 'xdg'), DATABASE_URL: postgres.url };
+  allowLoneRunner();
   const up = await runCli(['up', '--detach'], env);
   expect(up.stderr).toBe('');
   token = (JSON.parse(readFileSync(join(dataDir, 'admin.json'), 'utf8')) as { token: string }).token;

@@ -59,15 +59,15 @@ export function controlClient(endpoints: string[], timeoutMs = 500): ControlClie
 
 /** Endpoints for one stats collector on free loopback ports (known before it starts, so the nexus can list it). */
 export async function collectorAddress(): Promise<StatsAddress> {
-  const [intake, tail, query, uwsgiLog] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  return { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}`, uwsgiLog: `tcp://127.0.0.1:${uwsgiLog}` };
+  const [intake, tail, query] = await Promise.all([freePort(), freePort(), freePort()]);
+  return { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}` };
 }
 
 /** Starts a stats collector bound at `address`, stopped after the file. */
 export async function startCollector(dbUrl: string, config: ConfigInput, address: StatsAddress, stats: ConfigInput = {}): Promise<StatsDaemon> {
   const daemon = new StatsDaemon({
     config: testConfig(deepMerge(config, {
-      stats: { id: `stats-${randomId()}`, intakeBind: address.intake, tailBind: address.tail, queryBind: address.query, uwsgiLogBind: address.uwsgiLog, ...stats },
+      stats: { id: `stats-${randomId()}`, intakeBind: address.intake, tailBind: address.tail, queryBind: address.query, ...stats },
     })),
     dbUrl, log: silentLogger(),
   });

@@ -23,7 +23,8 @@ describe('CURVE and ZAP', () => {
     const allowed = curveKeyPair();
     const stranger = curveKeyPair();
     const curve = { serverPublicKey: server.publicKey, serverSecretKey: server.secretKey, ...nexusNode };
-    const nexus = new Nexus({ config: testConfig({ nexus: { id: 'nexus-curve' } }), dbUrl, log: silentLogger(), curve, allowedKeys: [allowed.publicKey] });
+    const keyring = new Map([[allowed.publicKey, { role: 'runner' as const, name: 'runner-curve' }]]);
+    const nexus = new Nexus({ config: testConfig({ nexus: { id: 'nexus-curve' } }), dbUrl, log: silentLogger(), curve, keyring });
     onCleanup(() => nexus.stop());
     await nexus.start();
     const endpoint = nexus.endpoints!.control;
