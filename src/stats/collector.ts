@@ -21,6 +21,8 @@ export interface CollectorOptions {
   routerLogs: boolean;
   maxMessageBytes: number;
   log: Logger;
+  /** True for lines and records of a destroyed app (stamped before it was destroyed): they are dropped. @default none */
+  isPurged?: (app: string, atMs: number) => boolean;
 }
 
 /** Counters an operator (or a test) can read. */
@@ -111,6 +113,7 @@ export class Collector {
 
   private onLog(message: LogMessage): void {
     this.stats.logs += 1;
+    if (this.options.isPurged?.(message.app, message.at)) return;
     const lines = splitLogText(message.line).map((text) => formatLogLine(message.at, message.source, message.origin, text));
     if (lines.length > 0) this.options.store.append(message.app, lines);
   }
@@ -122,13 +125,14 @@ export class Collector {
       this.stats.unrouted += 1;
       return;
     }
+    if (this.options.isPurged?.(app, message.at)) return;
     this.options.aggregator.record({ ...message, app });
     this.options.releases?.record({ ...message, app });
     if (this.options.routerLogs) this.options.store.append(app, [formatAccessLine(message)]);
   }
 
   private storeUwsgi(kind: UwsgiChunk['kind'], app: string, instance: string, atMs: number, lines: string[]): void {
-    if (lines.length === 0) return;
+    if (lines.length === 0 || this.options.isPurged?.(app, atMs)) return;
     const source = kind === 'req' ? 'uwsgi' : 'app';
     this.options.store.append(app, lines.map((text) => formatLogLine(atMs, source, instance, text)));
   }
