@@ -85,7 +85,7 @@ export class AppCleanup {
   /** The app was destroyed: purge it here (in the background; a new instance of the name waits for it). */
   destroyed(app: string): Promise<void> {
     this.createdAt.delete(app);
-    return this.enqueue(app, () => this.purge(app, { deleteUser: true }));
+    return this.enqueue(app, () => this.purge(app));
   }
 
   /**
@@ -102,11 +102,11 @@ export class AppCleanup {
       const createdAt = live.get(app);
       const record = records.get(app);
       if (createdAt === undefined) {
-        work.push(this.enqueue(app, () => this.purge(app, { deleteUser: true, record })));
+        work.push(this.enqueue(app, () => this.purge(app, record)));
       } else if (record && record.createdAt !== 0 && record.createdAt !== createdAt) {
-        // The name was destroyed and created again while this runner was away: the old app's files go; the user
-        // (which may already be the new app's) stays.
-        work.push(this.enqueue(app, () => this.purge(app, { deleteUser: false, record })));
+        // The name was destroyed and created again while this runner was away: the old app goes all the same (its
+        // user too, when it is still the recorded one), and the new app gets a fresh user.
+        work.push(this.enqueue(app, () => this.purge(app, record)));
       }
     }
     await Promise.all(work);
@@ -123,16 +123,16 @@ export class AppCleanup {
     return next;
   }
 
-  private async purge(app: string, options: { deleteUser: boolean; record?: AppRecord }): Promise<void> {
+  private async purge(app: string, known?: AppRecord): Promise<void> {
     const started = Date.now();
     await this.manager?.stopApp(app);
     const { appUsers } = this.options;
     const user = appUsers ? await appUsers.lookup(app) : undefined;
-    const record = options.record ?? (await this.readRecord(app));
+    const record = known ?? (await this.readRecord(app));
     // Only an app this runner ran is its to end (another runner on this machine may run the name otherwise).
     if (!record && !(await this.heldNames()).includes(app)) return;
-    // The recorded uid is the old app's; the user of that name now may be a re-created app's (deleteUser false).
-    const owner: FileOwner | undefined = record ?? (options.deleteUser ? user : undefined);
+    // The recorded uid is the old app's (a user of that name with another uid is not this runner's to delete).
+    const owner: FileOwner | undefined = record ?? user;
     let isKilled = true;
     if (owner && appUsers) {
       isKilled = await killAllOf(owner);
@@ -140,7 +140,7 @@ export class AppCleanup {
     }
     await this.removeFolders(app, owner);
     if (owner && appUsers) await removeScratchOf(owner);
-    if (options.deleteUser && appUsers && user && (!record || record.uid === user.uid) && isKilled) {
+    if (appUsers && user && (!record || record.uid === user.uid) && isKilled) {
       await appUsers.remove(app);
     }
     await rm(join(this.recordsDir, `${app}.json`), { force: true });

@@ -15,6 +15,7 @@ import { createOwner, withTransaction } from '../../src/db/index.js';
 import type { App, Release } from '../../src/protocol/index.js';
 import { Balancer } from '../../src/balancer/balancer.js';
 import { Runner } from '../../src/runner/runner.js';
+import type { StatsDaemon } from '../../src/stats/stats.js';
 import { killAllOf, processesOf } from '../../src/runner/app-files.js';
 import { AppUsers } from '../../src/runner/app-users.js';
 import { send } from '../balancer/helpers.js';
@@ -35,6 +36,9 @@ const users = new AppUsers();
 const seenUids = new Set<number>();
 let nexus: NexusHandle;
 let runner: Runner;
+let runnerConfig: ReturnType<typeof testConfig>;
+let collector: StatsDaemon;
+let startStats: () => Promise<StatsDaemon>;
 let balancer: Balancer;
 
 /**
@@ -119,12 +123,14 @@ async function destroyAndWait(): Promise<void> {
 }
 
 beforeAll(async () => {
-  const collector = await collectorAddress();
-  nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector] } }, 'file');
-  const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [collector] };
-  await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });
+  const address = await collectorAddress();
+  nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [address] } }, 'file');
+  const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [address] };
+  startStats = () => startCollector(dbUrl, { dataDir: dir, cluster }, address, { flushIntervalMs: 200 });
+  collector = await startStats();
   const base = 29000 + (process.pid % 40) * 20;
-  runner = new Runner({ config: testConfig({ dataDir: dir, cluster, runner: { id: `runner-${randomId()}`, dir: join(dir, 'runner'), portMin: base, portMax: base + 19, startTimeoutMs: 15_000 } }), log: silentLogger() });
+  runnerConfig = testConfig({ dataDir: dir, cluster, runner: { id: `runner-${randomId()}`, dir: join(dir, 'runner'), portMin: base, portMax: base + 19, startTimeoutMs: 15_000 } });
+  runner = new Runner({ config: runnerConfig, log: silentLogger() });
   await runner.start();
   balancer = new Balancer({ config: testConfig({ cluster, balancer: { id: `balancer-${randomId()}`, host: '127.0.0.1', port: 0 } }), log: silentLogger() });
   await balancer.start();
@@ -225,6 +231,51 @@ describe('destroying an app', () => {
     await destroyAndWait();
     expect(await processesOf(newUid)).toEqual([]);
     expect(ownedBy(runnerDir, newUid)).toEqual([]);
+  }, 90_000);
+
+  it('is finished by a runner and a collector that were down during the destroy, when they come back', async () => {
+    const runnerDir = runner.dir;
+    const logsDir = join(dir, 'stats', 'logs', app);
+    expect((await api('POST', '/v1/apps', { name: app })).status).toBe(201);
+    expect(await deploy()).toMatchObject({ status: 'live' });
+    const uid = uidOf(`p-${app}`)!;
+    seenUids.add(uid);
+    await waitFor(async () => (await send(balancer.port!, `${app}.localhost`, { path: '/old-down' })).status === 200, { name: 'old app answers' });
+    await waitFor(async () => {
+      const { json } = await api<{ lines: string[] }>('GET', `/v1/apps/${app}/logs?lines=1000`);
+      return json.lines.some((l) => l.includes('served /old-down'));
+    }, { name: 'old logs stored', timeoutMs: 5000, intervalMs: 100 });
+
+    // Both go away (the escaped daemon keeps running: nothing stops it but its user's end), the app is destroyed
+    // and its name created again meanwhile.
+    await runner.stop();
+    await collector.stop();
+    expect((await processesOf(uid)).length).toBeGreaterThan(0);
+    expect((await api('DELETE', `/v1/apps/${app}`)).status).toBe(200);
+    expect((await api('POST', '/v1/apps', { name: app })).status).toBe(201);
+    expect(ownedBy(runnerDir, uid).length).toBeGreaterThan(0);
+    expect(readdirSync(logsDir).length).toBeGreaterThan(0);
+
+    const backAt = Date.now();
+    collector = await startStats();
+    runner = new Runner({ config: runnerConfig, log: silentLogger() });
+    await runner.start(); // resolves once the first snapshot is handled: the old app is gone by then
+    console.log(`restart: old app cleaned up ${Date.now() - backAt} ms after the runner came back`);
+    expect(await processesOf(uid)).toEqual([]);
+    expect(ownedBy(runnerDir, uid)).toEqual([]);
+    expect(named(runnerDir, app)).toEqual([]);
+    expect(uidOf(`p-${app}`)).toBeUndefined();
+    await waitFor(() => !existsSync(logsDir) || readdirSync(logsDir).length === 0, { name: 'old logs deleted by the collector', timeoutMs: 5000, intervalMs: 100 });
+
+    expect(await deploy()).toMatchObject({ status: 'live', version: 1 });
+    await waitFor(async () => (await send(balancer.port!, `${app}.localhost`, { path: '/new-back' })).status === 200, { name: 'new app answers' });
+    const lines = await waitFor(async () => {
+      const { json } = await api<{ lines: string[] }>('GET', `/v1/apps/${app}/logs?lines=1000`);
+      return json.lines.some((l) => l.includes('served /new-back')) ? json.lines : undefined;
+    }, { name: 'new logs', timeoutMs: 5000, intervalMs: 100 });
+    expect(lines.filter((l) => l.includes('/old-'))).toEqual([]);
+    seenUids.add(uidOf(`p-${app}`)!);
+    await destroyAndWait();
   }, 90_000);
 });
 
