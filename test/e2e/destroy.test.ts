@@ -152,7 +152,8 @@ describe('destroying an app', () => {
     expect((await api('POST', '/v1/apps', { name: app })).status).toBe(201);
     expect((await api('PATCH', `/v1/apps/${app}/config`, { SECRET: 'old-secret' })).status).toBe(200);
     expect((await api('POST', `/v1/apps/${app}/hostnames`, { hostname: `${app}.example.test` })).status).toBe(201);
-    expect(await deploy()).toMatchObject({ status: 'live' });
+    const oldRelease = await deploy();
+    expect(oldRelease).toMatchObject({ status: 'live' });
     const uid = uidOf(`p-${app}`)!;
     expect(uid).toBeGreaterThan(0);
     seenUids.add(uid);
@@ -179,6 +180,9 @@ describe('destroying an app', () => {
     expect(existsSync(logsDir)).toBe(true);
     expect(existsSync(scratch)).toBe(true);
 
+    // A CI job holds the app's deploy lock (ten minutes) when the app is destroyed.
+    expect((await api('POST', `/v1/apps/${app}/lock`, { holder: 'old-ci', leaseMs: 600_000 })).status).toBe(201);
+
     const destroyedAt = Date.now();
     await destroyAndWait();
     console.log(`destroy: user gone ${Date.now() - destroyedAt} ms after the API call`);
@@ -189,6 +193,11 @@ describe('destroying an app', () => {
     await waitFor(() => !existsSync(logsDir), { name: 'collector logs deleted', timeoutMs: 5000, intervalMs: 100 });
     const { rows } = await pool.query('SELECT count(*)::int AS n FROM request_stats WHERE app = $1', [app]);
     expect(rows[0].n).toBe(0);
+    const left = await pool.query(
+      `SELECT (SELECT count(*)::int FROM artifacts WHERE sha256 = $1) AS artifacts, (SELECT count(*)::int FROM locks WHERE name = $2) AS locks`,
+      [oldRelease.sha256, `deploy:${app}`],
+    );
+    expect(left.rows[0]).toEqual({ artifacts: 0, locks: 0 });
     expect(readdirSync(join(runnerDir, 'artifacts'))).toEqual([]);
 
     // The same name again: nothing of the old app.
@@ -200,6 +209,7 @@ describe('destroying an app', () => {
     expect((await api<{ releases: unknown[] }>('GET', `/v1/apps/${app}/releases`)).json.releases).toEqual([]);
     expect((await api<{ lines: string[] }>('GET', `/v1/apps/${app}/logs?lines=1000`)).json.lines).toEqual([]);
     expect((await api<{ stats: unknown[] }>('GET', `/v1/apps/${app}/stats?since=1h`)).json.stats).toEqual([]);
+    expect((await api<{ lock: unknown }>('GET', `/v1/apps/${app}/lock`)).json.lock).toBeNull();
 
     expect(await deploy()).toMatchObject({ status: 'live', version: 1 });
     const newUid = uidOf(`p-${app}`)!;
