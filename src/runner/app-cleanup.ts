@@ -112,6 +112,11 @@ export class AppCleanup {
     await Promise.all(work);
   }
 
+  /** Resolves when every clean-up started so far is over. */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending.values()]);
+  }
+
   /** Runs clean-ups of one name one after another; the promise never rejects (failures are logged). */
   private enqueue(app: string, job: () => Promise<void>): Promise<void> {
     const previous = this.pending.get(app) ?? Promise.resolve();

@@ -114,12 +114,16 @@ export async function processesOf(uid: number): Promise<number[]> {
  */
 export async function killAllOf(owner: FileOwner): Promise<boolean> {
   if (!isRoot() || owner.uid === 0) return false;
+  // Kill first, scan after: a process that keeps forking to change its pid is gone from /proc before a scan reads
+  // it, but kill(-1) walks the process list while no fork can complete, so it misses no one alive at that moment.
+  let empty = 0;
   for (let round = 0; round < KILL_ROUNDS; round++) {
-    if ((await processesOf(owner.uid)).length === 0) return true;
     await runAs(owner, 'kill', ['-9', '-1']).catch(() => undefined);
     await sleep(round < 10 ? 5 : 50);
+    if ((await processesOf(owner.uid)).length > 0) empty = 0;
+    else if (++empty >= 2) return true;
   }
-  return (await processesOf(owner.uid)).length === 0;
+  return false;
 }
 
 /**

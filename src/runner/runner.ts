@@ -115,6 +115,8 @@ export class Runner implements Service {
           else if (event.type === 'app.destroyed' && event.app) void cleanup.destroyed(event.app);
         },
       });
+      // Stopped after the follower (defers run in reverse): a clean-up under way is finished, not cut short.
+      defer('app clean-ups', () => cleanup.idle());
       await follower.start();
       defer('follower', () => follower.stop());
       this.log.info({ dir: this.dir, adopted: manager.count }, 'runner ready');

@@ -101,7 +101,7 @@ export class StatsDaemon implements Service {
       this.aggregator = aggregator;
       defer('last flush', () => withGrace(this.flush(), stats.shutdownGraceMs));
       const releases = new ReleaseWindows();
-      const purge = new AppPurge({ store, aggregator, releases, pool, flushed: async () => void (await this.flushing), log: this.log });
+      const purge = new AppPurge({ store, aggregator, releases, pool, flushed: () => this.flushing ?? Promise.resolve(), log: this.log });
       this.purge = purge;
       const collector = new Collector({
         store, aggregator, releases, routerLogs: stats.routerLogs, maxMessageBytes: cluster.maxMessageBytes, log: this.log, isPurged: purge.isPurged,

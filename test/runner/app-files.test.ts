@@ -143,4 +143,31 @@ print("forked", flush=True)
     expect(await killAllOf(user)).toBe(true);
     expect(await processesOf(user.uid)).toEqual([]);
   });
+
+  it('kills a process that keeps forking to change its pid (which a /proc scan alone does not even see)', async () => {
+    // Every generation holds the pipe: it reaches its end only when the last of them is dead.
+    const hopper = asApp(`
+import os, sys, time
+deadline = time.time() + 20
+n = 0
+while time.time() < deadline:
+    n += 1
+    if n % 50 == 0:
+        os.write(1, b".")
+    if os.fork():
+        os._exit(0)
+`, []);
+    let bytes = 0;
+    const ended = new Promise<number>((resolve) => hopper.stdout!.once('end', () => resolve(Date.now())));
+    hopper.stdout!.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    await waitFor(() => bytes >= 5, { name: 'hopper running' });
+    const before = bytes;
+    await waitFor(() => bytes > before + 5, { name: 'hopper still running' });
+    const started = Date.now();
+    expect(await killAllOf(user)).toBe(true);
+    const endedAt = await Promise.race([ended, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 2000))]);
+    expect(endedAt).toBeGreaterThan(0);
+    expect(await processesOf(user.uid)).toEqual([]);
+    console.log(`pid hopper killed in ${endedAt - started} ms`);
+  });
 });
