@@ -14,7 +14,7 @@ import { waitFor } from '../helpers/wait.js';
 
 const users = new AppUsers();
 const app = `ds-race-${randomId(3)}`;
-const base = searchableTempDir('pier-ds-files-');
+let base: string;
 let user: AppUser;
 const started: ChildProcess[] = [];
 
@@ -26,14 +26,17 @@ function asApp(source: string, args: string[]): ChildProcess {
 }
 
 beforeAll(async () => {
+  base = searchableTempDir('pier-ds-files-');
   user = await users.ensure(app);
 });
 
 afterAll(async () => {
   for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await killAllOf(user);
-  await users.remove(app);
-  rmSync(base, { recursive: true, force: true });
+  if (user) {
+    await killAllOf(user);
+    await users.remove(app);
+  }
+  if (base) rmSync(base, { recursive: true, force: true });
 });
 
 /** Swaps HOME/d between a folder (with files) and a symlink to the sentinel, as fast as it can, forever. */
