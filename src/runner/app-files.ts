@@ -56,8 +56,9 @@ export async function removeAsUser(owner: FileOwner | undefined, dir: string): P
   }
   for (let pass = 0; pass < 2; pass++) {
     // rm also tries to unlink `dir` itself, which the app may not do (root's parent): that error is expected.
-    if (pass === 1) await runAs(owner, 'chmod', ['-R', 'u+rwx', '--', dir]); // folders the app made unwritable
-    await runAs(owner, 'rm', ['-rf', '--one-file-system', '--', dir]);
+    if (pass === 0) await runAs(owner, 'rm', ['-rf', '--one-file-system', '--', dir]);
+    // Again, opening up first what the app made unwritable (chmod -R never follows a link it meets).
+    else await runAs(owner, 'sh', ['-c', 'chmod -R u+rwx -- "$1" 2>/dev/null; exec rm -rf --one-file-system -- "$1"', 'sh', dir]);
     try {
       await rmdir(dir);
       return true;
