@@ -69,8 +69,20 @@ export async function createApp(tx: Queryable, principal: Principal, name: strin
   }
 }
 
+/**
+ * Destroys an app and everything of it, so whoever creates the name next starts empty: its row (releases, config
+ * vars, hostnames and instances go with it), its request aggregates and deploy lock (both keyed by name), and the
+ * artifacts no other release uses. Runners and collectors purge their side on the `app.destroyed` event.
+ */
 export async function destroyApp(tx: Queryable, principal: Principal, name: string): Promise<void> {
   const ref = await resolveApp(tx, principal, name, true);
+  const { rows } = await tx.query<{ sha256: string }>('SELECT DISTINCT sha256 FROM releases WHERE app_id = $1', [ref.id]);
   await tx.query('DELETE FROM apps WHERE id = $1', [ref.id]);
+  await tx.query('DELETE FROM request_stats WHERE app = $1', [name]);
+  await tx.query('DELETE FROM locks WHERE name = $1', [`deploy:${name}`]);
+  await tx.query(
+    'DELETE FROM artifacts a WHERE a.sha256 = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.sha256 = a.sha256)',
+    [rows.map((r) => r.sha256)],
+  );
   await appendEvent(tx, 'app.destroyed', name);
 }

@@ -78,6 +78,12 @@ export async function requestStatsSince(q: Queryable, app: string, sinceMs: numb
   }));
 }
 
+/** Deletes an app's minutes up to `upToMs` (its destroy: a re-created app of the name starts empty). */
+export async function deleteRequestStats(q: Queryable, app: string, upToMs: number): Promise<number> {
+  const result = await q.query('DELETE FROM request_stats WHERE app = $1 AND minute <= $2', [app, new Date(upToMs).toISOString()]);
+  return result.rowCount ?? 0;
+}
+
 /** Deletes minutes older than `beforeMs`; returns how many rows went. */
 export async function pruneRequestStats(q: Queryable, beforeMs: number): Promise<number> {
   const result = await q.query('DELETE FROM request_stats WHERE minute < $1', [new Date(beforeMs).toISOString()]);

@@ -105,8 +105,8 @@ const OWNER: readonly PeerRole[] = ['operator'];
  */
 export const COMMAND_ROLES: { readonly [T in CommandType]: readonly PeerRole[] } = {
   ping: ['nexus', 'runner', 'balancer', 'stats', 'operator'],
-  snapshot: ['runner', 'balancer', 'operator'],
-  'events.since': ['runner', 'balancer', 'operator'],
+  snapshot: ['runner', 'balancer', 'stats', 'operator'],
+  'events.since': ['runner', 'balancer', 'stats', 'operator'],
   'node.register': ['runner', 'balancer', 'stats'],
   'artifact.fetch': ['runner'],
   'instance.spec': ['runner'],

@@ -40,6 +40,36 @@ export class AppUsers {
     return user;
   }
 
+  /** The app's user if it exists (whoever created it). */
+  lookup(app: string): Promise<AppUser | undefined> {
+    return lookup(appUserName(app));
+  }
+
+  /**
+   * Deletes the app's user and its group (`userdel`), so a re-created app gets a fresh user. Kill its processes
+   * first (userdel refuses a user with running processes). False when the user did not exist.
+   */
+  async remove(app: string): Promise<boolean> {
+    this.known.delete(app);
+    const name = appUserName(app);
+    if (!(await lookup(name))) return false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await run('userdel', [name]);
+        break;
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code === 6 || !(await lookup(name))) break; // gone meanwhile (another runner on this machine)
+        if (code !== 8 || attempt >= 20) {
+          throw new PierError('PIER_ILLEGAL_STATE', `cannot delete the app user '${name}': ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim()}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50)); // 8: a process of it is still exiting
+      }
+    }
+    await run('groupdel', [name]).catch(() => undefined); // userdel removes a user group of its own already
+    return true;
+  }
+
   private async create(name: string): Promise<AppUser> {
     const existing = await lookup(name);
     if (existing) return existing;

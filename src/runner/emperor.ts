@@ -27,6 +27,7 @@ import { Lifecycle, type Service } from '../core/service.js';
 import { sleep } from '../core/wait.js';
 import { readEmperorStats, type EmperorStatus } from './emperor-stats.js';
 import { readLastLines } from './log-tail.js';
+import { removeOwnedEntry } from './app-files.js';
 
 export interface EmperorOptions {
   /** The emperor's folder (created if missing); see the module comment for its layout. */
@@ -171,7 +172,7 @@ export class Emperor implements Service {
    */
   async removeVassal(name: string, options: { removeLog?: boolean } = {}): Promise<boolean> {
     const path = this.vassalPath(name);
-    if (options.removeLog) await rm(join(this.logDir, name), { recursive: true, force: true });
+    if (options.removeLog) await this.removeLogFolder(name);
     try {
       await unlink(path);
     } catch (err) {
@@ -180,6 +181,21 @@ export class Emperor implements Service {
     }
     this.log.info({ vassal: name }, 'vassal removed');
     return true;
+  }
+
+  /**
+   * Removes a vassal's log folder. It belongs to the vassal's user, whose other processes may be changing it: the
+   * walk runs as that user (see app-files.ts). False when something stayed behind.
+   */
+  async removeLogFolder(name: string): Promise<boolean> {
+    this.checkName(name);
+    return removeOwnedEntry(join(this.logDir, name));
+  }
+
+  /** Names of the vassal log folders present (those of removed vassals stay until removeLogFolder). */
+  async listLogFolders(): Promise<string[]> {
+    const entries = await readdir(this.logDir, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory() && VASSAL_NAME.test(e.name)).map((e) => e.name).sort();
   }
 
   /** Gracefully reloads a vassal (the emperor sees a newer mtime). @throws NotFoundError when it does not exist. */

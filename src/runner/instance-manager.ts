@@ -15,7 +15,8 @@ import { renderVassal } from './vassal.js';
 import { summarizeFailure } from './log-tail.js';
 import type { LogShipper } from './log-shipper.js';
 import type { AppUser, AppUsers } from './app-users.js';
-import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir } from 'node:fs/promises';
+import { removeOwnedEntry } from './app-files.js';
 import { dirname, join } from 'node:path';
 import { waitForHttp, warmUp } from './probe.js';
 
@@ -37,6 +38,11 @@ export interface InstanceManagerOptions {
   appUsers?: AppUsers;
   /** Folder of the instances' HOME/TMPDIR folders (with appUsers). */
   homesDir?: string;
+  /**
+   * Awaited before an instance of `app` starts, with its user: waits out a clean-up of the app's name still under
+   * way, and records that this runner runs the app (see AppCleanup). @default none
+   */
+  beforeStart?: (app: string, user: AppUser | undefined) => Promise<void>;
   startTimeoutMs: number;
   warmupRequests: number;
   processes: number;
@@ -50,7 +56,13 @@ const FATAL = /no app loaded\. GAME OVER|unable to load app/;
 /** How long a removed vassal's log is still followed. */
 const SHIP_LAST_WORDS_MS = 3000;
 
-type Local = { id: string; app: string; port: number | null; phase: 'starting' | 'ready' | 'stopping'; work: Promise<void> };
+type Local = {
+  id: string; app: string; port: number | null; phase: 'starting' | 'ready' | 'stopping'; work: Promise<void>;
+  /** Aborted when a starting instance is stopped, so its start gives up at once. */
+  abort: AbortController;
+  /** Its app is gone: its log's last words are not shipped. */
+  isDiscarded?: boolean;
+};
 
 export class InstanceManager {
   private readonly local = new Map<string, Local>();
@@ -78,7 +90,7 @@ export class InstanceManager {
   /** Vassals found running at start: kept as ready until the state says otherwise. */
   adopt(id: string, app: string, port: number): void {
     this.options.ports.claim(port);
-    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve() });
+    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController() });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     this.log.info({ instance: id, port }, 'adopted running vassal');
   }
@@ -110,8 +122,21 @@ export class InstanceManager {
     if (this.local.has(id)) this.stop(id, false);
   }
 
+  /**
+   * Stops every instance of `app` at once (its app was destroyed): vassals removed, HOMEs gone, nothing more of
+   * their logs shipped. Resolves when all of them are stopped.
+   */
+  async stopApp(app: string): Promise<void> {
+    const entries = [...this.local.values()].filter((l) => l.app === app);
+    for (const entry of entries) {
+      entry.isDiscarded = true;
+      this.stop(entry.id, false);
+    }
+    await Promise.allSettled(entries.map((l) => l.work));
+  }
+
   private start(instance: Instance): void {
-    const entry: Local = { id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve() };
+    const entry: Local = { id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve(), abort: new AbortController() };
     this.local.set(instance.id, entry);
     entry.work = this.run(entry).catch((err) => this.log.error({ err, instance: entry.id }, 'instance task failed'));
   }
@@ -121,7 +146,10 @@ export class InstanceManager {
     const started = Date.now();
     try {
       const spec = await control.call('instance.spec', { instanceId: entry.id });
+      await this.options.beforeStart?.(spec.app, undefined);
+      if (entry.phase !== 'starting') return;
       const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
+      if (user) await this.options.beforeStart?.(spec.app, user);
       const release = await releases.prepare(spec);
       if (entry.phase !== 'starting') return;
       const env = { ...(user ? await this.isolate(entry.id, release.appDir, user) : {}), ...spec.config };
@@ -134,7 +162,7 @@ export class InstanceManager {
         meta: { app: spec.app, port: entry.port, release: spec.release },
       }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
       await this.report(entry.id, 'starting', entry.port);
-      await this.waitUntilServing(entry.id, entry.port);
+      await this.waitUntilServing(entry.id, entry.port, entry.abort.signal);
       await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
       if (entry.phase !== 'starting') return;
       entry.phase = 'ready';
@@ -157,8 +185,10 @@ export class InstanceManager {
    * Waits until the instance answers HTTP, giving up early when its log shows uWSGI gave up on the app
    * (an import error ends in "no app loaded"), rather than waiting out the whole start time-out.
    */
-  private async waitUntilServing(name: string, port: number): Promise<void> {
+  private async waitUntilServing(name: string, port: number, stopped: AbortSignal): Promise<void> {
     const abort = new AbortController();
+    const onStop = (): void => abort.abort(new PierError('PIER_ILLEGAL_STATE', 'the instance was stopped while starting'));
+    stopped.addEventListener('abort', onStop);
     const watch = setInterval(() => {
       void this.options.emperor.readVassalLog(name, 50).then((lines) => {
         if (lines.some((l) => FATAL.test(l))) abort.abort(new PierError('PIER_ILLEGAL_STATE', 'the app failed to load'));
@@ -170,6 +200,7 @@ export class InstanceManager {
       throw abort.signal.aborted ? abort.signal.reason : err;
     } finally {
       clearInterval(watch);
+      stopped.removeEventListener('abort', onStop);
     }
   }
 
@@ -185,6 +216,7 @@ export class InstanceManager {
     // drain time: balancers stopped routing new requests to it, the ones in flight finish.
     const drainMs = entry.phase === 'ready' && isReported ? (this.options.drainMs ?? 0) : 0;
     entry.phase = 'stopping';
+    if (wasStarting) entry.abort.abort();
     const previous = entry.work;
     entry.work = (async () => {
       if (wasStarting) await previous;
@@ -227,12 +259,20 @@ export class InstanceManager {
 
   private async remove(entry: Local): Promise<void> {
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
-    if (this.options.homesDir) await rm(join(this.options.homesDir, entry.id), { recursive: true, force: true }).catch(() => undefined);
+    if (this.options.homesDir) {
+      // Other instances of the app (same user) may be changing this HOME right now: removed as the app's user.
+      const isGone = await removeOwnedEntry(join(this.options.homesDir, entry.id)).catch((err) => {
+        this.log.warn({ err, instance: entry.id }, 'cannot remove HOME');
+        return true;
+      });
+      if (!isGone) this.log.warn({ instance: entry.id }, 'HOME not fully removed: a process of the app keeps writing to it');
+    }
     if (entry.port !== null) this.options.ports.release(entry.port);
     this.local.delete(entry.id);
     // uWSGI writes the vassal's last words as the emperor stops it: keep shipping for a moment.
     const shipper = this.options.shipper;
-    if (shipper) setTimeout(() => void shipper.unwatch(entry.id), SHIP_LAST_WORDS_MS).unref();
+    if (shipper && entry.isDiscarded) await shipper.unwatch(entry.id, { discard: true });
+    else if (shipper) setTimeout(() => void shipper.unwatch(entry.id), SHIP_LAST_WORDS_MS).unref();
   }
 
   /** Reports to the nexus, retrying for a while: the nexus may be failing over. */

@@ -59,13 +59,16 @@ export class LogShipper {
     this.files.set(instance, { instance, app, path, handle: undefined, ino: -1, offset: 0, partial: Buffer.alloc(0), partialSinceMs: 0, fromStart });
   }
 
-  /** Ships what is left of the instance's file, then forgets it. */
-  async unwatch(instance: string): Promise<void> {
+  /** Ships what is left of the instance's file (unless `discard`: its app is gone), then forgets it. */
+  async unwatch(instance: string, options: { discard?: boolean } = {}): Promise<void> {
     const file = this.files.get(instance);
     if (!file) return;
+    if (options.discard) this.files.delete(instance);
     await this.polling;
-    await this.read(file).catch(() => undefined);
-    this.flushPartial(file, true);
+    if (!options.discard) {
+      await this.read(file).catch(() => undefined);
+      this.flushPartial(file, true);
+    }
     this.files.delete(instance);
     await file.handle?.close().catch(() => undefined);
   }

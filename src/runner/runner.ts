@@ -15,6 +15,7 @@ import { Emperor } from './emperor.js';
 import { InstanceManager } from './instance-manager.js';
 import { LogShipper } from './log-shipper.js';
 import { AppUsers } from './app-users.js';
+import { AppCleanup } from './app-cleanup.js';
 import { PortPool } from './ports.js';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
@@ -31,6 +32,8 @@ export interface RunnerOptions {
 export class Runner implements Service {
   readonly id: string;
   instances: InstanceManager | undefined;
+  /** Purges destroyed apps from this machine (tests await its work through `destroyed`). */
+  cleanup: AppCleanup | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
 
@@ -72,12 +75,17 @@ export class Runner implements Service {
       const shipper = new LogShipper({ pusher, log: this.log });
       shipper.start();
       defer('log shipper', () => shipper.stop());
+      const appUsers = isolated ? new AppUsers() : undefined;
+      const homesDir = isolated ? join(this.dir, 'homes') : undefined;
+      const cleanup = new AppCleanup({ dir: this.dir, emperor, ...(appUsers ? { appUsers, homesDir } : {}), log: this.log });
       const manager = new InstanceManager({
         runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost, drainMs: runner.drainMs,
-        ...(isolated ? { appUsers: new AppUsers(), homesDir: join(this.dir, 'homes') } : {}),
+        ...(appUsers ? { appUsers, homesDir } : {}), beforeStart: (app, user) => cleanup.beforeStart(app, user),
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;
+      this.cleanup = cleanup;
+      cleanup.attach(manager);
       for (const name of await emperor.listVassals()) {
         const meta = readVassalMeta((await emperor.readVassal(name)) ?? '');
         if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port);
@@ -95,12 +103,20 @@ export class Runner implements Service {
 
       const follower = new EventFollower({
         eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,
-        onSnapshot: (snapshot) => manager.sync(snapshot.instances),
+        onSnapshot: async (snapshot) => {
+          // Apps destroyed while this runner was away go first, so nothing of theirs is adopted or inherited.
+          await cleanup.sweep(snapshot.apps);
+          manager.sync(snapshot.instances);
+        },
         onEvent: (event: StateEvent) => {
           if (event.type === 'instance.changed') manager.apply(event.data as unknown as Instance);
           else if (event.type === 'instance.removed') manager.removed(String(event.data.id));
+          else if (event.type === 'app.created' && event.app) cleanup.created(event.app, event.at);
+          else if (event.type === 'app.destroyed' && event.app) void cleanup.destroyed(event.app);
         },
       });
+      // Stopped after the follower (defers run in reverse): a clean-up under way is finished, not cut short.
+      defer('app clean-ups', () => cleanup.idle());
       await follower.start();
       defer('follower', () => follower.stop());
       this.log.info({ dir: this.dir, adopted: manager.count }, 'runner ready');

@@ -55,6 +55,11 @@ export class RequestAggregator {
     return all.sort((a, b) => (a.app < b.app ? -1 : a.app > b.app ? 1 : a.minute - b.minute));
   }
 
+  /** Throws away every pending minute of `app` (it was destroyed). */
+  dropApp(app: string): void {
+    for (const [key, delta] of [...this.pending]) if (delta.app === app) this.pending.delete(key);
+  }
+
   /** Puts back deltas whose flush failed, adding them to anything recorded since. */
   restore(deltas: MinuteDelta[]): void {
     for (const d of deltas) {

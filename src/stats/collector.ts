@@ -20,6 +20,8 @@ export interface CollectorOptions {
   routerLogs: boolean;
   maxMessageBytes: number;
   log: Logger;
+  /** True for lines and records of a destroyed app (stamped before it was destroyed): they are dropped. @default none */
+  isPurged?: (app: string, atMs: number) => boolean;
 }
 
 /** Counters an operator (or a test) can read. */
@@ -69,6 +71,7 @@ export class Collector {
 
   private onLog(message: LogMessage): void {
     this.stats.logs += 1;
+    if (this.options.isPurged?.(message.app, message.at)) return;
     const lines = splitLogText(message.line).map((text) => formatLogLine(message.at, message.source, message.origin, text));
     if (lines.length > 0) this.options.store.append(message.app, lines);
   }
@@ -80,6 +83,7 @@ export class Collector {
       this.stats.unrouted += 1;
       return;
     }
+    if (this.options.isPurged?.(app, message.at)) return;
     this.options.aggregator.record({ ...message, app });
     this.options.releases?.record({ ...message, app });
     if (this.options.routerLogs) this.options.store.append(app, [formatAccessLine(message)]);

@@ -141,6 +141,49 @@ export class LogStore {
     return { lines: out.reverse(), truncated };
   }
 
+  /**
+   * Deletes every line of `app` (it was destroyed), queued or written: its folder goes. `olderThanMs` instead
+   * deletes only the chunks last written before that time (the app of that name was created after them).
+   */
+  async purge(app: string, olderThanMs?: number): Promise<void> {
+    if (!APP.test(app)) throw new ValidationError(`app name '${app.slice(0, 40)}' is not valid`);
+    const dir = join(this.options.dir, app);
+    if (olderThanMs !== undefined) {
+      const entry = this.apps.get(app);
+      for (const index of await listChunks(dir)) {
+        const path = join(dir, chunkName(index));
+        const mtimeMs = await stat(path).then((s) => s.mtimeMs, () => Infinity);
+        if (mtimeMs >= olderThanMs || (entry?.chunks && index === entry.chunks.at(-1))) continue;
+        await rm(path, { force: true });
+        if (entry?.chunks) entry.chunks = entry.chunks.filter((c) => c !== index);
+      }
+      return;
+    }
+    const entry = this.apps.get(app);
+    if (entry) {
+      entry.pending = [];
+      entry.pendingBytes = 0;
+      await entry.writing;
+      await this.closeFile(entry);
+      for (const waiter of entry.waiters) waiter.resolve();
+      if (this.apps.get(app) === entry) this.apps.delete(app);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /** When `app`'s newest chunk was last written (ms since the epoch); 0 when it has none. */
+  async lastWrittenMs(app: string): Promise<number> {
+    const chunks = await listChunks(join(this.options.dir, app));
+    if (chunks.length === 0) return 0;
+    return stat(join(this.options.dir, app, chunkName(chunks.at(-1)!))).then((s) => s.mtimeMs, () => 0);
+  }
+
+  /** Names of the apps that have a log folder. */
+  async listApps(): Promise<string[]> {
+    const entries = await readdir(this.options.dir, { withFileTypes: true }).catch(() => []);
+    return entries.filter((e) => e.isDirectory() && APP.test(e.name)).map((e) => e.name);
+  }
+
   /** Writes what is queued and closes every file. */
   async close(): Promise<void> {
     clearInterval(this.sweeper);

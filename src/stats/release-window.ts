@@ -69,6 +69,11 @@ export class ReleaseWindows {
     else if (kept.length !== buckets.length) this.releases.set(key, kept);
   }
 
+  /** Forgets every release of `app` (it was destroyed: a re-created app's v1 is another release). */
+  dropApp(app: string): void {
+    for (const key of [...this.releases.keys()]) if (key.startsWith(`${app}\u0000`)) this.releases.delete(key);
+  }
+
   /** Drops releases with nothing recent (called now and then). */
   sweep(nowMs = Date.now()): void {
     for (const [key, buckets] of this.releases) this.prune(key, buckets, nowMs);

@@ -11,7 +11,8 @@ import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { addRequestStats, createPool, migrate, pruneRequestStats, requestStatsSince, type Pool } from '../db/index.js';
 import { MAX_TAIL_LINES } from '../protocol/index.js';
-import { acquireZap, closeQuietly, ControlClient, HeartbeatPublisher, SocketFactory, type CurveSettings, type Keyring } from '../transport/index.js';
+import { acquireZap, closeQuietly, ControlClient, EventFollower, HeartbeatPublisher, SocketFactory, type CurveSettings, type Keyring } from '../transport/index.js';
+import { AppPurge } from './app-purge.js';
 import { RequestAggregator } from './aggregator.js';
 import { Collector } from './collector.js';
 import { summarize } from './histogram.js';
@@ -47,6 +48,8 @@ export class StatsDaemon implements Service {
   store: LogStore | undefined;
   collector: Collector | undefined;
   aggregator: RequestAggregator | undefined;
+  /** Purges destroyed apps' logs and numbers. */
+  purge: AppPurge | undefined;
   /** Failed flushes of the aggregates so far (the deltas were kept for the next one). */
   flushFailures = 0;
   private pool: Pool | undefined;
@@ -98,7 +101,11 @@ export class StatsDaemon implements Service {
       this.aggregator = aggregator;
       defer('last flush', () => withGrace(this.flush(), stats.shutdownGraceMs));
       const releases = new ReleaseWindows();
-      const collector = new Collector({ store, aggregator, releases, routerLogs: stats.routerLogs, maxMessageBytes: cluster.maxMessageBytes, log: this.log });
+      const purge = new AppPurge({ store, aggregator, releases, pool, flushed: () => this.flushing ?? Promise.resolve(), log: this.log });
+      this.purge = purge;
+      const collector = new Collector({
+        store, aggregator, releases, routerLogs: stats.routerLogs, maxMessageBytes: cluster.maxMessageBytes, log: this.log, isPurged: purge.isPurged,
+      });
       this.collector = collector;
 
       const intake = sockets.pull('pier.intake');
@@ -133,13 +140,13 @@ export class StatsDaemon implements Service {
         intake: intake.lastEndpoint ?? stats.intakeBind, tail: tailSocket.lastEndpoint ?? stats.tailBind,
         query: router.lastEndpoint ?? stats.queryBind,
       };
-      this.joinCluster(sockets, defer);
+      this.joinCluster(sockets, defer, purge);
       this.log.info({ ...this.endpoints }, 'stats collector ready');
     });
   }
 
   /** Heartbeats to every nexus and registers as a 'stats' node (retried in the background: a collector never waits for the control plane). */
-  private joinCluster(sockets: SocketFactory, defer: (name: string, run: () => unknown) => void): void {
+  private joinCluster(sockets: SocketFactory, defer: (name: string, run: () => unknown) => void, purge: AppPurge): void {
     const { cluster } = this.options.config;
     const heartbeat = new HeartbeatPublisher({
       nodeId: this.id, kind: 'stats', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
@@ -164,6 +171,44 @@ export class StatsDaemon implements Service {
       }
     };
     void register();
+    this.followApps(sockets, control, defer, purge, () => isStopped);
+  }
+
+  /**
+   * Follows the nexus's events for `app.destroyed` (and snapshots), so a destroyed app's logs and numbers go here
+   * too; started in the background and retried, like registering.
+   */
+  private followApps(
+    sockets: SocketFactory, control: ControlClient, defer: (name: string, run: () => unknown) => void, purge: AppPurge, isStopped: () => boolean,
+  ): void {
+    const { cluster } = this.options.config;
+    let follower: EventFollower | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let isDone = false;
+    const begin = async (): Promise<void> => {
+      const next = new EventFollower({
+        eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,
+        onSnapshot: (snapshot) => purge.sweep(snapshot.apps),
+        onEvent: async (event) => {
+          if (event.type === 'app.destroyed' && event.app) await purge.destroyed(event.app, event.at);
+        },
+      });
+      follower = next;
+      try {
+        await next.start();
+      } catch (err) {
+        await next.stop();
+        if (isDone || isStopped()) return;
+        this.log.warn({ reason: (err as Error).message }, 'cannot follow the nexus events yet; retrying');
+        timer = setTimeout(() => void begin(), REGISTER_RETRY_MS);
+      }
+    };
+    defer('event follower', async () => {
+      isDone = true;
+      clearTimeout(timer);
+      await follower?.stop();
+    });
+    void begin();
   }
 
   /** Adds the aggregates gathered since the last flush to PostgreSQL; on failure keeps them for the next one. */

@@ -9,7 +9,7 @@ export const ZAP_DOMAINS = {
   /** Nexus control ROUTER (each command lists its roles in COMMAND_ROLES). */
   'pier.control': ['nexus', 'runner', 'balancer', 'stats', 'operator'],
   /** Nexus event PUB: the nodes that follow the cluster state. */
-  'pier.events': ['runner', 'balancer', 'operator'],
+  'pier.events': ['runner', 'balancer', 'stats', 'operator'],
   /** Nexus heartbeat SUB. */
   'pier.heartbeats': ['runner', 'balancer', 'stats'],
   /** Collector intake PULL: runners push log lines, balancers access records. */

@@ -23,11 +23,14 @@ export function logRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const stats = configured(ctx.stats);
       const lines = request.query.lines === undefined ? DEFAULT_LINES : Number(request.query.lines);
       const isFollow = request.query.follow === '1' || request.query.follow === 'true';
+      // A re-created name never shows the old app's lines (a collector that was away may still hold some).
+      const since = new Date((await getApp(ctx.pool, ref)).createdAt).toISOString();
+      const isOwn = (line: string): boolean => line.slice(0, since.length) >= since;
       if (!isFollow) {
         if (lines === 0) return { lines: [] };
-        return { lines: (await stats.tail(ref.name, lines)).lines };
+        return { lines: (await stats.tail(ref.name, lines)).lines.filter(isOwn) };
       }
-      return streamLogs(reply, stats, ref.name, lines, () => request.log);
+      return streamLogs(reply, stats, ref.name, lines, isOwn, () => request.log);
     },
   );
 
@@ -55,7 +58,9 @@ function configured(stats: StatsClient | undefined): StatsClient {
  * Streams the last `lines` lines, then every new line, as text/plain until the client goes away. Subscribes
  * first and holds live lines until the tail is written, dropping those the tail already had.
  */
-async function streamLogs(reply: FastifyReply, stats: StatsClient, app: string, lines: number, log: () => FastifyReply['log']): Promise<void> {
+async function streamLogs(
+  reply: FastifyReply, stats: StatsClient, app: string, lines: number, isOwn: (line: string) => boolean, log: () => FastifyReply['log'],
+): Promise<void> {
   let held: string[] | undefined = [];
   let write: (text: string) => void = () => undefined;
   const stop = stats.follow(app, (batch) => {
@@ -64,7 +69,7 @@ async function streamLogs(reply: FastifyReply, stats: StatsClient, app: string, 
   });
   let tail: string[];
   try {
-    tail = lines === 0 ? [] : (await stats.tail(app, lines)).lines;
+    tail = lines === 0 ? [] : (await stats.tail(app, lines)).lines.filter(isOwn);
   } catch (err) {
     stop();
     throw err;
