@@ -6,3 +6,4 @@ export * from './ids.js';
 export * from './daemon.js';
 export * from './process.js';
 export * from './coalesce.js';
+export * from './reach.js';

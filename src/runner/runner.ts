@@ -2,9 +2,9 @@
  * One runner: registers with the nexus, heartbeats, follows the state, and keeps a uWSGI emperor's vassals equal
  * to the instances assigned to it. A restarted runner adopts the vassals its emperor still runs.
  */
-import { chmod, mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { PierError } from '../core/errors.js';
+import { chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { APP_USERS_REACH, assertReachableByOthers, makeFolders } from '../core/reach.js';
 import type { Logger } from 'pino';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
@@ -143,17 +143,11 @@ export class Runner implements Service {
 }
 
 /**
- * App users must be able to walk to their release folders: the runner's folder is made searchable (not listable)
- * by others, and every folder above it must already be. @throws PierError naming the folder and the fix
+ * App users must be able to walk to their release folders: the runner's folder (its own) is made searchable (not
+ * listable) by others, and every folder above it must already be. @throws PierError naming the folder and the fix
  */
 async function openForAppUsers(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  assertReachableByOthers(dir, APP_USERS_REACH); // before anything is made: a refused start leaves nothing behind
+  makeFolders(dir, 0o711);
   await chmod(dir, 0o711);
-  for (let parent = dirname(dir); ; parent = dirname(parent)) {
-    const { mode } = await stat(parent);
-    if ((mode & 0o001) === 0) {
-      throw new PierError('PIER_CONFIG', `apps run as their own users, who cannot reach '${dir}': '${parent}' is not searchable by others; run 'chmod o+x ${parent}', move the data folder, or set runner.appUsers = false`);
-    }
-    if (parent === dirname(parent)) return;
-  }
 }

@@ -16,6 +16,7 @@ import { sleep } from '../core/wait.js';
 import { EmbeddedPostgres, createPool, ensureAdmin, migrate, withTransaction } from '../db/index.js';
 import { ensureClusterKeys, type DaemonKeys } from '../transport/index.js';
 import { SupervisedChild } from './child.js';
+import { prepareDataDir } from './data-dir.js';
 import { platformPaths, type PlatformPaths } from './paths.js';
 import { cleanupStale, isAlive, readState, type PlatformState } from './state.js';
 
@@ -68,7 +69,8 @@ export class Platform implements Service {
     return this.lifecycle.start(async () => {
       const { config } = this.options;
       const paths = this.paths;
-      for (const dir of [paths.dataDir, paths.logsDir, paths.configDir]) mkdirSync(dir, { recursive: true });
+      prepareDataDir(config, this.options.runners ?? 1);
+      for (const dir of [paths.logsDir, paths.configDir]) mkdirSync(dir, { recursive: true });
       this.claimPidFile();
       this.lifecycle.defer('pid file', () => rmSync(paths.pidFile, { force: true }));
       await cleanupStale(paths, this.log);

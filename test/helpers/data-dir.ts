@@ -8,3 +8,10 @@ export function searchableTempDir(prefix: string): string {
   chmodSync(dir, 0o711);
   return dir;
 }
+
+/** A temp folder other users cannot enter (mode 0700, like /root or `mktemp -d`). */
+export function privateTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o700);
+  return dir;
+}

@@ -2,13 +2,13 @@
  * Starts one PostgreSQL server for the whole run (PIER_TEST_DB_URL if set, else the embedded server in a temp
  * folder on a free port), migrates a template database once, and hands its URL to the test files.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../src/core/logger.js';
 import { EmbeddedPostgres, createPool, migrate } from '../../src/db/index.js';
+import { searchableTempDir } from './data-dir.js';
 import { freePort } from './ports.js';
 
 declare module 'vitest' {
@@ -27,7 +27,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let dir: string | undefined;
   let adminUrl = process.env.PIER_TEST_DB_URL;
   if (!adminUrl) {
-    dir = mkdtempSync(join(tmpdir(), 'pier-test-pg-'));
+    // Searchable by others: as root the server runs as `postgres`, which must walk down to its cluster (mkdtemp
+    // makes a 0700 folder). The binaries are copied beside the cluster, so the checkout's place does not matter.
+    dir = searchableTempDir('pier-test-pg-');
     server = new EmbeddedPostgres({ dataDir: join(dir, 'postgres'), port: await freePort(), database: 'postgres', log });
     await server.start();
     adminUrl = server.url;

@@ -64,11 +64,13 @@ function runnerCount(opts: UpOptions): number {
 /** Runs the supervisor in this process until SIGTERM/SIGINT. */
 async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Promise<void> {
   const config = upConfig(ctx, opts);
-  const { Platform, platformPaths } = await loadUp();
+  const runners = runnerCount(opts);
+  const { Platform, platformPaths, prepareDataDir } = await loadUp();
   const paths = platformPaths(config.dataDir);
+  prepareDataDir(config, runners);
   mkdirSync(paths.logsDir, { recursive: true });
   const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true }));
-  const platform = new Platform({ config, log, env: ctx.env, runners: runnerCount(opts) });
+  const platform = new Platform({ config, log, env: ctx.env, runners });
   await runDaemon(platform, log, {
     what: 'pier up',
     onReady: () => {
@@ -81,11 +83,14 @@ async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Pr
 /** Starts the supervisor in the background and returns once it is ready (or reports why it is not). */
 async function detach(ctx: CliContext, opts: UpOptions): Promise<void> {
   const config = upConfig(ctx, opts);
-  const { platformPaths, readState } = await loadUp();
+  const runners = runnerCount(opts);
+  const { platformPaths, prepareDataDir, readState } = await loadUp();
   const paths = platformPaths(config.dataDir);
+  // Checked here, not only in the supervisor: a folder another user cannot reach fails in one line, before anything is made.
+  prepareDataDir(config, runners);
   mkdirSync(paths.logsDir, { recursive: true });
   const entry = fileURLToPath(new URL(`../main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
-  const args = [...process.execArgv, entry, 'up', '--data', config.dataDir, '--runners', String(runnerCount(opts)), '--supervise'];
+  const args = [...process.execArgv, entry, 'up', '--data', config.dataDir, '--runners', String(runners), '--supervise'];
   if (opts.config) args.push('--config', opts.config);
   const logFile = join(paths.logsDir, 'up.log');
   const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
