@@ -122,7 +122,7 @@ export class InstanceManager {
     try {
       const spec = await control.call('instance.spec', { instanceId: entry.id });
       const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
-      const release = await releases.prepare(spec);
+      const release = await releases.prepare(spec, user);
       if (entry.phase !== 'starting') return;
       const env = { ...(user ? await this.isolate(entry.id, release.appDir, user) : {}), ...spec.config };
       entry.port = await ports.allocate();

@@ -94,7 +94,7 @@ describe('Emperor with the hello app', () => {
 
   it('reloads gracefully on touch', async () => {
     const reloads = (): number =>
-      readFileSync(join(h.emperor.logDir, 'emperor.log'), 'utf8').split('\n').filter((l) => l.includes('reload the uwsgi instance hello-a.ini')).length;
+      readFileSync(h.emperor.emperorLogPath, 'utf8').split('\n').filter((l) => l.includes('reload the uwsgi instance hello-a.ini')).length;
     const before = reloads();
     await h.emperor.touchVassal('hello-a');
     await waitFor(() => reloads() > before, { name: 'graceful reload', timeoutMs: 5000 });
