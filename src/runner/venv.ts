@@ -23,7 +23,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chown, lstat, mkdir, open, readFile, rename } from 'node:fs/promises';
+import { chown, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -110,6 +110,7 @@ export async function buildVirtualenv(options: BuildVirtualenvOptions): Promise<
       await rename(venvDir, built);
       await freezeTree(built, venvDir, user);
     }
+    await rm(join(venvDir, VENV_MARKER), { force: true }); // one the build made (a link, say) is not ours to trust
     await writeMarker(venvDir, hash);
   } catch (err) {
     await removeTree(venvDir, user).catch(() => undefined);

@@ -166,7 +166,7 @@ describe.runIf(isRoot)('building a release as the app user', () => {
     for (const [name, target] of [['shadow', '/etc/shadow'], ['sentinel', sentinel]] as const) {
       const { appDir, venvDir, releaseDir } = release(`read-${name}`, { 'wsgi.py': WSGI, 'requirements.txt': `-r ${target}\n` });
       const lines: string[] = [];
-      const err = await buildVirtualenv({ appDir, venvDir, user, log, onOutput: (l) => lines.push(l) }).catch((e: unknown) => e as Error);
+      const err = await buildVirtualenv({ appDir, venvDir, user, log, onOutput: (l) => lines.push(l) }).then(() => undefined, (e: unknown) => e as Error);
       expect(err).toBeInstanceOf(Error);
       expect(err!.message).toMatch(/^pip install -r requirements\.txt failed \(exit code 1\):\n/);
       expect(err!.message).toContain(`Permission denied: '${target}'`);
