@@ -9,14 +9,20 @@
  * (`listVassals`, `readVassal` + `readVassalMeta`) against its assignments. `stop()` stops the emperor and
  * every vassal; `detach()` lets go and leaves them running, for a runner restart that should not drop traffic.
  *
- * Layout of `dir`: `vassals/` (the emperor's folder), `logs/emperor.log` (the emperor's output, and what a vassal
- * prints before its own logger is set up), `logs/<name>/vassal.log` (suggested per-vassal log, in a folder the
- * vassal's user can write, since uWSGI rotates it by renaming), `emperor.json`, and the stats socket `emperor.sock`.
+ * Layout of `dir`: `vassals/` (the emperor's folder), `private/emperor.log` (the emperor's output, and what a
+ * vassal prints before its own logger is set up: every app's instance names and errors, so root's only, 0600 in a
+ * 0700 folder), `logs/<name>/vassal.log` (suggested per-vassal log, in a folder the vassal's user can write, since
+ * uWSGI rotates it by renaming; `logs/` itself is root's, 0711, so apps can reach their own folder but neither list
+ * nor swap the others), `emperor.json`, and the stats socket `emperor.sock`.
+ *
+ * Vassals inherit the emperor's stdin (/dev/null) and stdout/stderr; uWSGI points a vassal's fds 1 and 2 at its log
+ * pipe once its logger runs, but keeps the original stderr open (fd 3 in every worker, write-only). Since the file
+ * behind it is root's 0600, an app re-opening it through /proc/self/fd/3 gets EACCES (checked by test/e2e).
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readFile, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { closeSync, fchmodSync, openSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -28,6 +34,7 @@ import { sleep } from '../core/wait.js';
 import { readEmperorStats, type EmperorStatus } from './emperor-stats.js';
 import { readLastLines } from './log-tail.js';
 import { removeOwnedEntry } from './app-files.js';
+import { assertRootPath } from './checked-open.js';
 
 export interface EmperorOptions {
   /** The emperor's folder (created if missing); see the module comment for its layout. */
@@ -63,8 +70,10 @@ export interface WriteVassalOptions {
 export class Emperor implements Service {
   /** Folder the emperor watches. */
   readonly vassalDir: string;
-  /** Folder for the emperor's and (suggested) vassals' logs. */
+  /** Folder of the (suggested) vassals' log folders. */
   readonly logDir: string;
+  /** The emperor's own output (root's only). */
+  readonly emperorLogPath: string;
   private readonly dir: string;
   private readonly log: Logger;
   private readonly lifecycle: Lifecycle;
@@ -80,6 +89,7 @@ export class Emperor implements Service {
     this.dir = resolve(options.dir);
     this.vassalDir = join(this.dir, 'vassals');
     this.logDir = join(this.dir, 'logs');
+    this.emperorLogPath = join(this.dir, 'private', 'emperor.log');
     this.log = options.log.child({ component: 'runner.emperor' });
     this.lifecycle = new Lifecycle('emperor', this.log);
     const socket = join(this.dir, 'emperor.sock');
@@ -101,8 +111,7 @@ export class Emperor implements Service {
   /** Starts (or adopts) the emperor; resolves once it answers on its stats socket. */
   async start(): Promise<void> {
     await this.lifecycle.start(async () => {
-      await mkdir(this.vassalDir, { recursive: true });
-      await mkdir(this.logDir, { recursive: true });
+      await this.prepareFolders();
       const running = await this.findRunning();
       this.lifecycle.defer('emperor', () => this.terminate());
       if (running !== undefined) {
@@ -116,6 +125,21 @@ export class Emperor implements Service {
       this.watchdog = setInterval(() => this.watch(), this.options.watchIntervalMs ?? 1000);
       this.watchdog.unref();
     });
+  }
+
+  /**
+   * Creates the folders with the modes the module comment gives, and checks nothing on the way to `logs/` can be
+   * swapped by an app (the log shipper, as root, relies on it). An emperor log left in `logs/` by an earlier
+   * version is made root's only.
+   */
+  private async prepareFolders(): Promise<void> {
+    const privateDir = join(this.dir, 'private');
+    for (const [folder, mode] of [[this.dir, 0o711], [this.vassalDir, 0o755], [this.logDir, 0o711], [privateDir, 0o700]] as const) {
+      await mkdir(folder, { recursive: true, mode });
+      await chmod(folder, mode);
+    }
+    await assertRootPath(this.logDir);
+    await chmod(join(this.logDir, 'emperor.log'), 0o600).catch(() => undefined);
   }
 
   /** Stops the emperor and all its vassals (SIGTERM, then SIGKILL to the whole session after the grace). */
@@ -282,8 +306,9 @@ export class Emperor implements Service {
       '--die-on-term',
     ];
     await rm(this.statsPath, { force: true });
-    const logFd = openSync(join(this.logDir, 'emperor.log'), 'a', 0o644);
+    const logFd = openSync(this.emperorLogPath, 'a', 0o600);
     try {
+      fchmodSync(logFd, 0o600); // a file from before this version may be 0644
       // A file, not a pipe, so the emperor can outlive this process (see adoption in the module comment).
       const child = spawn(this.options.uwsgiBinary ?? 'uwsgi', args, {
         cwd: this.dir,
@@ -311,7 +336,7 @@ export class Emperor implements Service {
     for (;;) {
       const pid = this.pidValue!;
       if (!isProcessAlive(pid)) {
-        const tail = (await readLastLines(join(this.logDir, 'emperor.log'), 5)).join(' | ');
+        const tail = (await readLastLines(this.emperorLogPath, 5)).join(' | ');
         throw new PierError('PIER_ILLEGAL_STATE', `uWSGI emperor exited at start: ${tail}`);
       }
       try {

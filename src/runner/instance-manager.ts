@@ -150,7 +150,7 @@ export class InstanceManager {
       if (entry.phase !== 'starting') return;
       const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
       if (user) await this.options.beforeStart?.(spec.app, user);
-      const release = await releases.prepare(spec);
+      const release = await releases.prepare(spec, user);
       if (entry.phase !== 'starting') return;
       const env = { ...(user ? await this.isolate(entry.id, release.appDir, user) : {}), ...spec.config };
       entry.port = await ports.allocate();

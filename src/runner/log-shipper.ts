@@ -5,8 +5,14 @@
  * push queue are dropped and counted — unlike uWSGI's own logzmq logger, which blocks the app once ~1000 lines
  * are queued. A rotation (uWSGI renames the file to `.1` and reopens) is followed: the old file is read to its
  * end first. Partial lines wait up to a second for their newline.
+ *
+ * The runner is root and the app owns the folder of its log: the file is opened with `openAppFile` (no link
+ * followed, no FIFO waited on, only a plain file of the app's own), and the path is checked with lstat. A file that
+ * was replaced by anything else is not read: the runner warns once and the app's log gets one line saying so.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, type FileHandle } from 'node:fs/promises';
+import { openAppFile } from './checked-open.js';
+import { replacedLogLine } from './log-tail.js';
 import type { Logger } from 'pino';
 import { MAX_LOG_LINE_CHARS, type LogMessage } from '../protocol/index.js';
 import type { IntakePusher } from '../transport/index.js';
@@ -30,6 +36,8 @@ interface Watched {
   partialSinceMs: number;
   /** Reading from the start (a new instance) or from the end at the time it was added (an adopted one). */
   fromStart: boolean;
+  /** Why the file at `path` was last refused (reported once), until a good file is opened again. */
+  refused: string | undefined;
 }
 
 /** uWSGI's default request log line: `[pid: 12|app: 0|req: 1/1] 127.0.0.1 () {…} [date] GET / => …`. */
@@ -56,7 +64,7 @@ export class LogShipper {
   /** Follows `path` for `instance` of `app`: from its start (a new instance) or from its current end (an adopted one). */
   watch(instance: string, app: string, path: string, fromStart: boolean): void {
     if (this.files.has(instance)) return;
-    this.files.set(instance, { instance, app, path, handle: undefined, ino: -1, offset: 0, partial: Buffer.alloc(0), partialSinceMs: 0, fromStart });
+    this.files.set(instance, { instance, app, path, handle: undefined, ino: -1, offset: 0, partial: Buffer.alloc(0), partialSinceMs: 0, fromStart, refused: undefined });
   }
 
   /** Ships what is left of the instance's file (unless `discard`: its app is gone), then forgets it. */
@@ -98,7 +106,7 @@ export class LogShipper {
   private async read(file: Watched): Promise<void> {
     let current: { ino: number; size: number };
     try {
-      current = await stat(file.path);
+      current = await lstat(file.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // not written yet, or being rotated
       throw err;
@@ -111,12 +119,24 @@ export class LogShipper {
       file.fromStart = true;
     }
     if (!file.handle) {
-      file.handle = await open(file.path, 'r');
-      const opened = await file.handle.stat();
-      file.ino = opened.ino;
-      file.offset = file.fromStart ? 0 : opened.size;
+      const opened = await openAppFile(file.path);
+      if (opened.kind === 'missing') return;
+      if (opened.kind === 'refused') return this.refuse(file, opened.reason);
+      file.refused = undefined;
+      file.handle = opened.handle;
+      file.ino = opened.stat.ino;
+      file.offset = file.fromStart ? 0 : opened.stat.size;
     }
     await this.readFrom(file, MAX_READ_PER_POLL);
+  }
+
+  /** Reports a replaced log file once (to the operator and in the app's own log), and reads nothing of it. */
+  private refuse(file: Watched, reason: string): void {
+    if (file.refused === reason) return;
+    file.refused = reason;
+    this.log.warn({ instance: file.instance, app: file.app, reason }, 'vassal log was replaced; not reading it');
+    this.flushPartial(file, true);
+    this.ship(file, replacedLogLine(reason), 'pier');
   }
 
   private async readFrom(file: Watched, limit: number): Promise<void> {
@@ -156,12 +176,12 @@ export class LogShipper {
     file.partial = Buffer.alloc(0);
   }
 
-  private ship(file: Watched, raw: string): void {
+  private ship(file: Watched, raw: string, source?: LogMessage['source']): void {
     const text = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (text === '') return;
     const line = text.length > MAX_LOG_LINE_CHARS ? text.slice(0, MAX_LOG_LINE_CHARS) : text;
     const message: LogMessage = {
-      v: 1, type: 'log', app: file.app, source: REQUEST_LINE.test(line) ? 'uwsgi' : 'app', origin: file.instance, line, at: Date.now(),
+      v: 1, type: 'log', app: file.app, source: source ?? (REQUEST_LINE.test(line) ? 'uwsgi' : 'app'), origin: file.instance, line, at: Date.now(),
     };
     this.options.pusher.push(message);
   }

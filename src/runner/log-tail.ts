@@ -1,23 +1,27 @@
 /** Reads the end of a vassal's log file and picks out why an app failed to start, for the instance's error text. */
-import { open } from 'node:fs/promises';
+import { openAppFile } from './checked-open.js';
 
 /** Largest error summary returned, in characters (it ends up in the instance's state and the CLI). */
 const MAX_SUMMARY_CHARS = 2000;
 
+/** The line read instead of a log file that was replaced by something the runner does not read. */
+export function replacedLogLine(reason: string): string {
+  return `pier: this log file was replaced (${reason}) and is ignored`;
+}
+
 /**
  * The last `maxLines` lines of a file, reading at most `maxBytes` from its end; [] when the file does not exist.
- * A file rotated a moment ago may be short: callers wanting more context can also read `<path>.1`.
+ * A file rotated a moment ago may be short: callers wanting more context can also read `<path>.1`. The file may be
+ * an app's: it is opened with `openAppFile`, and one `replacedLogLine` is returned instead of a link, FIFO or
+ * foreign file.
  */
 export async function readLastLines(path: string, maxLines = 50, maxBytes = 64 * 1024): Promise<string[]> {
-  let handle;
+  const file = await openAppFile(path);
+  if (file.kind === 'missing') return [];
+  if (file.kind === 'refused') return [replacedLogLine(file.reason)];
+  const { handle } = file;
   try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  try {
-    const { size } = await handle.stat();
+    const { size } = file.stat;
     const length = Math.min(size, maxBytes);
     const buffer = Buffer.alloc(length);
     await handle.read(buffer, 0, length, size - length);

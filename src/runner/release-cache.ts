@@ -2,9 +2,14 @@
  * Prepares releases on this runner, once per artifact: fetches the artifact over the control protocol in chunks
  * (cached by sha256 and checked), unpacks it safely, detects the WSGI entry point and builds the virtualenv.
  * Concurrent instances of one release share one preparation.
+ *
+ * With an app user (the runner is root), `releases/<app>/` is root's and readable by the app's group only (0750),
+ * the unpacked app root's and read-only, and the virtualenv is built by the app's user and then frozen into a tree
+ * of root's (see venv.ts): the app can read its release but change nothing in it.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { PierError } from '../core/errors.js';
@@ -13,6 +18,7 @@ import type { ControlClient } from '../transport/index.js';
 import { extractArchive } from '../archive/index.js';
 import { detectApp, type WsgiEntry } from './app-detect.js';
 import { buildVirtualenv } from './venv.js';
+import type { BuildUser } from './app-tree.js';
 
 export interface PreparedRelease {
   /** Unpacked app folder (the vassal's chdir). */
@@ -39,18 +45,25 @@ export class ReleaseCache {
     mkdirSync(join(options.dir, 'releases'), { recursive: true });
   }
 
-  prepare(spec: InstanceSpec): Promise<PreparedRelease> {
+  /** The release of `spec`, built (as `user`, the app's, when given) unless already prepared. */
+  prepare(spec: InstanceSpec, user?: BuildUser): Promise<PreparedRelease> {
     const key = `${spec.app}/${spec.sha256}`;
     let job = this.inFlight.get(key);
     if (!job) {
-      job = this.build(spec).finally(() => this.inFlight.delete(key));
+      job = this.build(spec, user).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, job);
     }
     return job;
   }
 
-  private async build(spec: InstanceSpec): Promise<PreparedRelease> {
-    const releaseDir = join(this.options.dir, 'releases', spec.app, spec.sha256.slice(0, 16));
+  private async build(spec: InstanceSpec, user: BuildUser | undefined): Promise<PreparedRelease> {
+    const appReleases = join(this.options.dir, 'releases', spec.app);
+    const releaseDir = join(appReleases, spec.sha256.slice(0, 16));
+    if (user) {
+      await mkdir(appReleases, { recursive: true, mode: 0o750 });
+      await chown(appReleases, 0, user.gid);
+      await chmod(appReleases, 0o750);
+    }
     const marker = join(releaseDir, 'release.json');
     if (existsSync(marker)) return JSON.parse(readFileSync(marker, 'utf8')) as PreparedRelease;
     const started = Date.now();
@@ -60,7 +73,7 @@ export class ReleaseCache {
     await extractArchive(bytes, appDir, {}, { replace: true });
     const detected = await detectApp(appDir);
     const venvDir = join(releaseDir, 'venv');
-    await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs });
+    await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs, ...(user ? { user } : {}) });
     const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi };
     writeFileSync(`${marker}.tmp`, JSON.stringify(prepared));
     renameSync(`${marker}.tmp`, marker);

@@ -1,5 +1,5 @@
 /** A real uWSGI emperor running the example apps as vassals. */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { Pull } from 'zeromq';
@@ -94,7 +94,7 @@ describe('Emperor with the hello app', () => {
 
   it('reloads gracefully on touch', async () => {
     const reloads = (): number =>
-      readFileSync(join(h.emperor.logDir, 'emperor.log'), 'utf8').split('\n').filter((l) => l.includes('reload the uwsgi instance hello-a.ini')).length;
+      readFileSync(h.emperor.emperorLogPath, 'utf8').split('\n').filter((l) => l.includes('reload the uwsgi instance hello-a.ini')).length;
     const before = reloads();
     await h.emperor.touchVassal('hello-a');
     await waitFor(() => reloads() > before, { name: 'graceful reload', timeoutMs: 5000 });
@@ -161,6 +161,18 @@ describe('Emperor with the hello app', () => {
     const master = (await h.emperor.status()).vassals.find((v) => v.name === 'hello-nobody')!;
     expect(readFileSync(`/proc/${master.pid}/status`, 'utf8')).toMatch(/^Uid:\s+65534\s/m);
     await h.emperor.removeVassal('hello-nobody', { removeLog: true });
+  });
+
+  it("keeps what a vassal says before its logger runs in the emperor's log, which is root's only", async () => {
+    await h.emperor.writeVassal('early-death', '[uwsgi]\nstrict = true\nplugins = python3\nrb-no-such-option = 1\n');
+    await waitFor(() => readFileSync(h.emperor.emperorLogPath, 'utf8').includes('[strict-mode] unknown config directive: rb-no-such-option'), {
+      name: 'early error in the emperor log',
+      timeoutMs: 5000,
+    });
+    expect(statSync(h.emperor.emperorLogPath).mode & 0o777).toBe(0o600);
+    expect(statSync(join(h.emperor.emperorLogPath, '..')).mode & 0o777).toBe(0o700);
+    expect(statSync(h.emperor.logDir).mode & 0o777).toBe(0o711);
+    await h.emperor.removeVassal('early-death');
   });
 
   it('sends log and request lines to a ZeroMQ PULL socket as JSON frames', async () => {
