@@ -4,7 +4,7 @@
  */
 import { createGunzip } from 'node:zlib';
 import { ValidationError } from '../core/errors.js';
-import { formatBytes, quoteName } from './limits.js';
+import { PATH_FIX, checkPathBytes, formatBytes, pathTooLongError, quoteName } from './limits.js';
 import { BLOCK, TYPE, TarFormatError, isZeroBlock, paddingFor, parseHeader, parsePax } from './tar-format.js';
 
 /** Largest pax header body accepted (paths, times, and the extended attributes some tars add). */
@@ -41,19 +41,24 @@ export interface EntryBody {
 /** Called once per entry, in archive order; a throw aborts the read (and stops inflating). */
 export type EntryHandler = (entry: RawEntry, body: EntryBody) => Promise<void>;
 
-/**
- * Reads `bytes` as a tar.gz, calling `onEntry` for every entry. Inflation stops (with a ValidationError) once more
- * than `maxInflatedBytes` come out, so a gzip bomb costs at most that much work.
- */
-export async function readTarGz(bytes: Uint8Array, maxInflatedBytes: number, onEntry: EntryHandler): Promise<void> {
+/** Bounds the reader itself enforces, before the entry policy sees anything. */
+export interface ReadLimits {
+  /** Inflated bytes after which reading stops with a ValidationError, so a gzip bomb costs at most that much work. */
+  maxInflatedBytes: number;
+  /** Longest name in a pax `path` record or GNU long-name header, in bytes; longer ones are refused unparsed. */
+  maxPathBytes: number;
+}
+
+/** Reads `bytes` as a tar.gz, calling `onEntry` for every entry, within `limits`. */
+export async function readTarGz(bytes: Uint8Array, limits: ReadLimits, onEntry: EntryHandler): Promise<void> {
   if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) {
     throw new ValidationError('archive is not gzip-compressed (a .tar.gz is expected)');
   }
   const gunzip = createGunzip({ chunkSize: 64 * 1024 });
   gunzip.end(bytes);
-  const source = new ByteSource(gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>, maxInflatedBytes);
+  const source = new ByteSource(gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>, limits.maxInflatedBytes);
   try {
-    await readEntries(source, onEntry);
+    await readEntries(source, limits.maxPathBytes, onEntry);
   } catch (err) {
     throw translateError(err);
   } finally {
@@ -61,7 +66,7 @@ export async function readTarGz(bytes: Uint8Array, maxInflatedBytes: number, onE
   }
 }
 
-async function readEntries(source: ByteSource, onEntry: EntryHandler): Promise<void> {
+async function readEntries(source: ByteSource, maxPathBytes: number, onEntry: EntryHandler): Promise<void> {
   let pax: Map<string, string> | undefined;
   let longName: string | undefined;
   let longLink: string | undefined;
@@ -95,13 +100,22 @@ async function readEntries(source: ByteSource, onEntry: EntryHandler): Promise<v
       }
       if (pax) throw new ValidationError('archive is corrupt (two pax headers for one entry)');
       pax = parsePaxOrThrow(data);
+      // Refused here, before the entry's header is even read: nothing splits or walks an over-long name.
+      const path = pax.get('path');
+      if (path !== undefined) checkPathBytes(path, path, maxPathBytes, 'name');
       continue;
     }
     if (typeflag === TYPE.gnuLongName || typeflag === TYPE.gnuLongLink) {
+      if (header.size > MAX_LONG_NAME_BYTES + 1) {
+        const what = typeflag === TYPE.gnuLongName ? 'GNU long name' : 'GNU long link target';
+        throw new ValidationError(`archive has a ${what} of ${formatBytes(header.size)}, over the ${maxPathBytes}-byte limit for a path; ${PATH_FIX}`);
+      }
       const data = await readMeta(source, header.size, MAX_LONG_NAME_BYTES + 1, 'GNU long name');
       const end = data.indexOf(0);
-      const value = data.toString('utf8', 0, end === -1 ? data.length : end);
+      const length = end === -1 ? data.length : end;
+      const value = data.toString('utf8', 0, length);
       if (typeflag === TYPE.gnuLongName) {
+        if (length > maxPathBytes) throw pathTooLongError(value, length, maxPathBytes, 'name');
         if (longName !== undefined) throw new ValidationError('archive is corrupt (two long names for one entry)');
         longName = value;
       } else {
