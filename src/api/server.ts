@@ -12,6 +12,7 @@ import { deployRoutes } from './routes/deploys.js';
 import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
+import { UploadChecker } from './upload-checker.js';
 
 export interface ApiServerOptions {
   bodyLimitBytes: number;
@@ -39,7 +40,11 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
-  releaseRoutes(app, ctx, options.maxReleaseBytes);
+  // Uploads are checked in worker threads, started with the server and stopped with it.
+  const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
+  app.addHook('onReady', async () => checker.warm());
+  app.addHook('onClose', async () => checker.close());
+  releaseRoutes(app, ctx, options.maxReleaseBytes, checker);
   logRoutes(app, ctx);
   lockRoutes(app, ctx);
   deployRoutes(app, ctx);
