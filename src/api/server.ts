@@ -42,7 +42,7 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   configRoutes(app, ctx);
   // Uploads are checked in worker threads, started with the server and stopped with it.
   const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
-  app.addHook('onReady', async () => checker.warm());
+  app.addHook('onReady', async () => void checker.warm()); // not awaited: the nexus is ready without it
   app.addHook('onClose', async () => checker.close());
   releaseRoutes(app, ctx, options.maxReleaseBytes, checker);
   logRoutes(app, ctx);

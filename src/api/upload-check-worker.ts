@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import { PierError } from '../core/errors.js';
 import { checkUpload } from './archive-check.js';
-import type { CheckReply, CheckRequest } from './upload-checker.js';
+import { WORKER_READY, type CheckReply, type CheckRequest } from './upload-checker.js';
 
 const port = parentPort;
 if (!port) throw new Error('upload-check-worker runs only as a worker thread');
@@ -13,6 +13,7 @@ if (!port) throw new Error('upload-check-worker runs only as a worker thread');
 port.on('message', (request: CheckRequest) => {
   void answer(request).then((reply) => port.postMessage(reply, [reply.bytes.buffer as ArrayBuffer]));
 });
+port.postMessage(WORKER_READY);
 
 async function answer({ id, bytes, maxArchiveBytes }: CheckRequest): Promise<CheckReply> {
   try {

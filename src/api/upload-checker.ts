@@ -16,6 +16,9 @@ export interface CheckRequest {
   maxArchiveBytes: number;
 }
 
+/** The first message of a worker: its modules are loaded. */
+export const WORKER_READY = 'ready';
+
 /** A worker's answer; `bytes` is the request's buffer, transferred back. */
 export type CheckReply =
   | { id: number; bytes: Uint8Array; summary: UploadSummary; error?: undefined }
@@ -29,7 +32,7 @@ export interface UploadCheckerOptions {
   workers?: number;
   /** Checks waiting for a free worker; one more is refused (503). @default 8 */
   maxQueued?: number;
-  /** Longest a check may take, waiting included; then it fails (504) and its worker is replaced. @default 30000 */
+  /** Longest a check may run in its worker; then it fails (504) and the worker is replaced. @default 30000 */
   timeBudgetMs?: number;
   /** Heap of each worker; a check that would need more fails instead of growing the nexus. @default 512 */
   workerHeapMb?: number;
@@ -46,12 +49,15 @@ interface Job {
   bytes: Uint8Array;
   resolve: (result: CheckedUpload) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Runs from the moment the job's worker is up (a thread's start is not the upload's fault). */
+  timer?: NodeJS.Timeout;
   slot?: Slot;
 }
 
 interface Slot {
   worker: Worker;
+  /** Settles when the worker has started (or failed to). */
+  online: Promise<void>;
   job?: Job;
 }
 
@@ -74,9 +80,14 @@ export class UploadChecker {
     this.log = options.log.child({ component: 'api.upload-checker' });
   }
 
-  /** Starts one worker ahead of the first upload (starting one costs ~50–100 ms); more start as uploads overlap. */
-  warm(): void {
-    if (!this.isClosed && this.slots.size === 0) this.spawn();
+  /**
+   * Starts one worker ahead of the first upload (starting one costs ~50–100 ms; more start as uploads overlap).
+   * Resolves once a worker is up, or has failed to start (logged; the next check retries); never rejects.
+   */
+  warm(): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
+    const slot = [...this.slots][0] ?? this.spawn();
+    return slot.online;
   }
 
   /**
@@ -93,10 +104,7 @@ export class UploadChecker {
     return new Promise<CheckedUpload>((resolve, reject) => {
       const id = this.nextId++;
       const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
-      const job: Job = {
-        id, bytes: owned ? bytes : new Uint8Array(bytes), resolve, reject,
-        timer: setTimeout(() => this.expire(job), this.timeBudgetMs),
-      };
+      const job: Job = { id, bytes: owned ? bytes : new Uint8Array(bytes), resolve, reject };
       this.queue.push(job);
       this.dispatch();
     });
@@ -124,6 +132,9 @@ export class UploadChecker {
       job.slot = slot;
       slot.job = job;
       slot.worker.ref();
+      void slot.online.then(() => {
+        if (slot.job === job) job.timer = setTimeout(() => this.expire(job), this.timeBudgetMs);
+      });
       const request: CheckRequest = { id: job.id, bytes: job.bytes, maxArchiveBytes: this.options.maxArchiveBytes };
       try {
         slot.worker.postMessage(request, [job.bytes.buffer as ArrayBuffer]);
@@ -139,9 +150,19 @@ export class UploadChecker {
     const { filename, evaluate } = workerSource();
     const worker = new Worker(filename, { eval: evaluate, resourceLimits: { maxOldGenerationSizeMb: this.heapMb } });
     worker.unref(); // an idle checker never holds the process open
-    const slot: Slot = { worker };
+    // Ready once its modules are loaded (it says so), not at 'online': loading is most of a worker's start.
+    let markReady = (): void => undefined;
+    const online = new Promise<void>((resolve) => {
+      markReady = resolve;
+      worker.once('exit', () => resolve());
+    });
+    const slot: Slot = { worker, online };
     this.slots.add(slot);
-    worker.on('message', (reply: CheckReply) => {
+    worker.on('message', (reply: CheckReply | typeof WORKER_READY) => {
+      if (reply === WORKER_READY) {
+        markReady();
+        return;
+      }
       const job = slot.job;
       if (!job || job.id !== reply.id) return;
       slot.job = undefined;
@@ -165,18 +186,14 @@ export class UploadChecker {
     if (!this.slots.delete(slot)) return;
     if (slot.job) this.settle(slot.job, err);
     void slot.worker.terminate();
-    if (!this.isClosed) this.dispatch();
+    if (this.isClosed) return;
+    if (this.slots.size === 0) this.spawn(); // stay warm for the next upload
+    this.dispatch();
   }
 
   private expire(job: Job): void {
     const seconds = Math.round(this.timeBudgetMs / 100) / 10;
     const err = new TimeoutError(`checking the archive took more than ${seconds} s and was stopped; upload fewer or smaller files, or retry when the nexus is less busy`);
-    const waiting = this.queue.indexOf(job);
-    if (waiting !== -1) {
-      this.queue.splice(waiting, 1);
-      this.settle(job, err);
-      return;
-    }
     this.log.warn({ durationMs: this.timeBudgetMs }, 'upload check over its time budget; worker replaced');
     if (job.slot) this.retire(job.slot, err);
   }
