@@ -40,9 +40,8 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
-  // Uploads are checked in worker threads, started with the server and stopped with it.
+  // Uploads are checked in worker threads, started by the first upload and stopped with the server.
   const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
-  app.addHook('onReady', async () => void checker.warm()); // not awaited: the nexus is ready without it
   app.addHook('onClose', async () => checker.close());
   releaseRoutes(app, ctx, options.maxReleaseBytes, checker);
   logRoutes(app, ctx);

@@ -16,6 +16,9 @@ export interface CheckRequest {
   maxArchiveBytes: number;
 }
 
+/** A worker not ready this long after its start is given up on (it normally takes ~100 ms; errors come at once). */
+const WORKER_START_TIMEOUT_MS = 30_000;
+
 /** The first message of a worker: its modules are loaded. */
 export const WORKER_READY = 'ready';
 
@@ -49,7 +52,7 @@ interface Job {
   bytes: Uint8Array;
   resolve: (result: CheckedUpload) => void;
   reject: (err: Error) => void;
-  /** Runs from the moment the job's worker is up (a thread's start is not the upload's fault). */
+  /** Runs from the moment a ready worker takes the job (a thread's start is not the upload's fault). */
   timer?: NodeJS.Timeout;
   slot?: Slot;
 }
@@ -58,6 +61,8 @@ interface Slot {
   worker: Worker;
   /** Settles when the worker has started (or failed to). */
   online: Promise<void>;
+  /** True once the worker has loaded its modules and can take a check. */
+  isReady: boolean;
   job?: Job;
 }
 
@@ -81,13 +86,13 @@ export class UploadChecker {
   }
 
   /**
-   * Starts one worker ahead of the first upload (starting one costs ~50–100 ms; more start as uploads overlap).
-   * Resolves once a worker is up, or has failed to start (logged; the next check retries); never rejects.
+   * Starts the workers now rather than with the first upload (each takes ~100 ms, more from TypeScript).
+   * Resolves once one is up, or has failed to start (logged; the next upload retries); never rejects.
    */
   warm(): Promise<void> {
     if (this.isClosed) return Promise.resolve();
-    const slot = [...this.slots][0] ?? this.spawn();
-    return slot.online;
+    this.startWorkers();
+    return Promise.race([...this.slots].map((s) => s.online));
   }
 
   /**
@@ -97,15 +102,16 @@ export class UploadChecker {
    */
   check(bytes: Buffer): Promise<CheckedUpload> {
     if (this.isClosed) return Promise.reject(new PierError('PIER_NEXUS_UNAVAILABLE', 'nexus is stopping; retry against another nexus'));
-    const busy = [...this.slots].filter((s) => s.job !== undefined).length;
-    if (busy >= this.workers && this.queue.length >= this.maxQueued) {
-      return Promise.reject(new PierError('PIER_NEXUS_UNAVAILABLE', `nexus is checking ${busy + this.queue.length} uploads already; retry in a few seconds`));
+    const pending = this.queue.length + [...this.slots].filter((s) => s.job !== undefined).length;
+    if (pending >= this.workers + this.maxQueued) {
+      return Promise.reject(new PierError('PIER_NEXUS_UNAVAILABLE', `nexus is checking ${pending} uploads already; retry in a few seconds`));
     }
     return new Promise<CheckedUpload>((resolve, reject) => {
       const id = this.nextId++;
       const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
       const job: Job = { id, bytes: owned ? bytes : new Uint8Array(bytes), resolve, reject };
       this.queue.push(job);
+      this.startWorkers();
       this.dispatch();
     });
   }
@@ -121,20 +127,16 @@ export class UploadChecker {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
+  /** Hands queued checks to idle, ready workers; starts another worker (up to `workers`) when all are busy. */
   private dispatch(): void {
     while (this.queue.length > 0) {
-      let slot = [...this.slots].find((s) => s.job === undefined);
-      if (!slot) {
-        if (this.slots.size >= this.workers) return;
-        slot = this.spawn();
-      }
+      const slot = [...this.slots].find((s) => s.isReady && s.job === undefined);
+      if (!slot) return; // the next worker to be free (or ready) takes it
       const job = this.queue.shift()!;
       job.slot = slot;
       slot.job = job;
       slot.worker.ref();
-      void slot.online.then(() => {
-        if (slot.job === job) job.timer = setTimeout(() => this.expire(job), this.timeBudgetMs);
-      });
+      job.timer = setTimeout(() => this.expire(job), this.timeBudgetMs);
       const request: CheckRequest = { id: job.id, bytes: job.bytes, maxArchiveBytes: this.options.maxArchiveBytes };
       try {
         slot.worker.postMessage(request, [job.bytes.buffer as ArrayBuffer]);
@@ -144,6 +146,11 @@ export class UploadChecker {
         slot.worker.postMessage({ ...request, bytes: job.bytes }, [job.bytes.buffer as ArrayBuffer]);
       }
     }
+  }
+
+  /** All `workers` start with the first upload (or `warm`) and stay: none starts mid-burst, stalling the CPU. */
+  private startWorkers(): void {
+    while (this.slots.size < this.workers) this.spawn();
   }
 
   private spawn(): Slot {
@@ -156,11 +163,18 @@ export class UploadChecker {
       markReady = resolve;
       worker.once('exit', () => resolve());
     });
-    const slot: Slot = { worker, online };
+    const slot: Slot = { worker, online, isReady: false };
     this.slots.add(slot);
+    const startTimer = setTimeout(() => {
+      if (!slot.isReady) this.retire(slot, new PierError('PIER_INTERNAL', 'internal error', { cause: new Error('upload check worker did not start') }));
+    }, WORKER_START_TIMEOUT_MS);
+    startTimer.unref();
     worker.on('message', (reply: CheckReply | typeof WORKER_READY) => {
       if (reply === WORKER_READY) {
+        clearTimeout(startTimer);
+        slot.isReady = true;
         markReady();
+        this.dispatch();
         return;
       }
       const job = slot.job;
@@ -187,7 +201,12 @@ export class UploadChecker {
     if (slot.job) this.settle(slot.job, err);
     void slot.worker.terminate();
     if (this.isClosed) return;
-    if (this.slots.size === 0) this.spawn(); // stay warm for the next upload
+    if (!slot.isReady) {
+      // It never started (a broken install?): fail what waits rather than retry in a loop; the next upload retries.
+      for (const job of this.queue.splice(0)) this.settle(job, err);
+      return;
+    }
+    this.startWorkers(); // a replacement, ready for the next upload
     this.dispatch();
   }
 
