@@ -127,7 +127,7 @@ export class UploadChecker {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
-  /** Hands queued checks to idle, ready workers; starts another worker (up to `workers`) when all are busy. */
+  /** Hands queued checks to idle, ready workers; the rest wait for one to be free. */
   private dispatch(): void {
     while (this.queue.length > 0) {
       const slot = [...this.slots].find((s) => s.isReady && s.job === undefined);
@@ -202,8 +202,9 @@ export class UploadChecker {
     void slot.worker.terminate();
     if (this.isClosed) return;
     if (!slot.isReady) {
-      // It never started (a broken install?): fail what waits rather than retry in a loop; the next upload retries.
-      for (const job of this.queue.splice(0)) this.settle(job, err);
+      // It never started (a broken install?): no retry loop; the next upload tries again. Without any other
+      // worker, what waits would wait for nothing: fail it.
+      if (this.slots.size === 0) for (const job of this.queue.splice(0)) this.settle(job, err);
       return;
     }
     this.startWorkers(); // a replacement, ready for the next upload

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { createOwner, withTransaction } from '../../src/db/index.js';
 import { TYPE } from '../../src/archive/tar-format.js';
@@ -162,7 +162,7 @@ describe('deep-path uploads against a real nexus', () => {
 
   it('does the same in a `pier nexus` process started from dist/', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pier-ar-nexus-'));
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
     const config = join(dir, 'nexus.toml');
     writeFileSync(config, [
       `dataDir = "${dir}"`,
