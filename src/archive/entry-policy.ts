@@ -86,14 +86,15 @@ export class ArchiveTree {
     checkPathBytes(name, linkname, maxPathBytes, 'link');
     const type = entryType(header);
     const parts = splitName(name);
+    if (parts.length > maxPathDepth) {
+      throw entryError(name, `is ${parts.length} levels deep, over the ${maxPathDepth}-level limit for a path; ${PATH_FIX}`);
+    }
+    // Every header counts, repeats of './' too: each is work, and the inflation cap assumes this bound.
+    if (++this.headers > maxEntries) throw entryError(name, `is over the limit of ${maxEntries} entries`);
     if (parts.length === 0) {
       if (type === 'directory') return null;
       throw entryError(name, 'has an empty name');
     }
-    if (parts.length > maxPathDepth) {
-      throw entryError(name, `is ${parts.length} levels deep, over the ${maxPathDepth}-level limit for a path; ${PATH_FIX}`);
-    }
-    if (++this.headers > maxEntries) throw entryError(name, `is over the limit of ${maxEntries} entries`);
     if (type !== 'file' && header.size > 0) throw entryError(name, `is a ${type} with ${formatBytes(header.size)} of content`);
     const path = parts.join('/');
     const newDirs: string[] = [];

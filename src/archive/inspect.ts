@@ -2,7 +2,7 @@
 import { ValidationError } from '../core/errors.js';
 import { ArchiveTree, type ArchiveEntry } from './entry-policy.js';
 import { formatBytes, resolveLimits, type ArchiveLimits } from './limits.js';
-import { ENTRY_OVERHEAD_BYTES, readTarGz, type EntryHandler } from './tar-reader.js';
+import { overheadBytes, readTarGz, type EntryHandler } from './tar-reader.js';
 
 /** What a valid archive holds. */
 export interface ArchiveSummary {
@@ -36,7 +36,7 @@ export async function walkArchive(bytes: Uint8Array, limits: ArchiveLimits, onAc
   }
   const tree = new ArchiveTree(limits);
   // Every byte that can come out is accounted for by a limit; this cap only backs that reasoning up.
-  const maxInflatedBytes = limits.maxBytes + (limits.maxEntries + 2) * ENTRY_OVERHEAD_BYTES;
+  const maxInflatedBytes = limits.maxBytes + overheadBytes(limits.maxEntries);
   await readTarGz(bytes, { maxInflatedBytes, maxPathBytes: limits.maxPathBytes }, async (raw, body) => {
     const accepted = tree.add(raw);
     if (accepted) await onAccepted(accepted.entry, body, accepted.newDirs);

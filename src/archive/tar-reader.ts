@@ -18,8 +18,19 @@ const MAX_LONG_NAME_BYTES = 4096;
 const MAX_TRAILER_BYTES = 1024 * 1024;
 /** Most pax global headers accepted in one archive (they carry nothing Pier uses). */
 const MAX_GLOBAL_HEADERS = 16;
-/** Inflated bytes a single entry may add beyond its contents: header, padding and at most one of each meta header. */
-export const ENTRY_OVERHEAD_BYTES = 3 * BLOCK + 2 * BLOCK + MAX_PAX_BYTES + 2 * (BLOCK + MAX_LONG_NAME_BYTES);
+/** Most bytes of pax and GNU long-name headers in one archive: ~1.3 KiB for each of 50,000 entries. */
+const MAX_META_BYTES = 64 * 1024 * 1024;
+/** Blocks one entry may add beyond its contents: its header and padding, and one pax, long-name and long-link header with theirs. */
+const ENTRY_OVERHEAD_BLOCKS = 8;
+
+/**
+ * Inflated bytes an archive of at most `maxEntries` entries can hold beyond its file contents: every header and
+ * padding, all meta-header bodies (capped in total), the end blocks and the trailer. Beyond that it is not a tar
+ * this reader would accept, so inflation stops there.
+ */
+export function overheadBytes(maxEntries: number): number {
+  return (maxEntries + MAX_GLOBAL_HEADERS + 2) * ENTRY_OVERHEAD_BLOCKS * BLOCK + MAX_META_BYTES + MAX_TRAILER_BYTES;
+}
 
 /** An entry as the archive describes it, before any policy is applied. */
 export interface RawEntry {
@@ -71,6 +82,7 @@ async function readEntries(source: ByteSource, maxPathBytes: number, onEntry: En
   let longName: string | undefined;
   let longLink: string | undefined;
   let globals = 0;
+  let metaBytes = 0;
   let lastName: string | undefined;
   for (;;) {
     const block = await source.read(BLOCK);
@@ -92,6 +104,10 @@ async function readEntries(source: ByteSource, maxPathBytes: number, onEntry: En
       );
     }
     const { typeflag } = header;
+    const isMeta = typeflag === TYPE.paxHeader || typeflag === TYPE.paxGlobal || typeflag === TYPE.gnuLongName || typeflag === TYPE.gnuLongLink;
+    if (isMeta && (metaBytes += header.size) > MAX_META_BYTES) {
+      throw new ValidationError(`archive has more than ${formatBytes(MAX_META_BYTES)} of pax and long-name headers, far more than names need`);
+    }
     if (typeflag === TYPE.paxHeader || typeflag === TYPE.paxGlobal) {
       const data = await readMeta(source, header.size, MAX_PAX_BYTES, 'pax header');
       if (typeflag === TYPE.paxGlobal) {

@@ -166,6 +166,14 @@ describe('archive path limits', () => {
     expect(ms).toBeLessThan(5000);
   });
 
+  it('caps the pax and long-name headers of a whole archive, so names cannot inflate into gigabytes', async () => {
+    // 1,100 entries with a 60 KiB pax comment each: 66 MiB of headers that compress to almost nothing.
+    const padded = Array.from({ length: 1100 }, (_, i): FakeEntry => ({ name: `f${i}`, data: '', pax: { comment: 'c'.repeat(60 * 1024) } }));
+    const { err, ms } = await rejection(tarGz([APP, ...padded]));
+    expect(err.message).toBe('archive has more than 64 MiB of pax and long-name headers, far more than names need');
+    expect(ms).toBeLessThan(3000);
+  });
+
   it('refuses a maxPathBytes over PATH_MAX', async () => {
     await expect(inspectArchive(tarGz([APP]), { maxPathBytes: 5000 })).rejects.toThrow("archive limit maxPathBytes must be at most 4096 (Linux's PATH_MAX)");
   });
