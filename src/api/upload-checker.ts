@@ -1,6 +1,6 @@
 /**
  * Runs the upload check (archive-check.ts) in a small pool of worker threads, so inflating and walking an
- * archive of up to 100 MiB (512 MiB inflated) never blocks the nexus's event loop, which also serves the ZeroMQ
+ * archive of up to 100 MiB (512 MiB of files once inflated) never blocks the nexus's event loop, which also serves the ZeroMQ
  * control protocol and heartbeats. Bounded: at most `workers` checks run at once, `maxQueued` wait, and a check
  * over its time budget is stopped (its worker terminated and replaced) with a clear error.
  */
@@ -86,8 +86,8 @@ export class UploadChecker {
   }
 
   /**
-   * Starts the workers now rather than with the first upload (each takes ~100 ms, more from TypeScript).
-   * Resolves once one is up, or has failed to start (logged; the next upload retries); never rejects.
+   * Starts a worker now rather than with the first upload (it takes ~100 ms, more from TypeScript). Resolves
+   * once one is up, or has failed to start (logged; the next upload retries); never rejects.
    */
   warm(): Promise<void> {
     if (this.isClosed) return Promise.resolve();
@@ -127,11 +127,17 @@ export class UploadChecker {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
-  /** Hands queued checks to idle, ready workers; the rest wait for one to be free. */
+  /** Hands queued checks to idle, ready workers; the rest wait for one to be free (or started). */
   private dispatch(): void {
     while (this.queue.length > 0) {
       const slot = [...this.slots].find((s) => s.isReady && s.job === undefined);
-      if (!slot) return; // the next worker to be free (or ready) takes it
+      if (!slot) {
+        // Checks overlap: start one more worker (up to `workers`). Meanwhile the queue goes to whichever worker
+        // is free first, so a burst of quick checks never waits for a thread's start.
+        const isStarting = [...this.slots].some((s) => !s.isReady);
+        if (!isStarting && this.slots.size < this.workers) this.spawn();
+        return;
+      }
       const job = this.queue.shift()!;
       job.slot = slot;
       slot.job = job;
@@ -148,9 +154,9 @@ export class UploadChecker {
     }
   }
 
-  /** All `workers` start with the first upload (or `warm`) and stay: none starts mid-burst, stalling the CPU. */
+  /** The first worker starts with the first upload (or `warm`) and stays; more start only as checks overlap. */
   private startWorkers(): void {
-    while (this.slots.size < this.workers) this.spawn();
+    if (this.slots.size === 0) this.spawn();
   }
 
   private spawn(): Slot {

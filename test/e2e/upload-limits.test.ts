@@ -142,9 +142,10 @@ async function attack(api: string, control: string, label: string, options: { in
   );
   expect(DEEP.length).toBeLessThan(2048);
   expect(single.ms).toBeLessThan(50);
-  expect(gnu.ms).toBeLessThan(50);
-  expect(four.ms).toBeLessThan(50);
-  expect(worstConcurrent).toBeLessThan(250);
+  // Before: seconds each (and out of memory with four). Bounds generous for a loaded 2-core machine.
+  expect(gnu.ms).toBeLessThan(250);
+  expect(four.ms).toBeLessThan(250);
+  expect(worstConcurrent).toBeLessThan(1000);
   expect(failures).toBe(0);
   expect(count).toBeGreaterThan(5);
   expect(worstMs).toBeLessThanOrEqual(100);
