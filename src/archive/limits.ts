@@ -34,8 +34,10 @@ export const DEFAULT_ARCHIVE_LIMITS: Readonly<ArchiveLimits> = Object.freeze({
   maxBytes: 512 * 1024 * 1024,
   maxFileBytes: 256 * 1024 * 1024,
   maxEntries: 50_000,
-  // Real apps are far inside these: Debian's whole dist-packages (Django, Flask and ~150 more) tops out at 101
-  // bytes and 8 levels, a flat node_modules at 99 bytes and 11; a virtualenv prefix adds ~35 bytes and 4 levels.
+  // Real apps are far inside these: this machine's Debian dist-packages (pip, oauthlib and ~150 more) tops out at
+  // 101 bytes and 8 levels, a flat node_modules at 99 bytes and 11 levels; Django's deepest file
+  // (contrib/admin/static/admin/js/vendor/select2/i18n/*.js) is 10 levels, and a virtualenv prefix
+  // (venv/lib/python3.11/site-packages/) adds 34 bytes and 4 levels. 1024 is also macOS's PATH_MAX.
   maxPathBytes: 1024,
   maxPathDepth: 64,
 });
