@@ -14,6 +14,7 @@ import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { UploadChecker } from './upload-checker.js';
 
 export interface ApiServerOptions {
   bodyLimitBytes: number;
@@ -42,7 +43,10 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
-  releaseRoutes(app, ctx, options.maxReleaseBytes, log);
+  // Uploads are checked in worker threads, started by the first upload and stopped with the server.
+  const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
+  app.addHook('onClose', async () => checker.close());
+  releaseRoutes(app, ctx, options.maxReleaseBytes, log, checker);
   tokenRoutes(app, ctx);
   logRoutes(app, ctx);
   lockRoutes(app, ctx);

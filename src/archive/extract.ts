@@ -42,19 +42,20 @@ export async function extractArchive(
   const tmp = join(dirname(dest), `.${basename(dest)}.tmp-${randomId()}`);
   await mkdir(tmp, { mode: DIR_MODE });
   try {
-    const dirs = new Set<string>();
+    const dirs: string[] = [];
     const symlinks: ArchiveEntry[] = [];
-    const tree = await walkArchive(bytes, resolved, async (entry, body) => {
+    const tree = await walkArchive(bytes, resolved, async (entry, body, newDirs) => {
+      // The tree names each folder once, parents first, so one plain mkdir per folder: no recursive walks.
+      for (const dir of newDirs) {
+        await mkdir(join(tmp, dir), { mode: DIR_MODE });
+        dirs.push(dir);
+      }
       if (entry.type === 'symlink') {
         symlinks.push(entry);
         return;
       }
+      if (entry.type === 'directory') return;
       const target = join(tmp, entry.path);
-      if (entry.type === 'directory') {
-        await makeDirs(tmp, entry.path, dirs);
-        return;
-      }
-      await makeDirs(tmp, dirname(entry.path), dirs);
       const mode = entry.isExecutable ? EXECUTABLE_MODE : FILE_MODE;
       if (entry.type === 'file') await writeFile(target, body, mode);
       else {
@@ -62,10 +63,7 @@ export async function extractArchive(
         await chmod(target, mode);
       }
     });
-    for (const link of symlinks) {
-      await makeDirs(tmp, dirname(link.path), dirs);
-      await symlink(link.linkTarget!, join(tmp, link.path));
-    }
+    for (const link of symlinks) await symlink(link.linkTarget!, join(tmp, link.path));
     // mkdir's mode is filtered by the umask; set the final modes explicitly.
     await chmod(tmp, DIR_MODE);
     for (const dir of dirs) await chmod(join(tmp, dir), DIR_MODE);
@@ -75,12 +73,6 @@ export async function extractArchive(
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
-}
-
-async function makeDirs(root: string, relative: string, made: Set<string>): Promise<void> {
-  if (relative === '.' || relative === '' || made.has(relative)) return;
-  await mkdir(join(root, relative), { recursive: true, mode: DIR_MODE });
-  for (let dir = relative; dir !== '.' && !made.has(dir); dir = dirname(dir)) made.add(dir);
 }
 
 async function writeFile(path: string, body: EntryBody, mode: number): Promise<void> {

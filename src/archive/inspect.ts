@@ -2,7 +2,7 @@
 import { ValidationError } from '../core/errors.js';
 import { ArchiveTree, type ArchiveEntry } from './entry-policy.js';
 import { formatBytes, resolveLimits, type ArchiveLimits } from './limits.js';
-import { ENTRY_OVERHEAD_BYTES, readTarGz, type EntryHandler } from './tar-reader.js';
+import { overheadBytes, readTarGz, type EntryHandler } from './tar-reader.js';
 
 /** What a valid archive holds. */
 export interface ArchiveSummary {
@@ -21,12 +21,14 @@ export async function inspectArchive(bytes: Uint8Array, limits: Partial<ArchiveL
   return { entries: tree.entries, totalBytes: tree.totalBytes };
 }
 
-/** Runs the shared rules over an archive, calling `onAccepted` for each entry that passed them. */
-export async function walkArchive(
-  bytes: Uint8Array,
-  limits: ArchiveLimits,
-  onAccepted: (entry: ArchiveEntry, body: Parameters<EntryHandler>[1]) => Promise<void>,
-): Promise<ArchiveTree> {
+/** Called for each entry that passed the rules, with the folders it brings into being (parents first). */
+export type AcceptedHandler = (entry: ArchiveEntry, body: Parameters<EntryHandler>[1], newDirs: readonly string[]) => Promise<void>;
+
+/**
+ * Runs the shared rules over an archive, calling `onAccepted` for each entry that passed them. The nexus's upload
+ * check and the runner's unpacker both come through here, so they enforce the same limits in the same linear time.
+ */
+export async function walkArchive(bytes: Uint8Array, limits: ArchiveLimits, onAccepted: AcceptedHandler): Promise<ArchiveTree> {
   if (bytes.length > limits.maxArchiveBytes) {
     throw new ValidationError(`archive is ${formatBytes(bytes.length)}, over the ${formatBytes(limits.maxArchiveBytes)} limit`, {
       details: { limit: 'maxArchiveBytes' },
@@ -34,10 +36,10 @@ export async function walkArchive(
   }
   const tree = new ArchiveTree(limits);
   // Every byte that can come out is accounted for by a limit; this cap only backs that reasoning up.
-  const maxInflatedBytes = limits.maxBytes + (limits.maxEntries + 2) * ENTRY_OVERHEAD_BYTES;
-  await readTarGz(bytes, maxInflatedBytes, async (raw, body) => {
-    const entry = tree.add(raw);
-    if (entry) await onAccepted(entry, body);
+  const maxInflatedBytes = limits.maxBytes + overheadBytes(limits.maxEntries);
+  await readTarGz(bytes, { maxInflatedBytes, maxPathBytes: limits.maxPathBytes }, async (raw, body) => {
+    const accepted = tree.add(raw);
+    if (accepted) await onAccepted(accepted.entry, body, accepted.newDirs);
   });
   tree.finish();
   return tree;

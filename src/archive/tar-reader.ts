@@ -4,7 +4,7 @@
  */
 import { createGunzip } from 'node:zlib';
 import { ValidationError } from '../core/errors.js';
-import { formatBytes, quoteName } from './limits.js';
+import { PATH_FIX, checkPathBytes, formatBytes, pathTooLongError, quoteName } from './limits.js';
 import { BLOCK, TYPE, TarFormatError, isZeroBlock, paddingFor, parseHeader, parsePax } from './tar-format.js';
 
 /** Largest pax header body accepted (paths, times, and the extended attributes some tars add). */
@@ -18,8 +18,19 @@ const MAX_LONG_NAME_BYTES = 4096;
 const MAX_TRAILER_BYTES = 1024 * 1024;
 /** Most pax global headers accepted in one archive (they carry nothing Pier uses). */
 const MAX_GLOBAL_HEADERS = 16;
-/** Inflated bytes a single entry may add beyond its contents: header, padding and at most one of each meta header. */
-export const ENTRY_OVERHEAD_BYTES = 3 * BLOCK + 2 * BLOCK + MAX_PAX_BYTES + 2 * (BLOCK + MAX_LONG_NAME_BYTES);
+/** Most bytes of pax and GNU long-name headers in one archive: ~1.3 KiB for each of 50,000 entries. */
+const MAX_META_BYTES = 64 * 1024 * 1024;
+/** Blocks one entry may add beyond its contents: its header and padding, and one pax, long-name and long-link header with theirs. */
+const ENTRY_OVERHEAD_BLOCKS = 8;
+
+/**
+ * Inflated bytes an archive of at most `maxEntries` entries can hold beyond its file contents: every header and
+ * padding, all meta-header bodies (capped in total), the end blocks and the trailer. Beyond that it is not a tar
+ * this reader would accept, so inflation stops there.
+ */
+export function overheadBytes(maxEntries: number): number {
+  return (maxEntries + MAX_GLOBAL_HEADERS + 2) * ENTRY_OVERHEAD_BLOCKS * BLOCK + MAX_META_BYTES + MAX_TRAILER_BYTES;
+}
 
 /** An entry as the archive describes it, before any policy is applied. */
 export interface RawEntry {
@@ -41,19 +52,24 @@ export interface EntryBody {
 /** Called once per entry, in archive order; a throw aborts the read (and stops inflating). */
 export type EntryHandler = (entry: RawEntry, body: EntryBody) => Promise<void>;
 
-/**
- * Reads `bytes` as a tar.gz, calling `onEntry` for every entry. Inflation stops (with a ValidationError) once more
- * than `maxInflatedBytes` come out, so a gzip bomb costs at most that much work.
- */
-export async function readTarGz(bytes: Uint8Array, maxInflatedBytes: number, onEntry: EntryHandler): Promise<void> {
+/** Bounds the reader itself enforces, before the entry policy sees anything. */
+export interface ReadLimits {
+  /** Inflated bytes after which reading stops with a ValidationError, so a gzip bomb costs at most that much work. */
+  maxInflatedBytes: number;
+  /** Longest name in a pax `path` record or GNU long-name header, in bytes; longer ones are refused unparsed. */
+  maxPathBytes: number;
+}
+
+/** Reads `bytes` as a tar.gz, calling `onEntry` for every entry, within `limits`. */
+export async function readTarGz(bytes: Uint8Array, limits: ReadLimits, onEntry: EntryHandler): Promise<void> {
   if (bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) {
     throw new ValidationError('archive is not gzip-compressed (a .tar.gz is expected)');
   }
   const gunzip = createGunzip({ chunkSize: 64 * 1024 });
   gunzip.end(bytes);
-  const source = new ByteSource(gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>, maxInflatedBytes);
+  const source = new ByteSource(gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>, limits.maxInflatedBytes);
   try {
-    await readEntries(source, onEntry);
+    await readEntries(source, limits.maxPathBytes, onEntry);
   } catch (err) {
     throw translateError(err);
   } finally {
@@ -61,11 +77,12 @@ export async function readTarGz(bytes: Uint8Array, maxInflatedBytes: number, onE
   }
 }
 
-async function readEntries(source: ByteSource, onEntry: EntryHandler): Promise<void> {
+async function readEntries(source: ByteSource, maxPathBytes: number, onEntry: EntryHandler): Promise<void> {
   let pax: Map<string, string> | undefined;
   let longName: string | undefined;
   let longLink: string | undefined;
   let globals = 0;
+  let metaBytes = 0;
   let lastName: string | undefined;
   for (;;) {
     const block = await source.read(BLOCK);
@@ -87,6 +104,10 @@ async function readEntries(source: ByteSource, onEntry: EntryHandler): Promise<v
       );
     }
     const { typeflag } = header;
+    const isMeta = typeflag === TYPE.paxHeader || typeflag === TYPE.paxGlobal || typeflag === TYPE.gnuLongName || typeflag === TYPE.gnuLongLink;
+    if (isMeta && (metaBytes += header.size) > MAX_META_BYTES) {
+      throw new ValidationError(`archive has more than ${formatBytes(MAX_META_BYTES)} of pax and long-name headers, far more than names need`);
+    }
     if (typeflag === TYPE.paxHeader || typeflag === TYPE.paxGlobal) {
       const data = await readMeta(source, header.size, MAX_PAX_BYTES, 'pax header');
       if (typeflag === TYPE.paxGlobal) {
@@ -95,13 +116,22 @@ async function readEntries(source: ByteSource, onEntry: EntryHandler): Promise<v
       }
       if (pax) throw new ValidationError('archive is corrupt (two pax headers for one entry)');
       pax = parsePaxOrThrow(data);
+      // Refused here, before the entry's header is even read: nothing splits or walks an over-long name.
+      const path = pax.get('path');
+      if (path !== undefined) checkPathBytes(path, path, maxPathBytes, 'name');
       continue;
     }
     if (typeflag === TYPE.gnuLongName || typeflag === TYPE.gnuLongLink) {
+      if (header.size > MAX_LONG_NAME_BYTES + 1) {
+        const what = typeflag === TYPE.gnuLongName ? 'GNU long name' : 'GNU long link target';
+        throw new ValidationError(`archive has a ${what} of ${formatBytes(header.size)}, over the ${maxPathBytes}-byte limit for a path; ${PATH_FIX}`);
+      }
       const data = await readMeta(source, header.size, MAX_LONG_NAME_BYTES + 1, 'GNU long name');
       const end = data.indexOf(0);
-      const value = data.toString('utf8', 0, end === -1 ? data.length : end);
+      const length = end === -1 ? data.length : end;
+      const value = data.toString('utf8', 0, length);
       if (typeflag === TYPE.gnuLongName) {
+        if (length > maxPathBytes) throw pathTooLongError(value, length, maxPathBytes, 'name');
         if (longName !== undefined) throw new ValidationError('archive is corrupt (two long names for one entry)');
         longName = value;
       } else {

@@ -14,13 +14,25 @@ export interface FakeEntry {
   size?: number;
   /** Extra pax records (a name or link that does not fit ustar goes in one automatically). */
   pax?: Record<string, string>;
+  /** Store a name or link that does not fit ustar as a GNU long-name / long-link header instead of pax. */
+  gnu?: boolean;
+}
+
+/** A GNU `././@LongLink` header and body carrying `value` (type 'L' for a name, 'K' for a link target). */
+function gnuLong(type: string, value: string): Buffer[] {
+  const body = Buffer.from(`${value}\0`);
+  return [encodeHeader({ name: '././@LongLink', mode: 0o644, size: body.length, typeflag: type }), body, Buffer.alloc(paddingFor(body.length))];
 }
 
 /** An uncompressed tar of exactly these headers and bodies, ended by two zero blocks. */
 export function rawTar(entries: FakeEntry[], { end = true } = {}): Buffer {
   const parts: Buffer[] = [];
   for (const e of entries) {
-    const pax = { ...(fitsUstar(e.name) ? {} : { path: e.name }), ...(fitsUstar(e.linkname ?? '') ? {} : { linkpath: e.linkname! }), ...e.pax };
+    if (e.gnu) {
+      if (!fitsUstar(e.name)) parts.push(...gnuLong(TYPE.gnuLongName, e.name));
+      if (!fitsUstar(e.linkname ?? '')) parts.push(...gnuLong(TYPE.gnuLongLink, e.linkname!));
+    }
+    const pax = e.gnu ? { ...e.pax } : { ...(fitsUstar(e.name) ? {} : { path: e.name }), ...(fitsUstar(e.linkname ?? '') ? {} : { linkpath: e.linkname! }), ...e.pax };
     if (Object.keys(pax).length > 0) {
       const body = encodePax(pax);
       parts.push(encodeHeader({ name: 'PaxHeader', mode: 0o644, size: body.length, typeflag: TYPE.paxHeader }), body, Buffer.alloc(paddingFor(body.length)));

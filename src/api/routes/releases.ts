@@ -6,11 +6,11 @@ import {
   createRelease, getApp, getRelease, listInstances, listReleases, mutate, promoteStage, resolveApp, rollbackRelease, setScale, storeArtifact,
 } from '../../db/index.js';
 import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
-import { checkUpload } from '../archive-check.js';
 import { beforeBody } from '../auth.js';
 import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
+import type { UploadChecker } from '../upload-checker.js';
 
-export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseBytes: number, log: Logger): void {
+export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseBytes: number, log: Logger, checker: UploadChecker): void {
   // Release bodies are raw tar.gz bytes.
   app.addContentTypeParser(['application/gzip', 'application/x-gzip', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: maxReleaseBytes }, (_req, body, done) => done(null, body));
 
@@ -31,11 +31,12 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
       if (!Buffer.isBuffer(request.body)) {
         throw new PierError('PIER_BAD_REQUEST', 'send the release as a tar.gz body with Content-Type: application/gzip');
       }
-      const summary = await checkUpload(request.body, maxReleaseBytes);
+      // Off the event loop (a worker thread): the body moves there and back, so use `bytes` from here on.
+      const { summary, bytes } = await checker.check(request.body);
       const claim = deployClaim(ctx, request, principal);
       const release = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
-        const sha256 = await storeArtifact(tx, request.body);
+        const sha256 = await storeArtifact(tx, bytes);
         const isStage = request.query.stage === '1' || request.query.stage === 'true';
         return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim, strategy: request.query.strategy ?? 'bluegreen' });
       }));
