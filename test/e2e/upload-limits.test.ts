@@ -148,12 +148,15 @@ async function attack(api: string, control: string, label: string, options: { in
   expect(worstConcurrent).toBeLessThan(1000);
   expect(failures).toBe(0);
   expect(count).toBeGreaterThan(5);
-  expect(worstMs).toBeLessThanOrEqual(100);
+  // In-process, the pinger, the uploading client and the nexus share one event loop (and a loaded machine's CPU):
+  // what this variant proves is that the nexus's loop is never held; the ping bound is the separate process's.
+  if (options.inProcess) expect(loopMs).toBeLessThanOrEqual(100);
+  else expect(worstMs).toBeLessThanOrEqual(100);
   await assertNothingStored(api, app, [DEEP, DEEP_GNU, FOUR]);
 }
 
 describe('deep-path uploads against a real nexus', () => {
-  it('refuses them with a 400 naming the limit in under 50 ms while pings keep coming back in ≤ 100 ms', async () => {
+  it('refuses them with a 400 naming the limit in under 50 ms, never holding the nexus event loop over 100 ms', async () => {
     const n = await startNexus(dbUrl);
     await attack(n.api, n.control, 'in-process nexus', { inProcess: true });
     // Still up and serving.
@@ -161,7 +164,7 @@ describe('deep-path uploads against a real nexus', () => {
     expect((await client.call('ping', {})).nexusId).toBe(n.nexus.id);
   });
 
-  it('does the same in a `pier nexus` process started from dist/', async () => {
+  it('does the same in a `pier nexus` process started from dist/, which answers every ping in ≤ 100 ms meanwhile', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pier-ar-nexus-'));
     onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
     const config = join(dir, 'nexus.toml');
