@@ -5,6 +5,7 @@ import type { ApiContext } from './context.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
+import { limitRoutes } from './routes/limits.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
@@ -39,6 +40,7 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
+  limitRoutes(app, ctx);
   releaseRoutes(app, ctx, options.maxReleaseBytes);
   logRoutes(app, ctx);
   lockRoutes(app, ctx);

@@ -4,3 +4,4 @@ export * from './control.js';
 export * from './api.js';
 export * from './codec.js';
 export * from './stats.js';
+export * from './limits.js';

@@ -100,7 +100,9 @@ export class Emperor implements Service {
   /** Starts (or adopts) the emperor; resolves once it answers on its stats socket. */
   async start(): Promise<void> {
     await this.lifecycle.start(async () => {
-      await mkdir(this.vassalDir, { recursive: true });
+      // Root's only: an app that could list it would learn of every new instance the moment it is written.
+      await mkdir(this.vassalDir, { recursive: true, mode: 0o700 });
+      await chmod(this.vassalDir, 0o700);
       await mkdir(this.logDir, { recursive: true });
       const running = await this.findRunning();
       this.lifecycle.defer('emperor', () => this.terminate());

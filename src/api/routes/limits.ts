@@ -1,0 +1,34 @@
+/**
+ * /v1/apps/:app/limits: the app's memory, process, open-file, CPU and request-time limits. Owners read their
+ * app's; only operators change them (a limit is what protects the app's neighbours, so not the tenant's to lift).
+ * A change applies to instances started after it (the next deploy, scale, restart or move); running ones keep
+ * theirs.
+ */
+import type { FastifyInstance } from 'fastify';
+import { getAppLimits, mutate, patchAppLimits, requireAdmin, resolveApp } from '../../db/index.js';
+import { AppParams, LIMIT_NAMES, PatchLimitsBody, type AppLimits, type LimitsReply } from '../../protocol/index.js';
+import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+
+export function limitRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get<{ Params: AppParams }>('/v1/apps/:app/limits', { schema: { params: AppParams } }, async (request) => {
+    const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
+    return reply(await getAppLimits(ctx.pool, ref));
+  });
+
+  app.patch<{ Params: AppParams; Body: PatchLimitsBody }>(
+    '/v1/apps/:app/limits',
+    { schema: { params: AppParams, body: PatchLimitsBody } },
+    async (request) => {
+      const principal = await principalOf(ctx, request);
+      // Strangers learn nothing (404), the app's owner is told who may (403).
+      const ref = await resolveApp(ctx.pool, principal, request.params.app);
+      requireAdmin(principal);
+      const limits = await mutate(ctx.pool, idempotencyKey(request, principal), 'limits.change', (tx) => patchAppLimits(tx, ref, request.body));
+      return reply(limits);
+    },
+  );
+}
+
+function reply(limits: AppLimits): LimitsReply {
+  return { limits: Object.fromEntries(LIMIT_NAMES.map((name) => [name, limits[name] ?? null])) as LimitsReply['limits'] };
+}
