@@ -101,7 +101,8 @@ export class Emperor implements Service {
   async start(): Promise<void> {
     await this.lifecycle.start(async () => {
       // Root's only: an app that could list it would learn of every new instance the moment it is written.
-      await mkdir(this.vassalDir, { recursive: true, mode: 0o700 });
+      await mkdir(this.dir, { recursive: true });
+      await mkdir(this.vassalDir, { recursive: true });
       await chmod(this.vassalDir, 0o700);
       await mkdir(this.logDir, { recursive: true });
       const running = await this.findRunning();
