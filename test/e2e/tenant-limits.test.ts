@@ -1,6 +1,6 @@
 /**
  * Attack: one app on a runner tries to take the runner (and every other app on it) down — a fork bomb, a memory
- * hog, a request that never ends. All real: the apps are deployed through the API onto a root runner, each
+ * hog, (a request that never ends: tenant-timeout.test.ts). All real: the apps are deployed through the API onto a root runner, each
  * instance in cgroups of its own; a neighbour app on the same runner is under steady load through the balancer
  * meanwhile. Limits are set per app by an operator through the API (owners may only read them).
  */
@@ -13,7 +13,7 @@ import { SteadyLoad, type LoadResult } from '../helpers/load.js';
 import { platformForFile } from '../helpers/platform.js';
 import { waitFor } from '../helpers/wait.js';
 
-const p = platformForFile({ apps: ['rl-calm', 'rl-bomb', 'rl-hog', 'rl-slow'] });
+const p = platformForFile({ apps: ['rl-calm', 'rl-bomb', 'rl-hog'] });
 
 const CALM = `def application(environ, start_response):\n    start_response("200 OK", [("Content-Type", "text/plain")])\n    return [b"calm"]\n`;
 // Each process forks as fast as it can; a refused fork is retried after 5 ms (keeps the test machine usable).
@@ -38,14 +38,6 @@ const HOG = `def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hog"]
 `;
-const SLOW = `import os, time
-def application(environ, start_response):
-    if environ["PATH_INFO"] == "/sleep":
-        time.sleep(8)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(os.getpid()).encode()]
-`;
-
 /** The instance's cgroup folder of `controller` (found by name under the runner's group). */
 function cgroupOf(controller: 'memory' | 'pids' | 'cpu', instance: Instance): string {
   const own = readFileSync('/proc/self/cgroup', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[1]?.split(',').includes(controller))?.[2] ?? '/';
@@ -178,35 +170,11 @@ describe('per-app limits (tenant boundary)', () => {
       const died = log.find((l) => /worker 1 \(pid: \d+\) died, killed by signal 9/.test(l));
       return limit && died ? [limit, died] : undefined;
     }, { name: 'oom lines in the log', timeoutMs: 5000, intervalMs: 200 });
-    expect(lines[0]).toMatch(/ pier\[rl-hog-v1-\w+\]: instance rl-hog-v1-\w+ reached its memory limit of 64 MB: the kernel killed 1 of its processes/);
+    expect(lines[0]).toMatch(/ pier\[rl-hog-v1-\w+\]: instance rl-hog-v1-\w+ reached its memory limit of 64 MB: the kernel killed \d+ of its processes/);
     // Respawned: the hog app answers again.
     await waitFor(async () => (await send(p.balancer.port!, 'rl-hog.localhost')).body === 'hog', { name: 'hog respawned', timeoutMs: 5000 });
     await scaleToZero('rl-hog', hog);
   }, 40_000);
-
-  it('cuts a request that runs past the app\'s request timeout and respawns the worker', async () => {
-    expect((await p.api('POST', '/v1/apps', { name: 'rl-slow' })).status).toBe(201);
-    expect((await p.admin('PATCH', '/v1/apps/rl-slow/limits', { requestTimeoutMs: 2000 })).status).toBe(200);
-    const slow = await deployReady('rl-slow', SLOW);
-    const before = (await send(p.balancer.port!, 'rl-slow.localhost')).body;
-    // Straight to the instance: the balancer retries a GET whose connection was cut once (so the app would run it twice).
-    const started = Date.now();
-    const cut = await fetch(`http://127.0.0.1:${slow.port}/sleep`).then((r) => `HTTP ${r.status}`, (err: Error) => (err.cause as Error | undefined)?.message ?? err.message);
-    const tookMs = Date.now() - started;
-    console.log(`harakiri: a request sleeping 8 s with a 2 s timeout ended after ${tookMs} ms (${cut})`);
-    expect(cut).toMatch(/other side closed|socket hang up|ECONNRESET/);
-    expect(tookMs).toBeLessThan(5000);
-    const after = await waitFor(async () => {
-      const r = await send(p.balancer.port!, 'rl-slow.localhost');
-      return r.status === 200 ? r.body : undefined;
-    }, { name: 'worker respawned', timeoutMs: 5000 });
-    expect(after).toMatch(/^\d+$/);
-    expect(after).not.toBe(before);
-    await waitFor(async () => {
-      const log = await appLog('rl-slow');
-      return log.some((l) => /\*\*\* HARAKIRI ON WORKER 1 \(pid: \d+, try: 1\) \*\*\*/.test(l)) && log.some((l) => /worker 1 \(pid: \d+\) died, killed by signal 9/.test(l));
-    }, { name: 'harakiri in the log', timeoutMs: 5000, intervalMs: 200 });
-  }, 30_000);
 
   it('leaves no cgroup behind when the runner stops', async () => {
     const [calm] = await p.readyInstances('rl-calm');
