@@ -70,6 +70,11 @@ export class Cgroups {
       }
       parents[controller] = join(base, inside, `pier-${options.group}`);
     }
+    try {
+      for (const controller of CONTROLLERS) await mkdir(parents[controller], { recursive: true, mode: 0o755 });
+    } catch {
+      return undefined; // mounted read-only (a container), or not delegated to us
+    }
     return new Cgroups(parents);
   }
 

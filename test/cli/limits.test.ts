@@ -18,5 +18,6 @@ describe('parseLimits', () => {
     expect(() => parseLimits(['processes=64k'])).toThrow("processes must be a whole number or 'default', not '64k'");
     expect(() => parseLimits(['memory=8'])).toThrow('memory must be 32..1048576 MB, not 8');
     expect(() => parseLimits(['timeout=0s'])).toThrow(/timeout must be 1000\.\.86400000 ms/);
+    expect(parseLimits(['timeout=1h'])).toEqual({ requestTimeoutMs: 3_600_000 });
   });
 });

@@ -1,6 +1,11 @@
-/** Attack: a request that never ends holds its worker forever; the app's request timeout (uWSGI harakiri) cuts it. */
+/**
+ * Attack: a request that never ends holds its worker forever; the app's request timeout (uWSGI harakiri) cuts it.
+ * The operator sets that timeout with the CLI (`pier limits:set timeout=2s`), which app owners cannot.
+ */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { send } from '../balancer/helpers.js';
+import { runCli } from '../helpers/cli.js';
 import { platformForFile } from '../helpers/platform.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -19,11 +24,30 @@ async function appLog(app: string): Promise<string[]> {
 }
 
 describe('request timeout (tenant boundary)', () => {
-  it('cuts a request that runs past the app\'s request timeout and respawns the worker', async () => {
+  it('shows and sets limits from the CLI (pier limits, limits:set), operators only', async () => {
     expect((await p.api('POST', '/v1/apps', { name: 'rl-slow' })).status).toBe(201);
-    expect((await p.admin('PATCH', '/v1/apps/rl-slow/limits', { requestTimeoutMs: 2000 })).status).toBe(200);
+    const as = (token: string) => ({ PIER_API_URL: p.nexus.api, PIER_TOKEN: token });
+    const shown = await runCli(['limits', '-a', 'rl-slow', '--json'], as(p.tokens.owner));
+    expect(shown.stderr).toBe('');
+    expect(JSON.parse(shown.stdout)).toEqual({ memoryMb: null, processes: null, openFiles: null, cpuShares: null, requestTimeoutMs: null });
+    const refused = await runCli(['limits:set', 'timeout=1h', '-a', 'rl-slow'], as(p.tokens.owner));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr.trim()).toBe('error: this needs an operator (admin) token (PIER_FORBIDDEN)');
+    const bad = await runCli(['limits:set', 'memory=8', '-a', 'rl-slow'], as(p.tokens.admin));
+    expect(bad.stderr.trim()).toBe('error: memory must be 32..1048576 MB, not 8 (PIER_VALIDATION)');
+    const set = await runCli(['limits:set', 'memory=1g', 'timeout=45s', '-a', 'rl-slow'], as(p.tokens.admin));
+    expect(set.stderr).toBe('');
+    expect(set.stdout).toMatch(/memory: +1024 MB\n/);
+    expect(set.stdout).toMatch(/timeout: +45000 ms\n/);
+    expect(set.stdout).toMatch(/files: +runner's default\n/);
+    expect((await runCli(['limits:set', 'memory=default', 'timeout=2s', '-a', 'rl-slow'], as(p.tokens.admin))).code).toBe(0);
+    expect((await p.api<{ limits: object }>('GET', '/v1/apps/rl-slow/limits')).json.limits).toMatchObject({ memoryMb: null, requestTimeoutMs: 2000 });
+  }, 30_000);
+
+  it('cuts a request that runs past the app\'s request timeout and respawns the worker', async () => {
     expect((await p.deploy('rl-slow', p.writeApp('rl-slow', { 'wsgi.py': SLOW }))).status).toBe('live');
     const [slow] = await p.readyInstances('rl-slow');
+    expect(readFileSync(`${p.runner.dir}/emperor/vassals/${slow!.id}.ini`, 'utf8')).toMatch(/^harakiri = 2$/m);
     await waitFor(async () => (await send(p.balancer.port!, 'rl-slow.localhost')).status === 200, { name: 'rl-slow routed' });
     const before = (await send(p.balancer.port!, 'rl-slow.localhost')).body;
     // Straight to the instance: the balancer retries a GET whose connection was cut once (so the app would run it twice).

@@ -35,6 +35,8 @@ export interface Platform {
   admin: ApiCall;
   /** Another owner, who owns none of the apps. */
   stranger: ApiCall;
+  /** The owner's and the operator's tokens (for the CLI). */
+  tokens: { owner: string; admin: string };
   /** Writes `files` as a new app folder and returns it. */
   writeApp(name: string, files: Record<string, string>): string;
   /** Creates (unless it exists) and deploys `app` from `appDir`; resolves with the settled release. */
@@ -84,6 +86,7 @@ export function platformForFile(options: PlatformOptions): Platform {
     p.api = apiCaller(() => p.nexus.api, owner.token);
     p.admin = apiCaller(() => p.nexus.api, admin.token);
     p.stranger = apiCaller(() => p.nexus.api, stranger.token);
+    p.tokens = { owner: owner.token, admin: admin.token };
   }, 60_000);
 
   afterAll(async () => {

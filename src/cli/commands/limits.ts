@@ -24,7 +24,7 @@ const MULTIPLIERS: Record<LimitName, Record<string, number>> = {
   processes: { '': 1 },
   openFiles: { '': 1 },
   cpuShares: { '': 1 },
-  requestTimeoutMs: { '': 1, ms: 1, s: 1000, m: 60_000 },
+  requestTimeoutMs: { '': 1, ms: 1, s: 1000, m: 60_000, h: 3_600_000 },
 };
 
 /** Parses NAME=VALUE arguments into a PATCH body; every argument is checked before anything is sent. */
