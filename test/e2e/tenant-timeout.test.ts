@@ -69,4 +69,17 @@ describe('request timeout (tenant boundary)', () => {
     }, { name: 'harakiri in the log', timeoutMs: 5000, intervalMs: 200 });
   }, 30_000);
 
+
+  it('rolls a live app onto new limits when an operator changes them', async () => {
+    const [old] = await p.readyInstances('rl-slow');
+    const set = await p.admin<{ limits: { requestTimeoutMs: number } }>('PATCH', '/v1/apps/rl-slow/limits', { requestTimeoutMs: 5000 }, { 'pier-lock-wait': '20' });
+    expect(set.status).toBe(200);
+    const fresh = await waitFor(async () => {
+      const ready = await p.readyInstances('rl-slow');
+      return ready.length === 1 && ready[0]!.id !== old!.id ? ready[0] : undefined;
+    }, { name: 'rolled onto a new instance', timeoutMs: 20_000, intervalMs: 200 });
+    expect(readFileSync(`${p.runner.dir}/emperor/vassals/${fresh!.id}.ini`, 'utf8')).toMatch(/^harakiri = 5$/m);
+    const { releases } = (await p.api<{ releases: Array<{ version: number; status: string; description: string }> }>('GET', '/v1/apps/rl-slow/releases')).json;
+    expect(releases[0]).toMatchObject({ version: 2, status: 'live', description: 'limits: requestTimeoutMs=5000' });
+  }, 30_000);
 });

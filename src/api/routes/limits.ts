@@ -1,13 +1,13 @@
 /**
  * /v1/apps/:app/limits: the app's memory, process, open-file, CPU and request-time limits. Owners read their
  * app's; only operators change them (a limit is what protects the app's neighbours, so not the tenant's to lift).
- * A change applies to instances started after it (the next deploy, scale, restart or move); running ones keep
- * theirs.
+ * A change is a deploy (a new release of the same code and config, as a config change is): the app rolls onto
+ * instances with the new limits, under the app's deploy lock.
  */
 import type { FastifyInstance } from 'fastify';
 import { getAppLimits, mutate, patchAppLimits, requireAdmin, resolveApp } from '../../db/index.js';
 import { AppParams, LIMIT_NAMES, PatchLimitsBody, type AppLimits, type LimitsReply } from '../../protocol/index.js';
-import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
 
 export function limitRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: AppParams }>('/v1/apps/:app/limits', { schema: { params: AppParams } }, async (request) => {
@@ -21,9 +21,11 @@ export function limitRoutes(app: FastifyInstance, ctx: ApiContext): void {
     async (request) => {
       const principal = await principalOf(ctx, request);
       // Strangers learn nothing (404), the app's owner is told who may (403).
-      const ref = await resolveApp(ctx.pool, principal, request.params.app);
+      await resolveApp(ctx.pool, principal, request.params.app);
       requireAdmin(principal);
-      const limits = await mutate(ctx.pool, idempotencyKey(request, principal), 'limits.change', (tx) => patchAppLimits(tx, ref, request.body));
+      const claim = deployClaim(ctx, request, principal);
+      const limits = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'limits.change', async (tx) =>
+        patchAppLimits(tx, await resolveApp(tx, principal, request.params.app, true), request.body, principal.ownerId, claim)));
       return reply(limits);
     },
   );

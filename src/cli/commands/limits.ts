@@ -10,6 +10,9 @@ import { seg, type CliContext } from '../context.js';
 import { print, printJson } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';
 
+/** A limit change is a deploy: it waits up to 20 s for a running deploy of the app to finish. */
+const LIMITS_LOCK_WAIT = { 'pier-lock-wait': '20' };
+
 /** Command-line name → API field, with the unit a bare number is in. */
 const NAMES: Record<string, { field: LimitName; unit: string }> = {
   memory: { field: 'memoryMb', unit: 'MB' },
@@ -74,14 +77,14 @@ export function registerLimitCommands(program: Command, ctx: CliContext): void {
   );
 
   jsonOption(appOption(program.command('limits:set')
-    .description('operators: set limits, e.g. memory=512 processes=64 files=1024 cpu=512 timeout=30s (NAME=default resets); new instances get them')
+    .description('operators: set limits, e.g. memory=512 processes=64 files=1024 cpu=512 timeout=30s (NAME=default resets); the app rolls onto them')
     .argument('<NAME=VALUE...>'))).action(
     action(ctx, async (args: string[], opts: { app?: string; json?: boolean }) => {
       const app = ctx.app(opts);
-      const { limits } = await ctx.api().patch<LimitsReply>(`/v1/apps/${seg(app)}/limits`, parseLimits(args));
+      const { limits } = await ctx.api().patch<LimitsReply>(`/v1/apps/${seg(app)}/limits`, parseLimits(args), LIMITS_LOCK_WAIT);
       if (opts.json) return printJson(limits);
       printLimits(app, limits);
-      print('instances started from now on get them (the next deploy, scale or restart)');
+      print(`${app} rolls onto instances with these limits (pier releases -a ${app})`);
     }),
   );
 }
