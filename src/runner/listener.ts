@@ -38,7 +38,9 @@ export async function checkListener(port: number, owner: ListenerOwner): Promise
     const stranger = sockets.find((s) => s.uid !== owner.uid);
     if (stranger) return { state: 'foreign', ...stranger, reason: `port ${port} is held by uid ${stranger.uid}, not the app's uid ${owner.uid}` };
   }
-  const held = owner.vassalPid === undefined ? new Set<number>() : await socketInodes(await processTree(owner.vassalPid));
+  // The master holds the sockets it bound (workers inherit them): look there first, and walk its tree only if needed.
+  let held = owner.vassalPid === undefined ? new Set<number>() : await socketInodes([owner.vassalPid]);
+  if (owner.vassalPid !== undefined && sockets.some((s) => !held.has(s.inode))) held = await socketInodes(await processTree(owner.vassalPid));
   const stranger = sockets.find((s) => !held.has(s.inode));
   if (stranger) return { state: 'foreign', ...stranger, reason: `port ${port} is held by a socket (inode ${stranger.inode}) no process of the vassal holds` };
   return { state: 'ours' };

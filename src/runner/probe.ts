@@ -48,7 +48,7 @@ export async function waitForHttp(host: string, port: number, options: ProbeOpti
         lastError = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       }
     } else {
-      lastError = 'nothing listening';
+      lastError = 'no listener proven yet';
     }
     if (Date.now() + intervalMs > deadline) {
       throw new TimeoutError(`${host}:${port} did not answer HTTP within ${timeoutMs} ms (last: ${lastError})`, {
