@@ -70,13 +70,13 @@ export class LimitWatch {
   private async check(instance: string, watched: Watched, isFinal: boolean): Promise<void> {
     const now = await this.options.cgroups.counters(instance);
     const quietMs = this.options.quietMs ?? 10_000;
-    const limits = await this.options.cgroups.currentLimits(instance);
     for (const kind of ['oomKills', 'forksRefused'] as const) {
       const added = now[kind] - watched.seen[kind];
       if (added <= 0) continue;
       if (!isFinal && Date.now() - watched.lastLineAt[kind] < quietMs) continue;
       watched.seen[kind] = now[kind];
       watched.lastLineAt[kind] = Date.now();
+      const limits = await this.options.cgroups.currentLimits(instance);
       const line = kind === 'oomKills'
         ? `instance ${instance} reached its memory limit${limits ? ` of ${limits.memoryMb} MB` : ''}: the kernel killed ${added} of its processes (out of memory); uWSGI respawns killed workers. Use less memory, or ask an operator to raise it (pier limits:set memory=MB -a ${watched.app})`
         : `instance ${instance} reached its process limit${limits ? ` of ${limits.processes}` : ''}: ${added} fork()s refused; look for runaway forking, or ask an operator to raise it (pier limits:set processes=N -a ${watched.app})`;
