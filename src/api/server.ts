@@ -6,6 +6,7 @@ import type { ApiContext } from './context.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
+import { limitRoutes } from './routes/limits.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
@@ -43,6 +44,7 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   appRoutes(app, ctx);
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
+  limitRoutes(app, ctx);
   // Uploads are checked in worker threads, started by the first upload and stopped with the server.
   const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
   app.addHook('onClose', async () => checker.close());

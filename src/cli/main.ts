@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { CliContext } from './context.js';
 import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
+import { registerLimitCommands } from './commands/limits.js';
 import { registerDeployCommand } from './commands/deploy.js';
 import { registerHostCommands } from './commands/hosts.js';
 import { registerLogCommands } from './commands/logs.js';
@@ -24,6 +25,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerAppCommands(program, ctx);
   registerHostCommands(program, ctx);
   registerConfigCommands(program, ctx);
+  registerLimitCommands(program, ctx);
   registerReleaseCommands(program, ctx);
   registerDeployCommand(program, ctx);
   registerLogCommands(program, ctx);

@@ -173,6 +173,24 @@ export const PierConfig = Type.Object(
       threads: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
       /** Time to build a virtualenv (pip install) before the deploy fails. @default 300000 */
       buildTimeoutMs: Ms(300_000, 1000),
+      /**
+       * Put each instance in cgroups of its own (v1 memory, pids, cpu) holding `limits`, when the runner runs as
+       * root and the hierarchies are mounted; otherwise only openFiles and requestTimeoutMs hold. @default true
+       */
+      cgroups: Type.Boolean({ default: true }),
+      /** Each instance's limits unless an operator set the app's own (`pier limits:set`). */
+      limits: Section({
+        /** Memory of an instance's processes together, in MiB; beyond it the kernel kills one of them. @default 512 */
+        memoryMb: Type.Integer({ minimum: 32, maximum: 1_048_576, default: 512 }),
+        /** Processes and threads of an instance at once; fork() fails beyond it. @default 256 */
+        processes: Type.Integer({ minimum: 8, maximum: 65_536, default: 256 }),
+        /** Open files per process (uWSGI max-fd). @default 1024 */
+        openFiles: Type.Integer({ minimum: 64, maximum: 1_048_576, default: 1024 }),
+        /** CPU weight against the other instances (cgroup cpu.shares; 1024 is one share). @default 1024 */
+        cpuShares: Type.Integer({ minimum: 2, maximum: 262_144, default: 1024 }),
+        /** A request running longer has its worker killed and respawned (uWSGI harakiri; whole seconds). @default 60000 */
+        requestTimeoutMs: Ms(60_000, 1000),
+      }),
     }),
     balancer: Section({
       /** This balancer's node id. @default 'balancer-1' */

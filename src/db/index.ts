@@ -15,3 +15,4 @@ export * from './scheduling.js';
 export * from './stats.js';
 export * from './locks.js';
 export * from './deploys.js';
+export * from './limits.js';

@@ -4,12 +4,13 @@
  */
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import { sha256Hex } from '../core/ids.js';
-import type { Release } from '../protocol/index.js';
+import type { AppLimits, Release } from '../protocol/index.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
 import { acquireLock, checkFence, getLock, releaseLock, type LockHeld } from './locks.js';
 import { replaceConfigVars } from './config-vars.js';
 import type { Queryable } from './pool.js';
+import { pickLimits } from './limits.js';
 
 type ReleaseRow = {
   version: number; sha256: string; size_bytes: number; status: Release['status']; description: string;
@@ -155,11 +156,13 @@ export interface InstanceSpec {
   config: Record<string, string>;
   runnerId: string;
   state: string;
+  /** Limits an operator set for the app. */
+  limits: AppLimits;
 }
 
 export async function instanceSpec(q: Queryable, instanceId: string): Promise<InstanceSpec> {
-  const { rows } = await q.query<{ app: string; version: number; sha256: string; size_bytes: number; process_type: string; config: Record<string, string>; runner_id: string; state: string }>(
-    `SELECT a.name AS app, r.version, r.sha256, ar.size_bytes, i.process_type, r.config, i.runner_id, i.state
+  const { rows } = await q.query<{ app: string; version: number; sha256: string; size_bytes: number; process_type: string; config: Record<string, string>; runner_id: string; state: string; limits: Record<string, unknown> }>(
+    `SELECT a.name AS app, r.version, r.sha256, ar.size_bytes, i.process_type, r.config, i.runner_id, i.state, a.limits
      FROM instances i JOIN apps a ON a.id = i.app_id JOIN releases r ON r.id = i.release_id JOIN artifacts ar ON ar.sha256 = r.sha256
      WHERE i.id = $1`,
     [instanceId],
@@ -168,7 +171,7 @@ export async function instanceSpec(q: Queryable, instanceId: string): Promise<In
   if (!row) throw new NotFoundError(`instance '${instanceId}' not found`);
   return {
     instanceId, app: row.app, release: row.version, sha256: row.sha256, sizeBytes: row.size_bytes,
-    processType: row.process_type, config: row.config, runnerId: row.runner_id, state: row.state,
+    processType: row.process_type, config: row.config, runnerId: row.runner_id, state: row.state, limits: pickLimits(row.limits),
   };
 }
 

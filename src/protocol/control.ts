@@ -8,6 +8,7 @@ import {
   type PeerRole,
 } from './common.js';
 import { StateEvent } from './events.js';
+import { AppLimits } from './limits.js';
 
 interface CommandSpec<Req extends TProperties, Res extends TSchema> {
   /** Fields of the request besides the envelope (`v`, `type`, `id`). */
@@ -44,6 +45,8 @@ export const InstanceSpec = Type.Object({
   config: ConfigVars,
   runnerId: NodeId,
   state: Type.String(),
+  /** Limits an operator set for the app; the runner's defaults fill the rest. Absent from an older nexus. */
+  limits: Type.Optional(AppLimits),
 }, { additionalProperties: false });
 export type InstanceSpec = Static<typeof InstanceSpec>;
 

@@ -134,7 +134,7 @@ export class Emperor implements Service {
    */
   private async prepareFolders(): Promise<void> {
     const privateDir = join(this.dir, 'private');
-    for (const [folder, mode] of [[this.dir, 0o711], [this.vassalDir, 0o755], [this.logDir, 0o711], [privateDir, 0o700]] as const) {
+    for (const [folder, mode] of [[this.dir, 0o711], [this.vassalDir, 0o700], [this.logDir, 0o711], [privateDir, 0o700]] as const) {
       await mkdir(folder, { recursive: true, mode });
       await chmod(folder, mode);
     }

@@ -19,6 +19,9 @@ import { chmod, chown, mkdir } from 'node:fs/promises';
 import { removeOwnedEntry } from './app-files.js';
 import { dirname, join } from 'node:path';
 import { waitForHttp, warmUp } from './probe.js';
+import type { Cgroups, InstanceLimits } from './cgroups.js';
+import type { LimitWatch } from './limit-watch.js';
+import { checkListener, PortSquattedError } from './listener.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -38,6 +41,12 @@ export interface InstanceManagerOptions {
   appUsers?: AppUsers;
   /** Folder of the instances' HOME/TMPDIR folders (with appUsers). */
   homesDir?: string;
+  /** Per-instance cgroups (the runner is root and they are mounted). @default none: no memory, process or CPU limit */
+  cgroups?: Cgroups;
+  /** Reports instances hitting their cgroup limits in their app's log (with cgroups). */
+  limitWatch?: LimitWatch;
+  /** Limits of an instance whose app has none of its own. */
+  limits: InstanceLimits;
   /**
    * Awaited before an instance of `app` starts, with its user: waits out a clean-up of the app's name still under
    * way, and records that this runner runs the app (see AppCleanup). @default none
@@ -53,6 +62,12 @@ export interface InstanceManagerOptions {
 /** uWSGI's last words when the app cannot be loaded (need-app makes the vassal exit right after). */
 const FATAL = /no app loaded\. GAME OVER|unable to load app/;
 
+/** Ports an instance tries before its start fails, when each is found held by someone else. */
+const MAX_PORT_ATTEMPTS = 3;
+
+/** Longest wait for the emperor to stop a removed vassal before its cgroup is emptied by force. */
+const VASSAL_STOP_WAIT_MS = 15_000;
+
 /** How long a removed vassal's log is still followed. */
 const SHIP_LAST_WORDS_MS = 3000;
 
@@ -66,6 +81,8 @@ type Local = {
 
 export class InstanceManager {
   private readonly local = new Map<string, Local>();
+  /** Cgroup removals waiting for their vassal to stop. */
+  private readonly teardowns = new Set<Promise<void>>();
   private readonly log: Logger;
   private isClosed = false;
 
@@ -92,6 +109,7 @@ export class InstanceManager {
     this.options.ports.claim(port);
     this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController() });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
+    void this.options.limitWatch?.watch(id, app);
     this.log.info({ instance: id, port }, 'adopted running vassal');
   }
 
@@ -153,17 +171,34 @@ export class InstanceManager {
       const release = await releases.prepare(spec, user);
       if (entry.phase !== 'starting') return;
       const env = { ...(user ? await this.isolate(entry.id, release.appDir, user) : {}), ...spec.config };
-      entry.port = await ports.allocate();
+      const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
+      const cgroups = this.options.cgroups ? await this.options.cgroups.create(entry.id, limits) : undefined;
+      if (cgroups) await this.options.limitWatch?.watch(entry.id, spec.app);
       this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
-      await emperor.writeVassal(entry.id, renderVassal({
-        name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, host: this.bindHost, port: entry.port,
-        env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
-        logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
-        meta: { app: spec.app, port: entry.port, release: spec.release },
-      }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
-      await this.report(entry.id, 'starting', entry.port);
-      await this.waitUntilServing(entry.id, entry.port, entry.abort.signal);
-      await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
+      // The listener must be the vassal's own (listener.ts): a port someone else took first is given up for another.
+      const uid = user?.uid ?? process.getuid?.();
+      for (let attempt = 1; ; attempt++) {
+        entry.port = await ports.allocate();
+        await emperor.writeVassal(entry.id, renderVassal({
+          name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, host: this.bindHost, port: entry.port,
+          env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
+          harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
+          logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
+          meta: { app: spec.app, port: entry.port, release: spec.release },
+        }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
+        await this.report(entry.id, 'starting', entry.port);
+        try {
+          await this.waitUntilServing(entry.id, entry.port, entry.abort.signal, uid);
+          await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
+          await this.proveListener(entry.id, entry.port, uid, true); // again, right before it is routed
+          break;
+        } catch (err) {
+          if (!(err instanceof PortSquattedError) || attempt >= MAX_PORT_ATTEMPTS || entry.phase !== 'starting') throw err;
+          this.log.warn({ instance: entry.id, port: entry.port, attempt, reason: err.message }, 'instance port held by another process; moving');
+          ports.quarantine(entry.port);
+          entry.port = null;
+        }
+      }
       if (entry.phase !== 'starting') return;
       entry.phase = 'ready';
       await this.report(entry.id, 'ready', entry.port);
@@ -185,7 +220,7 @@ export class InstanceManager {
    * Waits until the instance answers HTTP, giving up early when its log shows uWSGI gave up on the app
    * (an import error ends in "no app loaded"), rather than waiting out the whole start time-out.
    */
-  private async waitUntilServing(name: string, port: number, stopped: AbortSignal): Promise<void> {
+  private async waitUntilServing(name: string, port: number, stopped: AbortSignal, uid: number | undefined): Promise<void> {
     const abort = new AbortController();
     const onStop = (): void => abort.abort(new PierError('PIER_ILLEGAL_STATE', 'the instance was stopped while starting'));
     stopped.addEventListener('abort', onStop);
@@ -195,13 +230,32 @@ export class InstanceManager {
       }).catch(() => undefined);
     }, 250);
     try {
-      await waitForHttp(this.probeHost, port, { timeoutMs: this.options.startTimeoutMs, signal: abort.signal });
+      await waitForHttp(this.probeHost, port, {
+        timeoutMs: this.options.startTimeoutMs, signal: abort.signal, beforeAttempt: () => this.proveListener(name, port, uid, false),
+      });
     } catch (err) {
       throw abort.signal.aborted ? abort.signal.reason : err;
     } finally {
       clearInterval(watch);
       stopped.removeEventListener('abort', onStop);
     }
+  }
+
+  /**
+   * True when the vassal's own socket listens on `port`; false while nothing does yet or the emperor cannot say
+   * which process is the vassal (with `isFinal`, those throw instead).
+   * @throws PortSquattedError when anyone else holds the port
+   */
+  private async proveListener(name: string, port: number, uid: number | undefined, isFinal: boolean): Promise<boolean> {
+    const status = await this.options.emperor.status().catch((err: Error) => {
+      if (isFinal) throw new PierError('PIER_ILLEGAL_STATE', `cannot ask the emperor which process is the instance: ${err.message}`);
+      return undefined;
+    });
+    if (!status) return false;
+    const verdict = await checkListener(port, { vassalPid: status.vassals.find((v) => v.name === name)?.pid, uid });
+    if (verdict.state === 'foreign') throw new PortSquattedError(port, verdict.reason);
+    if (verdict.state === 'none' && isFinal) throw new PierError('PIER_ILLEGAL_STATE', `the instance stopped listening on port ${port}`);
+    return verdict.state === 'ours';
   }
 
   private stop(id: string, isReported: boolean): void {
@@ -269,10 +323,35 @@ export class InstanceManager {
     }
     if (entry.port !== null) this.options.ports.release(entry.port);
     this.local.delete(entry.id);
+    if (this.options.cgroups) this.tearDown(entry.id, this.options.cgroups);
     // uWSGI writes the vassal's last words as the emperor stops it: keep shipping for a moment.
     const shipper = this.options.shipper;
     if (shipper && entry.isDiscarded) await shipper.unwatch(entry.id, { discard: true });
     else if (shipper) setTimeout(() => void shipper.unwatch(entry.id), SHIP_LAST_WORDS_MS).unref();
+  }
+
+  /**
+   * Once the emperor has stopped the removed vassal, kills what is left in its cgroups (processes that left the
+   * vassal's tree) and removes them. Runs in the background; `settle()` waits for it.
+   */
+  private tearDown(id: string, cgroups: Cgroups): void {
+    const task = (async () => {
+      const deadline = Date.now() + VASSAL_STOP_WAIT_MS;
+      while (Date.now() < deadline) {
+        const status = await this.options.emperor.status().catch(() => undefined);
+        if (!status || !status.vassals.some((v) => v.name === id)) break;
+        await sleep(100);
+      }
+      await this.options.limitWatch?.unwatch(id);
+      await cgroups.remove(id);
+    })().catch((err) => this.log.warn({ err, instance: id }, 'cannot remove the cgroups of an instance'));
+    this.teardowns.add(task);
+    void task.finally(() => this.teardowns.delete(task));
+  }
+
+  /** Waits for background cgroup removals. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.teardowns]);
   }
 
   /** Reports to the nexus, retrying for a while: the nexus may be failing over. */

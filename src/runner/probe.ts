@@ -16,6 +16,11 @@ export interface ProbeOptions {
   attemptTimeoutMs?: number;
   /** Stops waiting early (the instance was removed meanwhile). */
   signal?: AbortSignal;
+  /**
+   * Runs before every attempt: false skips it (nothing to talk to yet), a throw ends the wait with that error.
+   * The runner proves here that the listener is the instance's own before a request is sent. @default none
+   */
+  beforeAttempt?: () => Promise<boolean>;
 }
 
 /** One answered request. */
@@ -36,10 +41,14 @@ export async function waitForHttp(host: string, port: number, options: ProbeOpti
   for (;;) {
     signal?.throwIfAborted();
     const attemptMs = Math.max(1, Math.min(options.attemptTimeoutMs ?? 5000, deadline - Date.now()));
-    try {
-      return await httpGet(host, port, { ...options, attemptTimeoutMs: attemptMs }, undefined);
-    } catch (err) {
-      lastError = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    if (!options.beforeAttempt || (await options.beforeAttempt())) {
+      try {
+        return await httpGet(host, port, { ...options, attemptTimeoutMs: attemptMs }, undefined);
+      } catch (err) {
+        lastError = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      }
+    } else {
+      lastError = 'no listener proven yet';
     }
     if (Date.now() + intervalMs > deadline) {
       throw new TimeoutError(`${host}:${port} did not answer HTTP within ${timeoutMs} ms (last: ${lastError})`, {

@@ -17,6 +17,9 @@ import { LogShipper } from './log-shipper.js';
 import { AppUsers } from './app-users.js';
 import { AppCleanup } from './app-cleanup.js';
 import { PortPool } from './ports.js';
+import { Cgroups } from './cgroups.js';
+import { LimitWatch } from './limit-watch.js';
+import { createHash } from 'node:crypto';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
 
@@ -27,6 +30,8 @@ export interface RunnerOptions {
   config: PierConfig;
   log: Logger;
   curve?: CurveSettings;
+  /** Where instance ports come from. @default a PortPool over runner.portMin..portMax, at random */
+  ports?: PortPool;
 }
 
 export class Runner implements Service {
@@ -59,11 +64,18 @@ export class Runner implements Service {
 
       const isolated = runner.appUsers && AppUsers.isPossible();
       if (isolated) await openForAppUsers(this.dir);
+      const cgroups = runner.cgroups ? await Cgroups.open({ group: `${this.id}-${createHash('sha256').update(this.dir).digest('hex').slice(0, 8)}` }) : undefined;
+      if (!cgroups) this.log.warn({ cgroups: runner.cgroups }, 'instances get no memory, process or CPU limit: cgroups need root and the v1 memory, pids and cpu hierarchies');
+      // Registered before the emperor, so it runs after the emperor has stopped every vassal: what is left is killed.
+      if (cgroups) defer('cgroups', async () => {
+        await this.instances?.settle();
+        await cgroups.removeAll();
+      });
       const emperor = new Emperor({ dir: join(this.dir, 'emperor'), log: this.log });
       await emperor.start();
       defer('emperor', () => emperor.stop());
 
-      const ports = new PortPool(runner.portMin, runner.portMax, runner.bindHost);
+      const ports = this.options.ports ?? new PortPool(runner.portMin, runner.portMax, runner.bindHost);
       const releases = new ReleaseCache({ dir: this.dir, control, pipArgs: runner.pipArgs, buildTimeoutMs: runner.buildTimeoutMs, log: this.log });
       // Vassals log to their own files, which the shipper follows and pushes to the collectors (uWSGI's logzmq
       // logger would block every app while no collector pulls).
@@ -75,12 +87,16 @@ export class Runner implements Service {
       const shipper = new LogShipper({ pusher, log: this.log });
       shipper.start();
       defer('log shipper', () => shipper.stop());
+      const limitWatch = cgroups ? new LimitWatch({ cgroups, pusher, log: this.log }) : undefined;
+      limitWatch?.start();
+      if (limitWatch) defer('limit watch', async () => limitWatch.stop());
       const appUsers = isolated ? new AppUsers() : undefined;
       const homesDir = isolated ? join(this.dir, 'homes') : undefined;
       const cleanup = new AppCleanup({ dir: this.dir, emperor, ...(appUsers ? { appUsers, homesDir } : {}), log: this.log });
       const manager = new InstanceManager({
         runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost, drainMs: runner.drainMs,
         ...(appUsers ? { appUsers, homesDir } : {}), beforeStart: (app, user) => cleanup.beforeStart(app, user),
+        ...(cgroups ? { cgroups, limitWatch } : {}), limits: runner.limits,
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;
@@ -91,6 +107,8 @@ export class Runner implements Service {
         if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port);
         else await emperor.removeVassal(name); // not ours to keep: no record of what it is
       }
+      // Cgroups of instances a previous run left behind (and no vassal runs any more).
+      await cgroups?.removeAll(new Set(await emperor.listVassals()));
       defer('instances', () => manager.close());
 
       await this.register(control);

@@ -59,6 +59,13 @@ export interface VassalSpec {
   bufferSize?: number;
   /** A request running longer than this gets its worker killed and respawned; whole seconds, rounded up. @default none */
   harakiriMs?: number;
+  /** Open files per process (uWSGI `max-fd`, set as root before the vassal drops privileges). @default uWSGI's: inherited */
+  maxFd?: number;
+  /**
+   * cgroup folders (absolute, one per controller) the vassal's master joins before it drops root and loads the
+   * app, so every process of the app is inside them (uWSGI `cgroup`). They must exist. @default none
+   */
+  cgroups?: string[];
   /** Written as a comment for a restarted runner to read back with `readVassalMeta` (values are JSON). @default none */
   meta?: Record<string, string | number | boolean>;
 }
@@ -113,6 +120,8 @@ export function renderVassal(spec: VassalSpec): string {
   opt('threads', spec.threads);
   opt('buffer-size', checkedInt(spec.bufferSize ?? DEFAULT_BUFFER_SIZE, 'bufferSize', 4096, 65535));
   if (spec.harakiriMs !== undefined) opt('harakiri', Math.ceil(checkedInt(spec.harakiriMs, 'harakiriMs', 1, 86_400_000) / 1000));
+  if (spec.maxFd !== undefined) opt('max-fd', checkedInt(spec.maxFd, 'maxFd', 16, 1_048_576));
+  for (const dir of spec.cgroups ?? []) opt('cgroup', absolute(dir, 'cgroups'), 'cgroups');
   opt('procname-prefix-spaced', `pier-${spec.name}`);
   if (spec.uid !== undefined) opt('uid', account(spec.uid, 'uid'));
   if (spec.gid !== undefined) opt('gid', account(spec.gid, 'gid'));

@@ -4,7 +4,7 @@
  * is destroyed; nothing of it may remain — no process of its uid, no user, no file under the runner's folder, no
  * logs on the collector — and a re-created app of the same name sees nothing of the old one.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,6 +79,10 @@ function uidOf(name: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+function gidOf(name: string): number {
+  return Number(execFileSync('getent', ['passwd', name]).toString().split(':')[3]);
 }
 
 /** Every path under `root` (not following links) owned by `uid`. */
@@ -256,11 +260,14 @@ describe('destroying an app', () => {
       return json.lines.some((l) => l.includes('served /old-down'));
     }, { name: 'old logs stored', timeoutMs: 5000, intervalMs: 100 });
 
-    // Both go away (the escaped daemon keeps running: nothing stops it but its user's end), the app is destroyed
-    // and its name created again meanwhile.
+    // Both go away, the app is destroyed and its name created again meanwhile. A runner that stops kills what its
+    // instances started, escaped daemon included (their cgroups go with them); one killed with -9 cannot, so a
+    // process of the app's uid is left running as such a runner would leave it.
     await runner.stop();
     await collector.stop();
-    expect((await processesOf(uid)).length).toBeGreaterThan(0);
+    expect(await processesOf(uid)).toEqual([]);
+    spawn('sleep', ['1000'], { uid, gid: gidOf(`p-${app}`), detached: true, stdio: 'ignore' }).unref();
+    await waitFor(async () => (await processesOf(uid)).length > 0, { name: 'leftover process of the old app' });
     expect((await api('DELETE', `/v1/apps/${app}`)).status).toBe(200);
     expect((await api('POST', '/v1/apps', { name: app })).status).toBe(201);
     expect(ownedBy(runnerDir, uid).length).toBeGreaterThan(0);

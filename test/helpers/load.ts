@@ -8,6 +8,10 @@ export interface LoadResult {
   failures: string[];
   /** Requests per second achieved. */
   rate: number;
+  /** Latency percentiles of all requests, in ms. */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
 }
 
 export class SteadyLoad {
@@ -17,6 +21,7 @@ export class SteadyLoad {
   private ok = 0;
   private failed = 0;
   private readonly failures: string[] = [];
+  private readonly latenciesMs: number[] = [];
   private startedAt = 0;
 
   /** @param pauseMs pause between a worker's requests, which bounds the rate */
@@ -30,9 +35,11 @@ export class SteadyLoad {
 
   private async work(): Promise<void> {
     while (this.isRunning) {
+      const sentAt = performance.now();
       try {
         const res = await request(this.url, { headers: { host: this.host }, dispatcher: this.agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
         await res.body.text();
+        this.latenciesMs.push(performance.now() - sentAt);
         if (res.statusCode === 200) this.ok += 1;
         else this.fail(`HTTP ${res.statusCode}`);
       } catch (err) {
@@ -57,6 +64,11 @@ export class SteadyLoad {
     await Promise.all(this.workers);
     await this.agent.close();
     const seconds = (Date.now() - this.startedAt) / 1000;
-    return { ok: this.ok, failed: this.failed, failures: this.failures, rate: Math.round((this.ok + this.failed) / seconds) };
+    const sorted = [...this.latenciesMs].sort((a, b) => a - b);
+    const at = (q: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0) * 10) / 10;
+    return {
+      ok: this.ok, failed: this.failed, failures: this.failures, rate: Math.round((this.ok + this.failed) / seconds),
+      p50Ms: at(0.5), p99Ms: at(0.99), maxMs: at(1),
+    };
   }
 }

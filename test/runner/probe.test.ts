@@ -47,6 +47,21 @@ describe('waitForHttp', () => {
     expect((err as Error).message).toBe(`127.0.0.1:${port} did not answer HTTP within 300 ms (last: ECONNREFUSED)`);
   });
 
+  it('sends nothing while beforeAttempt says no, and stops with the error it throws', async () => {
+    const { server, paths } = await serve(0);
+    const { port } = server.address() as AddressInfo;
+    let checks = 0;
+    const result = await waitForHttp('127.0.0.1', port, { timeoutMs: 3000, intervalMs: 20, beforeAttempt: async () => ++checks >= 3 });
+    expect(result.status).toBe(200);
+    expect(checks).toBe(3);
+    expect(paths).toEqual(['/']); // only after the third check
+    const refused = waitForHttp('127.0.0.1', port, { timeoutMs: 3000, beforeAttempt: async () => { throw new Error('not yours'); } });
+    await expect(refused).rejects.toThrow('not yours');
+    expect(paths).toEqual(['/']);
+    const never = await waitForHttp('127.0.0.1', port, { timeoutMs: 200, intervalMs: 20, beforeAttempt: async () => false }).catch((e: Error) => e);
+    expect((never as Error).message).toBe(`127.0.0.1:${port} did not answer HTTP within 200 ms (last: no listener proven yet)`);
+  });
+
   it('stops when aborted', async () => {
     const port = await freePort();
     const controller = new AbortController();

@@ -59,6 +59,8 @@ describe('renderVassal', () => {
       logTag: { app: 'hello', instance: 'i-1' },
       bufferSize: 16384,
       harakiriMs: 30_500,
+      maxFd: 512,
+      cgroups: ['/sys/fs/cgroup/memory/pier-r/i-1', '/sys/fs/cgroup/pids/pier-r/i-1'],
       meta: { app: 'hello', port: 20001 },
     });
     const lines = ini.split('\n');
@@ -69,6 +71,8 @@ describe('renderVassal', () => {
     expect(lines).toContain('gid = 1001');
     expect(lines).toContain('buffer-size = 16384');
     expect(lines).toContain('harakiri = 31');
+    expect(lines).toContain('max-fd = 512');
+    expect(lines.filter((l) => l.startsWith('cgroup'))).toEqual(['cgroup = /sys/fs/cgroup/memory/pier-r/i-1', 'cgroup = /sys/fs/cgroup/pids/pier-r/i-1']);
     expect(lines.filter((l) => l.startsWith('env = '))).toEqual(['env = GREETING=hi there', 'env = PYTHONUNBUFFERED=0', 'env = PORT=20001']);
     expect(lines).toContain('logger = pierfile file:logfile=/srv/pier/logs/hello-1.log,maxsize=1000000,backupname=/srv/pier/logs/hello-1.log.1');
     expect(lines).toContain('log-route = pierfile .*');
