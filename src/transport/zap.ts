@@ -70,6 +70,9 @@ export class ZapHandler {
   }
 
   async stop(): Promise<void> {
+    // Unbind first: a closed socket gives up its inproc endpoint only when libzmq's reaper gets to it, and the
+    // next handler in this process must be able to bind it at once.
+    await this.socket.unbind(ZAP_ENDPOINT).catch(() => undefined);
     closeQuietly(this.socket);
     await this.loop;
   }
@@ -77,6 +80,8 @@ export class ZapHandler {
 
 /** One ZAP handler per process (the inproc endpoint is per context); servers share it and add their keys. */
 let shared: { handler: ZapHandler; keys: Map<string, KeyIdentity>; users: number; ready: Promise<void> } | undefined;
+/** The last handler's stop while it unbinds the inproc endpoint: a new handler binds only after it. */
+let stopping: Promise<void> = Promise.resolve();
 
 /**
  * Starts (or joins) the process's ZAP handler with `keys` allowed (each with its role); call the returned
@@ -86,7 +91,7 @@ export async function acquireZap(keys: Iterable<readonly [string, KeyIdentity]>,
   if (!shared) {
     const all = new Map<string, KeyIdentity>();
     const handler = new ZapHandler(all, log.child({ component: 'transport.zap' }));
-    shared = { handler, keys: all, users: 0, ready: handler.start() };
+    shared = { handler, keys: all, users: 0, ready: stopping.then(() => handler.start()) };
   }
   const current = shared;
   for (const [key, identity] of keys) if (!current.keys.has(key)) current.keys.set(key, identity);
@@ -99,7 +104,8 @@ export async function acquireZap(keys: Iterable<readonly [string, KeyIdentity]>,
     current.users -= 1;
     if (current.users === 0 && shared === current) {
       shared = undefined;
-      await current.handler.stop();
+      stopping = current.handler.stop();
+      await stopping;
     }
   };
 }
