@@ -4,7 +4,7 @@
  * bug never hands out root. Only the runner keeps root (it creates app users and cgroups).
  */
 import { execFileSync } from 'node:child_process';
-import { lchownSync, lstatSync, readdirSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PierError } from './errors.js';
 
@@ -61,18 +61,19 @@ export function resolveDaemonUser(name: string): UnixUser | undefined {
 }
 
 /**
- * Gives `dir` and everything in it to `user` (lchown: links are never followed), so the daemon can still write
- * there after it dropped root. Only folders this daemon alone writes (the stats log chunks) are handed over.
+ * Gives `dir` and everything in it to `user` (lchown: links are never followed), folders mode `dirMode`, so the
+ * daemon can still write there after it dropped root, and no one else can list it. Only folders this daemon
+ * alone writes (the stats log chunks) are handed over.
  */
-export function chownTree(dir: string, user: UnixUser): void {
+export function chownTree(dir: string, user: UnixUser, dirMode = 0o700): void {
   const st = lstatSync(dir);
-  if (st.isSymbolicLink()) throw new PierError('PIER_CONFIG', `'${dir}' is a symbolic link; point the config at the folder itself`);
+  if (!st.isDirectory()) throw new PierError('PIER_CONFIG', `'${dir}' is not a folder (a symbolic link?); point the config at the folder itself`);
   if (st.uid !== user.uid || st.gid !== user.gid) lchownSync(dir, user.uid, user.gid);
-  if (!st.isDirectory()) return;
+  if ((st.mode & 0o7777) !== dirMode) chmodSync(dir, dirMode); // a folder, not a link: checked above
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     const child = lstatSync(path);
-    if (child.isDirectory()) chownTree(path, user);
+    if (child.isDirectory()) chownTree(path, user, dirMode);
     else if (child.uid !== user.uid || child.gid !== user.gid) lchownSync(path, user.uid, user.gid);
   }
 }
