@@ -61,21 +61,28 @@ export function resolveDaemonUser(name: string): UnixUser | undefined {
 }
 
 /**
- * Gives `dir` and everything in it to `user` (lchown: links are never followed), folders mode `dirMode`, so the
- * daemon can still write there after it dropped root, and no one else can list it. Only folders this daemon
- * alone writes (the stats log chunks) are handed over.
+ * Hands `dir` (a folder this daemon alone writes: the stats log chunks) to `user`, mode `dirMode`, so the daemon
+ * can still write there after it dropped root and no one else can list it. Root never walks a tree the user
+ * already controls (a process it left behind could swap a folder for a link mid-walk): a folder the user owns
+ * only gets its mode set. A folder root made before (an older Pier) is walked children first, top last, while the
+ * user still cannot write in it; links are never followed (lchown) and files with more than one link are skipped.
  */
 export function chownTree(dir: string, user: UnixUser, dirMode = 0o700): void {
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new PierError('PIER_CONFIG', `'${dir}' is not a folder (a symbolic link?); point the config at the folder itself`);
-  if (st.uid !== user.uid || st.gid !== user.gid) lchownSync(dir, user.uid, user.gid);
-  if ((st.mode & 0o7777) !== dirMode) chmodSync(dir, dirMode); // a folder, not a link: checked above
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    const child = lstatSync(path);
-    if (child.isDirectory()) chownTree(path, user, dirMode);
-    else if (child.uid !== user.uid || child.gid !== user.gid) lchownSync(path, user.uid, user.gid);
+  if (st.uid !== user.uid) {
+    if ((st.mode & 0o002) !== 0) {
+      throw new PierError('PIER_CONFIG', `'${dir}' is writable by everyone; run 'chown -R ${user.name}: ${dir} && chmod 700 ${dir}' or choose another folder`);
+    }
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const child = lstatSync(path);
+      if (child.isDirectory()) chownTree(path, user, dirMode);
+      else if (child.isFile() && child.nlink === 1) lchownSync(path, user.uid, user.gid);
+    }
+    lchownSync(dir, user.uid, user.gid);
   }
+  if ((st.mode & 0o7777) !== dirMode) chmodSync(dir, dirMode); // a folder, not a link: checked above
 }
 
 /**
