@@ -16,6 +16,7 @@ import type { CliResult } from '../helpers/cli.js';
 import { privateTempDir, searchableTempDir } from '../helpers/data-dir.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
+import { tarGz } from '../archive/fixtures.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const id = randomId(3);
@@ -106,6 +107,10 @@ describe('pier up (least privilege)', () => {
       expect(creds.gids, `${name} gids`).toEqual([user.gid, user.gid, user.gid, user.gid]);
       expect(creds.groups, `${name} supplementary groups`).toEqual([]);
       expect(creds.capEff, `${name} effective capabilities`).toMatch(/^0+$/);
+      // Every thread (libuv's pool, V8's) dropped too, not only the main one.
+      const tasks = readdirSync(`/proc/${byName.get(name)!}/task`);
+      expect(tasks.length).toBeGreaterThan(1);
+      for (const task of tasks) expect(credentials(Number(task)).uids, `${name} thread ${task}`).toEqual([user.uid, user.uid, user.uid, user.uid]);
     }
     expect(credentials(byName.get('runner-1')!).uids).toEqual([0, 0, 0, 0]);
     const postgres = lookupUser('postgres')!;
@@ -117,6 +122,14 @@ describe('pier up (least privilege)', () => {
   it('still deploys (upload checked in a worker started after the drop), serves, logs and counts', async () => {
     const { request } = await import('undici');
     expect((await run(['apps:create', app])).code).toBe(0);
+    // The nexus's first upload check starts its first worker, after the drop: it still refuses a hostile archive.
+    const { token } = JSON.parse(readFileSync(join(dataDir, 'admin.json'), 'utf8')) as { token: string };
+    const deep = tarGz([{ name: 'wsgi.py', data: 'x' }, { name: `${'a/'.repeat(2000)}x.py`, data: 'x' }]);
+    const refused = await fetch(`http://127.0.0.1:${ports[4]}/v1/apps/${app}/releases`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/gzip' }, body: deep,
+    });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/over the 1024-byte limit for a path/);
     const deployed = await run(['deploy', join(repo, 'examples', 'hello'), '-a', app]);
     expect(deployed.stderr).toBe('');
     expect(deployed.stdout).toMatch(/v1 is live in [\d.]+ s/);
