@@ -175,7 +175,8 @@ export class Platform implements Service {
 
   /**
    * Writes DATA/config/<name>.toml (the shared sections plus the daemon's own) and starts `pier <kind> --config`
-   * under supervision. The database URL carries a password: it goes in the environment, never in a file.
+   * under supervision. The database URL carries a password: it goes in the environment (of the nexus and the
+   * collectors only), never in a file.
    */
   private spawnDaemon(kind: 'nexus' | 'runner' | 'balancer' | 'stats', name: string, own: Record<string, unknown>): SupervisedChild {
     const { config } = this.options;
@@ -192,7 +193,8 @@ export class Platform implements Service {
         name,
         command: process.execPath,
         args: [...process.execArgv, cliEntry(), kind, '--config', file],
-        env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
+        // Only the nexus and the collectors use the database: a balancer or runner never holds its password.
+        env: { ...this.options.env, PIER_DB_URL: kind === 'nexus' || kind === 'stats' ? this.dbUrl : '', DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
         logFile: join(this.paths.logsDir, `${name}.log`),
         // A runner stops its emperor and every app before exiting: give it the emperor's grace and more.
         stopGraceMs: kind === 'runner' ? 30_000 : 10_000,

@@ -113,6 +113,10 @@ describe('pier up (least privilege)', () => {
       for (const task of tasks) expect(credentials(Number(task)).uids, `${name} thread ${task}`).toEqual([user.uid, user.uid, user.uid, user.uid]);
     }
     expect(credentials(byName.get('runner-1')!).uids).toEqual([0, 0, 0, 0]);
+    // Only the nexus and the collector are given the database URL (with its password).
+    const dbUrlOf = (name: string) => readFileSync(`/proc/${byName.get(name)!}/environ`, 'utf8').split('\0').find((v) => v.startsWith('PIER_DB_URL='));
+    for (const name of ['nexus-1', 'stats-1']) expect(dbUrlOf(name), name).toMatch(/^PIER_DB_URL=postgres(ql)?:\/\/.+:.+@/);
+    for (const name of ['balancer-1', 'runner-1']) expect(dbUrlOf(name), name).toBe('PIER_DB_URL=');
     const postgres = lookupUser('postgres')!;
     expect(credentials(state.postgres.pid).uids).toEqual([postgres.uid, postgres.uid, postgres.uid, postgres.uid]);
     // And the daemon user really cannot read the checkout the daemons were started from.
@@ -174,6 +178,9 @@ describe('pier up (least privilege)', () => {
       join(dataDir, 'logs'), join(dataDir, 'logs', 'nexus-1.log'), join(dataDir, 'logs', 'up.log'),
       join(dataDir, 'stats'), join(dataDir, 'stats', 'logs', app), join(dataDir, 'stats', 'logs', app, readdirSync(join(dataDir, 'stats', 'logs', app))[0]!),
     ];
+    // The database URL and its password reach the daemons in their environment: not for app users either.
+    const state = JSON.parse(readFileSync(join(dataDir, 'up.json'), 'utf8')) as { children: Array<{ name: string; pid: number }> };
+    for (const child of state.children) targets.push(`/proc/${child.pid}/environ`);
     for (const path of targets) {
       expect(existsSync(path), path).toBe(true);
       expect(readAs(0, 0, path).status, `root reads ${path}`).toBe(0);
