@@ -47,6 +47,8 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   limitRoutes(app, ctx);
   // Uploads are checked in worker threads, started by the first upload and stopped with the server.
   const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
+  // Its code is read at listen (before a daemon drops root), never later from disk.
+  app.addHook('onReady', async () => checker.prepare());
   app.addHook('onClose', async () => checker.close());
   releaseRoutes(app, ctx, options.maxReleaseBytes, log, checker);
   tokenRoutes(app, ctx);

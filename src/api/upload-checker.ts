@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { PierError, TimeoutError, ValidationError, isErrorCode } from '../core/errors.js';
+import { inlineModule } from '../core/inline-module.js';
 import type { UploadSummary } from './archive-check.js';
 
 /** What the pool sends a worker: the archive's bytes are transferred, not copied. */
@@ -93,6 +94,15 @@ export class UploadChecker {
     if (this.isClosed) return Promise.resolve();
     this.startWorkers();
     return Promise.race([...this.slots].map((s) => s.online));
+  }
+
+  /**
+   * Reads the worker's code (its module and everything it imports) into memory now, at the nexus's start, while
+   * it may still run as root: a worker started after the nexus dropped root (the first upload, a replacement)
+   * loads nothing from a checkout its user may not be able to read. Idempotent.
+   */
+  prepare(): void {
+    workerSource();
   }
 
   /**
@@ -243,12 +253,16 @@ function rebuildError(error: NonNullable<CheckReply['error']>): PierError {
 }
 
 /**
- * The worker module next to this one: `.js` in dist/; when this module runs from source (vitest, tsx), the
+ * The worker module next to this one: `.js` in dist/, inlined into a `data:` URL once (see `prepare`); when this module runs from source (vitest, tsx), the
  * `.ts` file, loaded through tsx's loader (a dev dependency) registered first in the worker.
  */
+let inlinedWorker: URL | undefined;
 function workerSource(): { filename: string | URL; evaluate: boolean } {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return { filename: new URL('./upload-check-worker.js', here), evaluate: false };
+  if (!here.endsWith('.ts')) {
+    inlinedWorker ??= inlineModule(new URL('./upload-check-worker.js', here));
+    return { filename: inlinedWorker, evaluate: false };
+  }
   const worker = new URL('./upload-check-worker.ts', here).href;
   const tsx = import.meta.resolve('tsx/esm/api');
   return { filename: `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(worker)}); });`, evaluate: true };

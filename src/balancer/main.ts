@@ -2,6 +2,7 @@
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../core/logger.js';
 import { runDaemon } from '../core/daemon.js';
+import { resolveDaemonUser } from '../core/privileges.js';
 import { ensureNodeKey, loadCurve } from '../transport/index.js';
 import { Balancer } from './balancer.js';
 
@@ -14,6 +15,7 @@ export async function main(configFile: string | undefined, env: NodeJS.ProcessEn
     if (isNew) log.warn({ publicKey, allowAs: `allowed/balancer/${config.balancer.id}.pub` }, 'new node key created; allow it on every nexus and collector');
   }
   const curve = config.security.curve ? loadCurve(config.security.keysDir, 'client') : undefined;
+  const runAs = resolveDaemonUser(config.security.user);
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
-  await runDaemon(new Balancer({ config, log, curve }), log, { what: 'balancer', parentPid });
+  await runDaemon(new Balancer({ config, log, curve }), log, { what: 'balancer', parentPid, runAs });
 }

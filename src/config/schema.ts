@@ -95,6 +95,12 @@ export const PierConfig = Type.Object(
        * `stats.key` on a collector and `allowed/<role>/<node-id>.pub` on both (src/transport/keys.ts). @default '' (dataDir/keys)
        */
       keysDir: Type.String({ default: '' }),
+      /**
+       * Unprivileged user a nexus, balancer or stats daemon started as root drops to once its sockets are bound and
+       * its files open (a runner refuses it: it needs root). `pier up` uses 'pier' when empty; 'root' keeps root
+       * (not recommended). Ignored when not started as root. @default '' (no drop)
+       */
+      user: Type.String({ pattern: '^$|^[a-z_][a-z0-9_-]{0,31}$', default: '' }),
     }),
     nexus: Section({
       /** This replica's node id. @default 'nexus-1' */

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { PierError } from './errors.js';
+import { dropPrivileges, type UnixUser } from './privileges.js';
 import { isProcessAlive } from './process.js';
 import type { Service } from './service.js';
 
@@ -15,11 +16,20 @@ export interface RunDaemonOptions {
   onReady?: () => void;
   /** Stop when this process (the supervisor) is gone, so a killed `pier up` leaves no orphans. */
   parentPid?: number;
+  /**
+   * Drop root to this user once the service has started (sockets bound, files open, modules loaded), before it
+   * says `ready`; start fails if the drop does. @default undefined (keep the current user)
+   */
+  runAs?: UnixUser | undefined;
 }
 
 export async function runDaemon(service: Service, log: Logger, options: RunDaemonOptions = {}): Promise<void> {
   try {
     await service.start();
+    if (options.runAs) {
+      dropPrivileges(options.runAs);
+      log.info({ user: options.runAs.name, uid: options.runAs.uid }, 'dropped root');
+    }
   } catch (err) {
     log.fatal({ err }, 'start failed');
     await service.stop().catch(() => undefined);

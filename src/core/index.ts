@@ -7,3 +7,4 @@ export * from './daemon.js';
 export * from './process.js';
 export * from './coalesce.js';
 export * from './reach.js';
+export * from './privileges.js';

@@ -2,6 +2,7 @@
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../core/logger.js';
 import { runDaemon } from '../core/daemon.js';
+import { resolveDaemonUser } from '../core/privileges.js';
 import { Nexus } from './nexus.js';
 import { serverSecurity, UNROLED_FIX } from '../transport/index.js';
 
@@ -15,6 +16,7 @@ export async function main(configFile: string | undefined, env: NodeJS.ProcessEn
   }
   const { curve, keyring, unroled } = serverSecurity(config.security, 'nexus');
   if (unroled.length > 0) log.warn({ files: unroled, fix: UNROLED_FIX }, 'allowed key files without a role are ignored');
+  const runAs = resolveDaemonUser(config.security.user);
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
-  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, keyring }), log, { what: 'nexus', parentPid });
+  await runDaemon(new Nexus({ config, dbUrl: config.db.url, log, curve, keyring }), log, { what: 'nexus', parentPid, runAs });
 }

@@ -2,11 +2,15 @@
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../core/logger.js';
 import { runDaemon } from '../core/daemon.js';
+import { ConfigError } from '../core/errors.js';
 import { ensureNodeKey, loadCurve } from '../transport/index.js';
 import { Runner } from './runner.js';
 
 export async function main(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const config = loadConfig({ file: configFile, env });
+  if (config.security.user !== '' && config.security.user !== 'root') {
+    throw new ConfigError(`security.user '${config.security.user}' is for nexus, balancer and stats daemons: a runner needs root (it creates app users and cgroups and starts each app as its user); remove security.user from the runner's config`);
+  }
   const log = createLogger({ level: config.log.level, name: `runner:${config.runner.id}` });
   if (config.security.curve) {
     const { publicKey, isNew } = ensureNodeKey(config.security.keysDir);

@@ -240,7 +240,7 @@ export class LogStore {
   }
 
   private async openFolder(entry: AppLog): Promise<void> {
-    await mkdir(entry.dir, { recursive: true });
+    await mkdir(entry.dir, { recursive: true, mode: 0o700 });
     const chunks = await listChunks(entry.dir);
     if (chunks.length === 0) chunks.push(1);
     entry.chunks = chunks;

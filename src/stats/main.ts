@@ -2,6 +2,10 @@
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../core/logger.js';
 import { runDaemon } from '../core/daemon.js';
+import { chownTree, resolveDaemonUser } from '../core/privileges.js';
+import { assertReachableByOthers } from '../core/reach.js';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { serverSecurity, UNROLED_FIX } from '../transport/index.js';
 import { StatsDaemon } from './stats.js';
 
@@ -15,6 +19,14 @@ export async function main(configFile: string | undefined, env: NodeJS.ProcessEn
   }
   const { curve, keyring, unroled } = serverSecurity(config.security, 'stats');
   if (unroled.length > 0) log.warn({ files: unroled, fix: UNROLED_FIX }, 'allowed key files without a role are ignored');
+  const runAs = resolveDaemonUser(config.security.user);
+  if (runAs) {
+    // The log chunks are written after the drop: the folder is the collector user's alone (0700, no app user reads it).
+    const dir = config.stats.dir === '' ? join(config.dataDir, 'stats') : config.stats.dir;
+    assertReachableByOthers(dir, { who: `the collector runs as '${runAs.name}', which`, orElse: ' or choose another stats.dir' });
+    mkdirSync(join(dir, 'logs'), { recursive: true, mode: 0o700 });
+    chownTree(dir, runAs);
+  }
   const parentPid = env.PIER_SUPERVISOR_PID ? Number(env.PIER_SUPERVISOR_PID) : undefined;
-  await runDaemon(new StatsDaemon({ config, dbUrl: config.db.url, log, curve, keyring }), log, { what: 'stats collector', parentPid });
+  await runDaemon(new StatsDaemon({ config, dbUrl: config.db.url, log, curve, keyring }), log, { what: 'stats collector', parentPid, runAs });
 }

@@ -1,6 +1,6 @@
 /** One supervised daemon process: output to its log file, restarted with backoff if it dies, stopped by pid. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 
 export interface ChildSpec {
@@ -50,8 +50,11 @@ export class SupervisedChild {
 
   start(): void {
     this.logOffset = existsSync(this.spec.logFile) ? statSync(this.spec.logFile).size : 0;
-    const fd = openSync(this.spec.logFile, 'a');
+    // Root's alone (0600): daemon logs name every app and its errors. The daemon writes through this open file,
+    // so it needs no access to the logs folder after dropping root.
+    const fd = openSync(this.spec.logFile, 'a', 0o600);
     try {
+      fchmodSync(fd, 0o600);
       this.child = spawn(this.spec.command, this.spec.args, { env: this.spec.env, stdio: ['ignore', fd, fd] });
     } finally {
       closeSync(fd);

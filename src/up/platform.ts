@@ -3,7 +3,7 @@
  * server (unless DATABASE_URL is set) and every nexus replica in `cluster.nexus` — with their logs, configs,
  * keys and the admin token in one data folder.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toToml } from 'smol-toml';
@@ -16,7 +16,8 @@ import { sleep } from '../core/wait.js';
 import { EmbeddedPostgres, createPool, ensureAdmin, migrate, withTransaction } from '../db/index.js';
 import { ensureClusterKeys, type DaemonKeys } from '../transport/index.js';
 import { SupervisedChild } from './child.js';
-import { prepareDataDir } from './data-dir.js';
+import { ensureSystemUser } from '../core/privileges.js';
+import { prepareDataDir, upDaemonUser } from './data-dir.js';
 import { platformPaths, type PlatformPaths } from './paths.js';
 import { cleanupStale, isAlive, readState, type PlatformState } from './state.js';
 
@@ -58,6 +59,8 @@ export class Platform implements Service {
   private apiUrls: string[] | undefined;
   /** Each daemon's own keys folder (with CURVE on), by daemon name. */
   private keyDirs = new Map<string, string>();
+  /** The user nexus, balancer and stats drop to ('' keeps them as this process's user). */
+  private daemonUser = '';
 
   constructor(private readonly options: PlatformOptions) {
     this.paths = platformPaths(options.config.dataDir);
@@ -70,7 +73,9 @@ export class Platform implements Service {
       const { config } = this.options;
       const paths = this.paths;
       prepareDataDir(config, this.options.runners ?? 1);
-      for (const dir of [paths.logsDir, paths.configDir]) mkdirSync(dir, { recursive: true });
+      // Nexus, balancer and stats parse what the internet and the apps send: they drop root to this user once started.
+      const daemonUser = upDaemonUser(config);
+      if (daemonUser !== undefined) this.daemonUser = ensureSystemUser(daemonUser).name;
       this.claimPidFile();
       this.lifecycle.defer('pid file', () => rmSync(paths.pidFile, { force: true }));
       await cleanupStale(paths, this.log);
@@ -170,21 +175,26 @@ export class Platform implements Service {
 
   /**
    * Writes DATA/config/<name>.toml (the shared sections plus the daemon's own) and starts `pier <kind> --config`
-   * under supervision. The database URL carries a password: it goes in the environment, never in a file.
+   * under supervision. The database URL carries a password: it goes in the environment (of the nexus and the
+   * collectors only), never in a file.
    */
   private spawnDaemon(kind: 'nexus' | 'runner' | 'balancer' | 'stats', name: string, own: Record<string, unknown>): SupervisedChild {
     const { config } = this.options;
     const file = join(this.paths.configDir, `${name}.toml`);
     // Each daemon is pointed at its own keys folder: only a nexus's holds server.key, only a collector's stats.key.
-    const security = { ...config.security, ...(config.security.curve ? { keysDir: this.keyDirs.get(name)! } : {}) };
+    // Keys stay root's (0700): each daemon reads them before it drops root. Only the runner keeps root.
+    const user = kind === 'runner' ? '' : this.daemonUser;
+    const security = { ...config.security, ...(config.security.curve ? { keysDir: this.keyDirs.get(name)! } : {}), user };
     const daemonConfig = { dataDir: config.dataDir, log: { level: config.log.level }, cluster: { ...config.cluster }, security, ...own };
-    writeFileSync(file, `# written by pier up; edit ${join(this.paths.dataDir, 'pier.toml')} instead\n${toToml(daemonConfig)}\n`);
+    writeFileSync(file, `# written by pier up; edit ${join(this.paths.dataDir, 'pier.toml')} instead\n${toToml(daemonConfig)}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
     const child = new SupervisedChild(
       {
         name,
         command: process.execPath,
         args: [...process.execArgv, cliEntry(), kind, '--config', file],
-        env: { ...this.options.env, PIER_DB_URL: this.dbUrl, DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
+        // Only the nexus and the collectors use the database: a balancer or runner never holds its password.
+        env: { ...this.options.env, PIER_DB_URL: kind === 'nexus' || kind === 'stats' ? this.dbUrl : '', DATABASE_URL: '', PIER_SUPERVISOR_PID: String(process.pid) },
         logFile: join(this.paths.logsDir, `${name}.log`),
         // A runner stops its emperor and every app before exiting: give it the emperor's grace and more.
         stopGraceMs: kind === 'runner' ? 30_000 : 10_000,

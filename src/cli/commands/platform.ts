@@ -69,7 +69,7 @@ async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Pr
   const paths = platformPaths(config.dataDir);
   prepareDataDir(config, runners);
   mkdirSync(paths.logsDir, { recursive: true });
-  const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true }));
+  const log = createLogger({ level: config.log.level, name: 'up' }, pino.destination({ dest: join(paths.logsDir, 'up.log'), mkdir: true, sync: true, mode: 0o600 }));
   const platform = new Platform({ config, log, env: ctx.env, runners });
   await runDaemon(platform, log, {
     what: 'pier up',
