@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { App } from '../protocol/index.js';
 import { randomId } from '../core/ids.js';
-import { killAllOf, removeAfterKill, removeScratchOf, type FileOwner } from './app-files.js';
+import { killAllOf, removeAfterKill, removeOwnedEntry, removeScratchOf, type FileOwner } from './app-files.js';
 import type { AppUser, AppUsers } from './app-users.js';
 import type { Emperor } from './emperor.js';
 import type { InstanceManager } from './instance-manager.js';
@@ -136,14 +136,18 @@ export class AppCleanup {
     const record = known ?? (await this.readRecord(app));
     // Only an app this runner ran is its to end (another runner on this machine may run the name otherwise).
     if (!record && !(await this.heldNames()).includes(app)) return;
-    // The recorded uid is the old app's (a user of that name with another uid is not this runner's to delete).
-    const owner: FileOwner | undefined = record ?? user;
+    // A uid is the old app's only while the user of its name still holds it: once another runner on this machine
+    // deleted the user, the uid may already be a new app's, and killing or deleting by it would hit that app. Then
+    // only this runner's folders go, each as whoever owns it.
+    const isStillItsUser = !!user && (!record || record.uid === user.uid);
+    const owner: FileOwner | undefined = isStillItsUser ? user : undefined;
     let isKilled = true;
     if (owner && appUsers) {
       isKilled = await killAllOf(owner);
       if (!isKilled) this.log.error({ app, uid: owner.uid }, 'processes of a destroyed app keep running after repeated SIGKILLs');
     }
-    await this.removeFolders(app, owner);
+    if (record && !isStillItsUser) await this.removeFoldersByOwner(app);
+    else await this.removeFolders(app, owner);
     if (owner && appUsers) await removeScratchOf(owner);
     if (appUsers && user && (!record || record.uid === user.uid) && isKilled) {
       await appUsers.remove(app);
@@ -164,6 +168,17 @@ export class AppCleanup {
       for (const name of await listNames(homesDir)) {
         if (appOfInstance(name) === app) await removeAfterKill(owner, join(homesDir, name));
       }
+    }
+  }
+
+  /** The same folders when the app's uid cannot be trusted any more: each removed as its own owner, never by root's walk. */
+  private async removeFoldersByOwner(app: string): Promise<void> {
+    const { emperor, homesDir } = this.options;
+    const folders = [join(this.options.dir, 'releases', app)];
+    for (const name of await emperor.listLogFolders()) if (appOfInstance(name) === app) folders.push(join(emperor.logDir, name));
+    if (homesDir) for (const name of await listNames(homesDir)) if (appOfInstance(name) === app) folders.push(join(homesDir, name));
+    for (const folder of folders) {
+      if (!(await removeOwnedEntry(folder))) this.log.warn({ app, folder }, 'cannot remove a folder of a destroyed app: its owner keeps writing into it');
     }
   }
 

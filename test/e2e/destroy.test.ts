@@ -143,7 +143,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await balancer?.stop();
   await runner?.stop();
-  for (const uid of seenUids) await killAllOf({ uid, gid: uid });
+  // Only a uid that is still this file's app user: a freed one may belong to another test file's app by now.
+  const current = uidOf(`p-${app}`);
+  if (current !== undefined && seenUids.has(current)) await killAllOf({ uid: current, gid: gidOf(`p-${app}`) });
   if (uidOf(`p-${app}`) !== undefined) await users.remove(app);
   rmSync(scratch, { force: true });
   rmSync(dir, { recursive: true, force: true });

@@ -37,7 +37,7 @@ export interface Platform {
   stranger: ApiCall;
   /** The owner's and the operator's tokens (for the CLI). */
   tokens: { owner: string; admin: string };
-  /** Writes `files` as a new app folder and returns it. */
+  /** Writes `files` (paths may have folders) as a new app folder and returns it. */
   writeApp(name: string, files: Record<string, string>): string;
   /** Creates (unless it exists) and deploys `app` from `appDir`; resolves with the settled release. */
   deploy(app: string, appDir: string): Promise<Release>;
@@ -50,21 +50,24 @@ export interface PlatformOptions {
   runner?: ConfigInput;
   /** Port pool for the runner (tests that play with ports). */
   ports?: PortPool;
-  /** Apps whose users (p-<app>) are removed after the file. */
+  /** Apps whose users (p-<app>) are removed after the file (read at the end: names may be added meanwhile). */
   apps: string[];
+  /** Prefix of the owners' names and the data folder. @default 'rl' */
+  prefix?: string;
 }
 
 /** Call at the top level of a test file. */
 export function platformForFile(options: PlatformOptions): Platform {
-  const dir = searchableTempDir('pier-rl-');
+  const prefix = options.prefix ?? 'rl';
+  const dir = searchableTempDir(`pier-${prefix}-`);
   const p = { dir } as Platform;
   const created = new Set<string>();
   beforeAll(async () => {
     const dbUrl = await testDatabase();
     const pool = testPool(dbUrl);
-    const owner = await withTransaction(pool, (tx) => createOwner(tx, `rl-owner-${randomId()}`));
-    const admin = await withTransaction(pool, (tx) => createOwner(tx, `rl-admin-${randomId()}`, true));
-    const stranger = await withTransaction(pool, (tx) => createOwner(tx, `rl-stranger-${randomId()}`));
+    const owner = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-owner-${randomId()}`));
+    const admin = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-admin-${randomId()}`, true));
+    const stranger = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-stranger-${randomId()}`));
     const collector = await collectorAddress();
     // Heartbeats as tolerant as in production (1.5 s): everything here shares one event loop on a busy machine,
     // and a runner declared dead for a 150 ms stall would have its instances moved mid-test.
@@ -104,8 +107,10 @@ export function platformForFile(options: PlatformOptions): Platform {
 
   p.writeApp = (name, files) => {
     const appDir = join(dir, 'src', `${name}-${randomId()}`);
-    mkdirSync(appDir, { recursive: true });
-    for (const [file, text] of Object.entries(files)) writeFileSync(join(appDir, file), text);
+    for (const [file, text] of Object.entries(files)) {
+      mkdirSync(join(appDir, file, '..'), { recursive: true });
+      writeFileSync(join(appDir, file), text);
+    }
     return appDir;
   };
 
