@@ -9,6 +9,7 @@ import { Lifecycle, type Service } from '../core/service.js';
 import { ControlClient, EventFollower, HeartbeatPublisher, SocketFactory, type CurveSettings } from '../transport/index.js';
 import { AccessLog } from './access-log.js';
 import { RouteTable } from './route-table.js';
+import { loadHttpClient } from './upstreams.js';
 import { ProxyServer } from './server.js';
 
 export interface BalancerOptions {
@@ -53,6 +54,7 @@ export class Balancer implements Service {
       const { cluster, balancer } = config;
       const defer = this.lifecycle.defer.bind(this.lifecycle);
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
+      await loadHttpClient(); // before a drop of root, while node_modules is readable
 
       const control = new ControlClient({ endpoints: cluster.nexus.map((n) => n.control), timeoutMs: cluster.controlTimeoutMs, sockets, log: this.log });
       defer('control client', () => control.close());

@@ -2,6 +2,7 @@
  * Keep-alive connection pools to instances (one undici Pool per `host:port`) and the short cool-down of an
  * instance that refused a connection, so the next requests go to the others instead of paying a retry each.
  */
+import { createServer } from 'node:net';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Backend } from './route-table.js';
@@ -96,5 +97,26 @@ export class UpstreamPools {
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.allSettled(pools.map((pool) => pool.destroy()));
+  }
+}
+
+/**
+ * Makes undici load and compile its HTTP parser now: it does so at its first connection, reading files under
+ * node_modules, which a balancer that has dropped root (security.user) may not be able to read (a checkout in
+ * /root). One request to a throwaway loopback listener.
+ */
+export async function loadHttpClient(): Promise<void> {
+  const server = createServer((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n'));
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 });
+  try {
+    const res = await pool.request({ path: '/', method: 'GET' });
+    await res.body.dump();
+  } finally {
+    await pool.close();
+    await new Promise((resolve) => server.close(resolve));
   }
 }

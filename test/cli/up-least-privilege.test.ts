@@ -6,7 +6,7 @@
  * `pier stats`. An app's user, playing the attacker, reads none of the platform's secrets or logs.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,7 +67,13 @@ beforeAll(async () => {
   mkdirSync(checkout);
   cpSync(join(repo, 'dist'), join(checkout, 'dist'), { recursive: true });
   cpSync(join(repo, 'package.json'), join(checkout, 'package.json'));
-  symlinkSync(realpathSync(join(repo, 'node_modules')), join(checkout, 'node_modules'));
+  // A real folder, not a symlink out of the private one: Node would load through the link's readable target.
+  // Hard links when on the same filesystem (fast), a copy otherwise.
+  const modules = realpathSync(join(repo, 'node_modules'));
+  if (spawnSync('cp', ['-al', modules, join(checkout, 'node_modules')]).status !== 0) {
+    rmSync(join(checkout, 'node_modules'), { recursive: true, force: true });
+    cpSync(modules, join(checkout, 'node_modules'), { recursive: true });
+  }
   cli = join(checkout, 'dist', 'cli', 'main.js');
 
   dataDir = searchableTempDir('pier-lp-');
