@@ -7,7 +7,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync, rmSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
@@ -163,7 +163,7 @@ export class EmbeddedPostgres implements Service {
   /** True when `pid` is a postgres server running on this data folder (guards against a recycled pid). */
   private isOurServer(pid: number): boolean {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(this.options.dataDir);
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(this.options.dataDir) || this.leftoverProcesses().includes(pid);
     } catch {
       return false;
     }
@@ -172,10 +172,16 @@ export class EmbeddedPostgres implements Service {
   /** Processes working in the data folder: a server's backends (which outlive a killed postmaster for a moment). */
   private leftoverProcesses(): number[] {
     const found: number[] = [];
+    let dir: string;
+    try {
+      dir = realpathSync(this.options.dataDir); // a process's cwd link names the real path
+    } catch {
+      return found;
+    }
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
-        if (readlinkSync(`/proc/${entry}/cwd`) === this.options.dataDir) found.push(Number(entry));
+        if (readlinkSync(`/proc/${entry}/cwd`) === dir) found.push(Number(entry));
       } catch {
         // gone, or not ours to read
       }
