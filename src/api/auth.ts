@@ -7,7 +7,7 @@ import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PierError, httpStatusFor, toPierError } from '../core/errors.js';
-import { authenticate, type Principal } from '../db/index.js';
+import { authenticate, mapDbError, type Principal } from '../db/index.js';
 import { bearerToken, type ApiContext } from './context.js';
 import { sendError } from './http-errors.js';
 
@@ -89,7 +89,7 @@ export function beforeBody(log: Logger, check: (request: FastifyRequest) => Prom
  * is closed shortly after: the unread body is never read.
  */
 export function refuse(request: FastifyRequest, reply: FastifyReply, err: unknown, log: Logger): FastifyReply {
-  const e = toPierError(err);
+  const e = toPierError(mapDbError(err));
   if (e.code === 'PIER_INTERNAL') log.error({ err, url: request.url }, 'request failed');
   const status = httpStatusFor(e.code);
   const message = e.code === 'PIER_INTERNAL' ? 'internal error' : e.message;

@@ -2,6 +2,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PierError, httpStatusFor, type ErrorCode } from '../core/errors.js';
+import { mapDbError } from '../db/index.js';
 import { PATTERN_HINTS } from '../protocol/index.js';
 
 interface AjvIssue {
@@ -39,7 +40,9 @@ export function sendError(reply: FastifyReply, code: ErrorCode, message: string,
 }
 
 export function errorHandler(log: Logger) {
-  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  return (raw: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    // A driver error that slipped past the db layer (a lost or refused connection) is still "database unavailable".
+    const err = mapDbError(raw) as FastifyError;
     if (err instanceof PierError) {
       if (err.code === 'PIER_INTERNAL') log.error({ err, url: request.url }, 'request failed');
       return sendError(reply, err.code, err.message, err.details);

@@ -7,7 +7,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync, rmSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
@@ -52,11 +52,19 @@ function runAs(): { uid: number; gid: number } | undefined {
 }
 
 export class EmbeddedPostgres implements Service {
+  /** Restarts since the last run that lasted a minute (sets the back-off). */
+  restarts = 0;
+  /** Called after each restart by the watchdog, once the new server accepts connections (its pid is `pid`). */
+  onRestart: (() => void) | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private child: ChildProcess | undefined;
   private password = '';
   private bin: PgBinaries | undefined;
+  private owner: { uid: number; gid: number } | undefined;
+  private isStopping = false;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
 
   private readonly options: EmbeddedPostgresOptions;
 
@@ -95,11 +103,17 @@ export class EmbeddedPostgres implements Service {
       // The package's own files may sit in a folder `postgres` cannot enter (a checkout under /root): run a copy.
       const bin = owner ? reachableCopy(tree, parent, this.log) : binariesIn(tree.dir);
       this.bin = bin;
+      this.owner = owner;
+      this.isStopping = false;
       if (!existsSync(join(dataDir, 'PG_VERSION'))) await this.initdb(bin, owner, passwordFile);
       this.password = readFileSync(passwordFile, 'utf8').trim();
       await this.stopStale();
       await this.spawnServer(bin, owner);
-      this.lifecycle.defer('postgres', () => this.stopServer());
+      this.lifecycle.defer('postgres', () => {
+        this.isStopping = true;
+        clearTimeout(this.restartTimer);
+        return this.stopServer();
+      });
       await this.ensureDatabase();
     });
   }
@@ -133,11 +147,61 @@ export class EmbeddedPostgres implements Service {
     const pidFile = join(this.options.dataDir, 'postmaster.pid');
     if (!existsSync(pidFile)) return;
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return; // PostgreSQL itself ignores a dead pid's file
+    if (!this.isOurServer(pid)) {
+      // A killed server's lock file whose pid is now another process's (never signalled): PostgreSQL would take
+      // it for a running postmaster. Cleared once no process of the old server runs (the file is its interlock).
+      if (this.leftoverProcesses().length === 0) rmSync(pidFile, { force: true });
+      return;
+    }
     this.log.warn({ pid }, 'stopping a PostgreSQL server left running by an earlier run');
     process.kill(pid, 'SIGINT');
     for (let i = 0; i < 200 && isAlive(pid); i++) await sleep(50);
     if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+
+  /** True when `pid` is a postgres server running on this data folder (guards against a recycled pid). */
+  private isOurServer(pid: number): boolean {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(this.options.dataDir) || this.leftoverProcesses().includes(pid);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Processes working in the data folder: a server's backends (which outlive a killed postmaster for a moment). */
+  private leftoverProcesses(): number[] {
+    const found: number[] = [];
+    let dir: string;
+    try {
+      dir = realpathSync(this.options.dataDir); // a process's cwd link names the real path
+    } catch {
+      return found;
+    }
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (readlinkSync(`/proc/${entry}/cwd`) === dir) found.push(Number(entry));
+      } catch {
+        // gone, or not ours to read
+      }
+    }
+    return found;
+  }
+
+  /** After a postmaster died, waits for its backends to notice and exit (they hold its shared memory), then kills any left. */
+  private async reapLeftovers(graceMs = 5000): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.leftoverProcesses().length > 0 && Date.now() < deadline) await sleep(50);
+    for (const pid of this.leftoverProcesses()) {
+      this.log.warn({ pid }, 'killing a backend of the dead PostgreSQL server');
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    while (this.leftoverProcesses().length > 0 && Date.now() < deadline + 2000) await sleep(50);
   }
 
   private spawnServer(bin: PgBinaries, owner: { uid: number; gid: number } | undefined): Promise<void> {
@@ -148,21 +212,64 @@ export class EmbeddedPostgres implements Service {
     ];
     const child = spawn(bin.postgres, args, { ...(owner ?? {}), cwd: '/', stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
     this.child = child;
+    this.startedAt = Date.now();
     return new Promise((resolve, reject) => {
       let tail = '';
+      let isReady = false;
       const onData = (chunk: Buffer): void => {
         const text = chunk.toString('utf8');
         tail = (tail + text).slice(-2000);
         for (const line of text.split('\n')) if (line.trim()) this.log.debug({ line }, 'postgres');
-        if (text.includes('database system is ready to accept connections')) resolve();
+        if (!isReady && text.includes('database system is ready to accept connections')) {
+          isReady = true;
+          resolve();
+        }
       };
       child.stderr!.on('data', onData);
       child.once('exit', (code, signal) => {
-        this.child = undefined;
-        reject(new PierError('PIER_DB_UNAVAILABLE', `embedded PostgreSQL exited during start (code ${code ?? signal}): ${lastLine(tail)}`));
+        if (this.child === child) this.child = undefined;
+        if (isReady) this.onServerExit(code, signal);
+        else reject(new PierError('PIER_DB_UNAVAILABLE', `embedded PostgreSQL exited during start (code ${code ?? signal}): ${lastLine(tail)}`));
       });
       child.once('error', reject);
     });
+  }
+
+  /**
+   * The watchdog: the server died after it was ready (kill -9, OOM killer, a crash). Restart it on the same data
+   * folder, port and password (clients reconnect by themselves) after 1 s, doubling up to 30 s while it keeps
+   * dying within a minute of its start.
+   */
+  private onServerExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.isStopping) return;
+    if (Date.now() - this.startedAt > 60_000) this.restarts = 0;
+    const delayMs = Math.min(30_000, 1000 * 2 ** Math.min(this.restarts, 5));
+    this.restarts += 1;
+    this.log.warn({ code, signal, restartInMs: delayMs }, 'embedded PostgreSQL exited; restarting');
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => void this.restart(), delayMs);
+  }
+
+  private async restart(): Promise<void> {
+    if (this.isStopping || !this.bin) return;
+    try {
+      // A killed postmaster leaves its backends for a moment and postmaster.pid behind (PostgreSQL ignores the
+      // file once its pid is gone, and checks that no old backend holds the shared memory).
+      await this.reapLeftovers();
+      await this.stopStale();
+      if (this.isStopping) return;
+      await this.spawnServer(this.bin, this.owner);
+      this.log.info({ pid: this.pid, restarts: this.restarts }, 'embedded PostgreSQL restarted');
+      this.onRestart?.();
+    } catch (err) {
+      // Not ready this time (its old backends still hold the shared memory, the port is taken): try again later.
+      this.log.warn({ err: (err as Error).message }, 'embedded PostgreSQL could not restart');
+      const child = this.child;
+      if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) {
+        this.child = undefined;
+        this.onServerExit(null, null);
+      }
+    }
   }
 
   private async stopServer(): Promise<void> {

@@ -27,6 +27,13 @@ export function createPool(options: PoolOptions, log: Logger): pg.Pool {
   });
   // An idle client losing its connection (server restart) must not crash the process.
   pool.on('error', (err) => log.warn({ err }, 'idle database connection lost'));
+  // A query straight on the pool (no transaction) fails as PIER_DB_UNAVAILABLE too when the server is away, not
+  // as a raw driver error the API would answer as an internal error.
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => {
+    const result = query(...args);
+    return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(mapDbError(err))) : result;
+  }) as typeof pool.query;
   return pool;
 }
 
@@ -70,15 +77,15 @@ async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
   }
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004']);
 
 /** Connection failures become PIER_DB_UNAVAILABLE; PierErrors pass through; other errors stay as they are. */
 export function mapDbError(err: unknown): unknown {
   if (err instanceof PierError) return err;
   const code = (err as { code?: string } | null)?.code;
   const message = String((err as Error | null)?.message ?? '');
-  if ((code && CONNECTION_CODES.has(code)) || /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(message)) {
-    return new PierError('PIER_DB_UNAVAILABLE', 'database unavailable; retry shortly', { cause: err });
+  if ((code && CONNECTION_CODES.has(code)) || /Connection terminated|timeout exceeded when trying to connect|connection timeout|connection error and is not queryable|not queryable/i.test(message)) {
+    return new PierError('PIER_DB_UNAVAILABLE', 'the database is unavailable; Pier retries by itself, try again in a moment', { cause: err });
   }
   return err;
 }

@@ -85,6 +85,10 @@ export class Platform implements Service {
       } else {
         const postgres = new EmbeddedPostgres({ dataDir: paths.postgresDir, port: config.db.embeddedPort, log: this.log });
         this.postgres = postgres;
+        // Restarted by its watchdog when it dies: keep up.json's pid true, as for a restarted daemon.
+        postgres.onRestart = () => {
+          if (this.apiUrls) this.writeState(this.apiUrls);
+        };
         this.lifecycle.defer('postgres', () => postgres.stop());
         await postgres.start();
         this.dbUrl = postgres.url;
