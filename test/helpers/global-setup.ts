@@ -2,7 +2,8 @@
  * Starts one PostgreSQL server for the whole run (PIER_TEST_DB_URL if set, else the embedded server in a temp
  * folder on a free port), migrates a template database once, and hands its URL to the test files.
  */
-import { rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
@@ -21,8 +22,16 @@ declare module 'vitest' {
 
 const TEMPLATE = 'pier_template';
 
+/** System users the platform creates (app users `p-<app>`, and `pier` for the daemons that drop root). */
+function platformUsers(): Set<string> {
+  const names = readFileSync('/etc/passwd', 'utf8').split('\n').map((line) => line.split(':')[0]!);
+  return new Set(names.filter((name) => name.startsWith('p-') || name === 'pier'));
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const log = createLogger({ level: 'warn' });
+  // Users that exist before the run are someone's (a `pier up` on this machine): only the run's own go at the end.
+  const usersBefore = platformUsers();
   let server: EmbeddedPostgres | undefined;
   let dir: string | undefined;
   let adminUrl = process.env.PIER_TEST_DB_URL;
@@ -47,6 +56,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('pgAdminUrl', adminUrl);
   project.provide('pgTemplate', TEMPLATE);
   return async () => {
+    // Test files remove the users of their apps; this catches what one left (a failed test, a killed runner).
+    for (const name of platformUsers()) {
+      if (!usersBefore.has(name)) spawnSync('userdel', [name], { stdio: 'ignore' });
+    }
     await server?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   };
