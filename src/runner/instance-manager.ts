@@ -29,8 +29,6 @@ export interface InstanceManagerOptions {
   emperor: Emperor;
   releases: ReleaseCache;
   ports: PortPool;
-  /** Where vassals send their logs (the stats collectors' uWSGI intake), if any: see LogShipper for why it is off. */
-  logEndpoint?: string;
   /** Ships each vassal's log file to the stats collectors. */
   shipper?: LogShipper;
   /** Address instances listen on. @default '127.0.0.1' */
@@ -183,7 +181,7 @@ export class InstanceManager {
           name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, host: this.bindHost, port: entry.port,
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
-          logFile: emperor.vassalLogPath(entry.id), logEndpoint: this.options.logEndpoint, logTag: { app: spec.app, instance: entry.id },
+          logFile: emperor.vassalLogPath(entry.id),
           meta: { app: spec.app, port: entry.port, release: spec.release },
         }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
         await this.report(entry.id, 'starting', entry.port);

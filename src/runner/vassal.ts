@@ -45,16 +45,6 @@ export interface VassalSpec {
   logFile?: string;
   /** Size at which `logFile` is rotated to `<logFile>.1` (one old file kept). @default 10485760 (10 MiB) */
   logMaxBytes?: number;
-  /**
-   * ZeroMQ endpoint of a PULL socket (stats' uWSGI log intake) that also gets every log line and request line,
-   * each as one JSON frame: `{"pier":1,"kind":"log"|"req",...logTag,"at":<unix µs>,"line":"..."}`.
-   * uWSGI escapes only `"`, `\`, CR, LF and tab, so other control bytes can make a frame invalid JSON.
-   * Caution: the logzmq plugin sends blocking, so while nothing pulls, the vassal stalls once about a
-   * thousand lines are queued (measured: requests hang until a PULL binds again). @default none
-   */
-  logEndpoint?: string;
-  /** Fields added to each JSON log frame, e.g. `{ app, instance }`; keys `[A-Za-z]\w*`, values `[\w.:-]*`. @default {} */
-  logTag?: Record<string, string>;
   /** Largest request header block uWSGI accepts, in bytes. @default 32768 */
   bufferSize?: number;
   /** A request running longer than this gets its worker killed and respawned; whole seconds, rounded up. @default none */
@@ -80,9 +70,6 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/;
 const ACCOUNT = /^(?:\d+|[a-z_][a-z0-9_-]{0,31})$/;
-const ZMQ_ENDPOINT = /^(?:tcp:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|ipc:\/\/\/[^\s,;]+)$/;
-const TAG_KEY = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
-const TAG_VALUE = /^[A-Za-z0-9._:-]{0,128}$/;
 
 /** Renders the `.ini` text for `spec`. @throws ValidationError naming the field that cannot be written safely. */
 export function renderVassal(spec: VassalSpec): string {
@@ -92,7 +79,7 @@ export function renderVassal(spec: VassalSpec): string {
   check(HOST.test(host), 'host', `host '${host}' is not a hostname or IP address`);
   check(isCount(spec.processes, 1024), 'processes', 'processes must be an integer 1..1024');
   check(isCount(spec.threads, 1024), 'threads', 'threads must be an integer 1..1024');
-  const plugins = ['python3', 'transformation_chunked', ...(spec.logFile ? ['logfile'] : []), ...(spec.logEndpoint ? ['logzmq'] : [])];
+  const plugins = ['python3', 'transformation_chunked', ...(spec.logFile ? ['logfile'] : [])];
   const lines: string[] = ['[uwsgi]', '; written by Pier; changes are overwritten'];
   if (spec.meta) lines.push(META_PREFIX + JSON.stringify(spec.meta)); // a comment: never expanded
   const opt = (key: string, value: string | number, field: string = key): void => {
@@ -181,21 +168,6 @@ function addLoggers(spec: VassalSpec, opt: (key: string, value: string | number,
     // Named loggers receive only routed lines; '.*' routes every line to each.
     opt('logger', `pierfile file:logfile=${file},maxsize=${maxBytes},backupname=${file}.1`, 'logFile');
     opt('log-route', 'pierfile .*');
-  }
-  if (spec.logEndpoint !== undefined) {
-    check(ZMQ_ENDPOINT.test(spec.logEndpoint), 'logEndpoint', `logEndpoint '${spec.logEndpoint}' must be tcp://HOST:PORT or ipc:///PATH`);
-    const tags = Object.entries(spec.logTag ?? {});
-    for (const [key, value] of tags) {
-      const isPlain = TAG_KEY.test(key) && TAG_VALUE.test(value) && !['pier', 'kind', 'at', 'line'].includes(key);
-      check(isPlain, `logTag.${key}`, `logTag.${key} must be a plain word not named pier, kind, at or line`);
-    }
-    const fields = tags.map(([key, value]) => `${JSON.stringify(key)}:${JSON.stringify(value)},`).join('');
-    const frame = (kind: string): string => `{"pier":1,"kind":"${kind}",${fields}"at":\${micros},"line":"\${msg}"}`;
-    opt('logger', `pierzmq zeromq:${spec.logEndpoint}`, 'logEndpoint');
-    opt('log-encoder', `json:pierzmq ${frame('log')}`, 'logTag');
-    opt('log-route', 'pierzmq .*');
-    opt('req-logger', `zeromq:${spec.logEndpoint}`, 'logEndpoint');
-    opt('log-req-encoder', `json ${frame('req')}`, 'logTag');
   }
 }
 

@@ -2,7 +2,6 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
-import { Pull } from 'zeromq';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TimeoutError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -173,32 +172,5 @@ describe('Emperor with the hello app', () => {
     expect(statSync(join(h.emperor.emperorLogPath, '..')).mode & 0o777).toBe(0o700);
     expect(statSync(h.emperor.logDir).mode & 0o777).toBe(0o711);
     await h.emperor.removeVassal('early-death');
-  });
-
-  it('sends log and request lines to a ZeroMQ PULL socket as JSON frames', async () => {
-    const pull = new Pull({ linger: 0, receiveTimeout: 8000 });
-    try {
-      await pull.bind('tcp://127.0.0.1:*');
-      const zmqPort = await startVassal('hello-z', helloDir, {
-        logEndpoint: pull.lastEndpoint!,
-        logTag: { app: 'hello', instance: 'i-1' },
-      });
-      await waitForHttp('127.0.0.1', zmqPort, { timeoutMs: 8000, path: '/probe' });
-      await get(zmqPort, '/zmq');
-      const seen = { log: false, req: false };
-      while (!seen.log || !seen.req) {
-        const [frame] = await pull.receive();
-        const msg = JSON.parse(frame!.toString('utf8')) as Record<string, unknown>;
-        expect(msg).toMatchObject({ pier: 1, app: 'hello', instance: 'i-1' });
-        expect(typeof msg.at).toBe('number');
-        if (msg.kind === 'log' && msg.line === 'hello: GET /zmq') seen.log = true;
-        if (msg.kind === 'req' && String(msg.line).includes('GET /zmq => generated 17 bytes')) seen.req = true;
-      }
-      // The file log gets the same lines, plain.
-      expect(readFileSync(h.emperor.vassalLogPath('hello-z'), 'utf8')).toContain('hello: GET /zmq\n');
-      await h.emperor.removeVassal('hello-z');
-    } finally {
-      pull.close();
-    }
   });
 });

@@ -55,8 +55,6 @@ describe('renderVassal', () => {
       gid: 1001,
       logFile: '/srv/pier/logs/hello-1.log',
       logMaxBytes: 1_000_000,
-      logEndpoint: 'tcp://127.0.0.1:7503',
-      logTag: { app: 'hello', instance: 'i-1' },
       bufferSize: 16384,
       harakiriMs: 30_500,
       maxFd: 512,
@@ -64,7 +62,7 @@ describe('renderVassal', () => {
       meta: { app: 'hello', port: 20001 },
     });
     const lines = ini.split('\n');
-    expect(lines).toContain('plugins = python3,transformation_chunked,logfile,logzmq');
+    expect(lines).toContain('plugins = python3,transformation_chunked,logfile');
     expect(lines).toContain('http11-socket = 0.0.0.0:20001');
     expect(lines).toContain('virtualenv = /srv/pier/venvs/hello/v1');
     expect(lines).toContain('uid = pier-hello');
@@ -76,10 +74,7 @@ describe('renderVassal', () => {
     expect(lines.filter((l) => l.startsWith('env = '))).toEqual(['env = GREETING=hi there', 'env = PYTHONUNBUFFERED=0', 'env = PORT=20001']);
     expect(lines).toContain('logger = pierfile file:logfile=/srv/pier/logs/hello-1.log,maxsize=1000000,backupname=/srv/pier/logs/hello-1.log.1');
     expect(lines).toContain('log-route = pierfile .*');
-    expect(lines).toContain('logger = pierzmq zeromq:tcp://127.0.0.1:7503');
-    expect(lines).toContain('log-encoder = json:pierzmq {"pier":1,"kind":"log","app":"hello","instance":"i-1","at":${micros},"line":"${msg}"}');
-    expect(lines).toContain('req-logger = zeromq:tcp://127.0.0.1:7503');
-    expect(lines).toContain('log-req-encoder = json {"pier":1,"kind":"req","app":"hello","instance":"i-1","at":${micros},"line":"${msg}"}');
+    expect(lines.some((l) => l.includes('zeromq'))).toBe(false); // no plain log intake: the runner ships the file
     expect(readVassalMeta(ini)).toEqual({ app: 'hello', port: 20001 });
   });
 
@@ -109,8 +104,6 @@ describe('renderVassal', () => {
     [{ port: 70000 }, 'port must be 1..65535'],
     [{ uid: 'root; rm' }, "uid 'root; rm' is not a user or group name or number"],
     [{ logFile: '/a,b.log' }, "logFile cannot contain ',' or '=' (uWSGI's file logger splits its options on them)"],
-    [{ logEndpoint: 'http://x' }, "logEndpoint 'http://x' must be tcp://HOST:PORT or ipc:///PATH"],
-    [{ logEndpoint: 'tcp://127.0.0.1:1', logTag: { line: 'x' } }, 'logTag.line must be a plain word not named pier, kind, at or line'],
     [{ wsgi: { module: 'wsgi', callable: 'app\nstrict = false' } }, 'wsgi contains a line break or control character, which a uWSGI ini file cannot hold'],
   ])('rejects %j', (override, message) => {
     const err = (() => {
