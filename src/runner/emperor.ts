@@ -429,7 +429,7 @@ async function bumpMtime(path: string, previousSeconds: number): Promise<void> {
 
 async function writeJson(path: string, value: unknown): Promise<void> {
   const tmp = `${path}.${randomId()}.tmp`;
-  await open(tmp, 'w', 0o644).then(async (handle) => {
+  await open(tmp, 'w', 0o600).then(async (handle) => { // root's only: nothing in it is for apps
     try {
       await handle.writeFile(JSON.stringify(value));
     } finally {

@@ -42,7 +42,9 @@ export class ReleaseCache {
     // Artifacts hold every app's code: root's only (apps run as their own users).
     mkdirSync(join(options.dir, 'artifacts'), { recursive: true, mode: 0o700 });
     chmodSync(join(options.dir, 'artifacts'), 0o700);
-    mkdirSync(join(options.dir, 'releases'), { recursive: true });
+    // Apps walk through to their own release folder (0750, their group) but cannot list which apps run here.
+    mkdirSync(join(options.dir, 'releases'), { recursive: true, mode: 0o711 });
+    chmodSync(join(options.dir, 'releases'), 0o711);
   }
 
   /** The release of `spec`, built (as `user`, the app's, when given) unless already prepared. */

@@ -7,6 +7,7 @@
  * out, before the vassal file is even written — the worst case of the race an app would otherwise have to win
  * (bind between the pool's free check and uWSGI's bind).
  */
+import { execFileSync, spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -91,7 +92,17 @@ describe('instance ports (tenant boundary)', () => {
     console.log(`squatted port ${squatted}; victim ready on ${instance!.port}; deploy took ${tookMs} ms`);
   }, 60_000);
 
-  it("keeps the vassals folder from apps' eyes", async () => {
+  it("keeps the vassals folder, the list of apps and the emperor's record from apps' eyes", async () => {
     expect(statSync(join(p.runner.dir, 'emperor', 'vassals')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(p.runner.dir, 'emperor', 'emperor.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(p.runner.dir, 'releases')).mode & 0o777).toBe(0o711);
+    // As an app's user: its own release folder is reachable, the list of every app's is not.
+    const victim = (await p.readyInstances('rl-victim'))[0];
+    expect(victim).toBeDefined();
+    const { uid, gid } = statSync(join(p.runner.dir, 'releases', 'rl-victim'));
+    const as = (args: string[]) => spawnSync(args[0]!, args.slice(1), { uid: Number(execFileSync('id', ['-u', 'p-rl-victim']).toString()), gid, encoding: 'utf8' });
+    expect(uid).toBe(0);
+    expect(as(['ls', join(p.runner.dir, 'releases')]).status).not.toBe(0);
+    expect(as(['ls', join(p.runner.dir, 'releases', 'rl-victim')]).status).toBe(0);
   });
 });
