@@ -20,3 +20,18 @@ export function isProcessAlive(pid: number): boolean {
     return true; // no /proc (not Linux): the signal check above is all we have
   }
 }
+
+/**
+ * Sends `signal` to every process of the group `pgid` leads (a child started `detached` leads its own): a
+ * build's helpers, an emperor's vassals. False when there was no such group (already gone) or it is not ours to
+ * signal; never throws, since callers run it in exit handlers and clean-ups.
+ */
+export function killGroup(pgid: number | undefined, signal: NodeJS.Signals = 'SIGKILL'): boolean {
+  if (pgid === undefined || !Number.isInteger(pgid) || pgid <= 1) return false;
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: gone; EPERM: the pgid now names someone else's group
+  }
+}

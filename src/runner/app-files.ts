@@ -11,6 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { lstat, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
+import { isRoot } from '../core/reach.js';
 import { sleep } from '../core/wait.js';
 
 /** A numeric owner: the app user's uid and gid (the user itself may already be gone). */
@@ -23,10 +24,6 @@ export interface FileOwner {
 const HELPER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' };
 /** Rounds of `kill -9 -1` before giving up on a uid whose processes keep forking. */
 const KILL_ROUNDS = 100;
-
-function isRoot(): boolean {
-  return typeof process.getuid === 'function' && process.getuid() === 0;
-}
 
 /** Runs `file args` as `owner` (uid, gid, no supplementary groups), cwd `/`, minimal env; resolves with its exit code. */
 export function runAs(owner: FileOwner, file: string, args: string[], timeoutMs = 60_000): Promise<number> {

@@ -10,6 +10,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, rm, rmdir, symlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ValidationError } from '../core/errors.js';
+import { killGroup } from '../core/process.js';
 
 /** The numeric ids a build runs as. */
 export interface BuildUser {
@@ -130,14 +131,4 @@ export function runAs(user: BuildUser | undefined, command: string, args: string
       resolve({ code, output });
     });
   });
-}
-
-/** SIGKILLs a process group (a build started detached leads its own). */
-export function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
 }

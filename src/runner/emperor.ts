@@ -28,7 +28,7 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { IllegalStateError, NotFoundError, PierError, ValidationError } from '../core/errors.js';
 import { randomId } from '../core/ids.js';
-import { isProcessAlive } from '../core/process.js';
+import { isProcessAlive, killGroup } from '../core/process.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { sleep } from '../core/wait.js';
 import { readEmperorStats, type EmperorStatus } from './emperor-stats.js';
@@ -392,14 +392,6 @@ export class Emperor implements Service {
     await rm(join(this.dir, 'emperor.json'), { force: true });
     await rm(this.statsPath, { force: true });
     this.log.info({ pid }, 'emperor stopped');
-  }
-}
-
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
 }
 

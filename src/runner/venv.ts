@@ -30,7 +30,8 @@ import type { Logger } from 'pino';
 import { TimeoutError, ValidationError } from '../core/errors.js';
 import { randomId } from '../core/ids.js';
 import { removeOwnedEntry } from './app-files.js';
-import { freezeTree, killGroup, runAs, type BuildUser } from './app-tree.js';
+import { killGroup } from '../core/process.js';
+import { freezeTree, runAs, type BuildUser } from './app-tree.js';
 import { openAppFile } from './checked-open.js';
 
 export interface BuildVirtualenvOptions {

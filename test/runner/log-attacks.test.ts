@@ -7,18 +7,15 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, linkSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type * as zmq from 'zeromq';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { decodeIntake, type LogMessage } from '../../src/protocol/index.js';
+import type { LogMessage } from '../../src/protocol/index.js';
 import { AppUsers, appUserName, type AppUser } from '../../src/runner/app-users.js';
 import { Emperor } from '../../src/runner/emperor.js';
-import { LogShipper } from '../../src/runner/log-shipper.js';
 import { readLastLines } from '../../src/runner/log-tail.js';
-import { IntakePusher, closeQuietly } from '../../src/transport/index.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
-import { testSockets } from '../helpers/daemons.js';
+import { shipperPerTest } from '../helpers/shipper.js';
 import { waitFor } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -28,10 +25,8 @@ const secret = `rb-secret-${randomId(16)}`;
 const sentinel = join(root, 'admin.json');
 let user: AppUser;
 let emperor: Emperor;
-let pull: zmq.Pull;
-let pusher: IntakePusher;
-let shipper: LogShipper;
-const received: LogMessage[] = [];
+const ship = shipperPerTest();
+const { received } = ship;
 
 beforeAll(async () => {
   if (isRoot) user = await new AppUsers().ensure(app);
@@ -45,28 +40,6 @@ afterAll(() => {
   if (isRoot) execFileSync('userdel', [appUserName(app)]);
 });
 
-beforeEach(async () => {
-  received.length = 0;
-  pull = testSockets().pull();
-  await pull.bind('tcp://127.0.0.1:*');
-  void (async () => {
-    try {
-      for await (const [frame] of pull) received.push(decodeIntake(frame!) as LogMessage);
-    } catch {
-      // closed
-    }
-  })();
-  pusher = new IntakePusher({ endpoints: [pull.lastEndpoint!], sockets: testSockets(), maxQueue: 10_000, what: 'log lines', log: silentLogger() });
-  pusher.start();
-  shipper = new LogShipper({ pusher, pollMs: 20, log: silentLogger() });
-  shipper.start();
-});
-
-afterEach(async () => {
-  await shipper.stop();
-  await pusher.stop();
-  closeQuietly(pull);
-});
 
 /** A vassal's log folder as writeVassal makes it (the app's, 0750) holding `lines` in vassal.log, written by the app. */
 function instance(lines: string): { name: string; path: string } {
@@ -94,7 +67,7 @@ function linesOf(name: string): LogMessage[] {
 describe.runIf(isRoot)('root reading app-written log files', () => {
   it('ships the app its own lines but not one byte of a root-only file its vassal.log was swapped for a link to', async () => {
     const { name, path } = instance('own line 1\n');
-    shipper.watch(name, app, path, true);
+    ship.shipper.watch(name, app, path, true);
     await waitFor(() => linesOf(name).length === 1, { name: 'own line' });
     asApp(`mv vassal.log vassal.log.1 && ln -s "$1" vassal.log`, join(path, '..'), sentinel);
     await waitFor(() => linesOf(name).length === 2, { name: 'replaced line' });
@@ -109,9 +82,9 @@ describe.runIf(isRoot)('root reading app-written log files', () => {
   it('is not held up by a FIFO in place of vassal.log, and ships nothing from it', async () => {
     const { name, path } = instance('');
     asApp('rm vassal.log && mkfifo vassal.log', join(path, '..'));
-    shipper.watch(name, app, path, true);
+    ship.shipper.watch(name, app, path, true);
     const started = Date.now();
-    await shipper.poll();
+    await ship.shipper.poll();
     expect(Date.now() - started).toBeLessThan(1000);
     await waitFor(() => linesOf(name).length === 1, { name: 'replaced line' });
     expect(linesOf(name)[0]!.line).toBe('pier: this log file was replaced (it is not a regular file (a FIFO, device or folder)) and is ignored');
@@ -122,7 +95,7 @@ describe.runIf(isRoot)('root reading app-written log files', () => {
     const { name, path } = instance('');
     rmSync(path);
     linkSync(sentinel, path); // protected_hardlinks stops the app making it; root does, as a kernel without it would let the app
-    shipper.watch(name, app, path, true);
+    ship.shipper.watch(name, app, path, true);
     await waitFor(() => linesOf(name).length === 1, { name: 'replaced line' });
     expect(linesOf(name)[0]!.line).toMatch(/^pier: this log file was replaced \(it belongs to uid 0, not to the app's user \(uid \d+\)\) and is ignored$/);
     expect(everything()).not.toContain(secret);
@@ -132,7 +105,7 @@ describe.runIf(isRoot)('root reading app-written log files', () => {
     const { name, path } = instance('mine\n');
     asApp('ln vassal.log other', join(path, '..'));
     expect(await readLastLines(path)).toEqual(['pier: this log file was replaced (it has 2 hard links) and is ignored']);
-    shipper.watch(name, app, path, true);
+    ship.shipper.watch(name, app, path, true);
     await waitFor(() => linesOf(name).length === 1, { name: 'replaced line' });
   });
 

@@ -6,43 +6,19 @@
 import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type * as zmq from 'zeromq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/core/logger.js';
-import { decodeIntake, type LogMessage } from '../../src/protocol/index.js';
-import { LogShipper } from '../../src/runner/log-shipper.js';
-import { IntakePusher, closeQuietly } from '../../src/transport/index.js';
-import { testSockets } from '../helpers/daemons.js';
+import { shipperPerTest } from '../helpers/shipper.js';
 import { waitFor } from '../helpers/wait.js';
 
 let dir: string;
-let pull: zmq.Pull;
-let pusher: IntakePusher;
-let shipper: LogShipper;
-const received: LogMessage[] = [];
+const ship = shipperPerTest();
+const { received } = ship;
 
-beforeEach(async () => {
+beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'pier-ship-'));
-  received.length = 0;
-  pull = testSockets().pull();
-  await pull.bind('tcp://127.0.0.1:*');
-  void (async () => {
-    try {
-      for await (const [frame] of pull) received.push(decodeIntake(frame!) as LogMessage);
-    } catch {
-      // closed
-    }
-  })();
-  pusher = new IntakePusher({ endpoints: [pull.lastEndpoint!], sockets: testSockets(), maxQueue: 10_000, what: 'log lines', log: silentLogger() });
-  pusher.start();
-  shipper = new LogShipper({ pusher, pollMs: 20, log: silentLogger() });
-  shipper.start();
 });
 
-afterEach(async () => {
-  await shipper.stop();
-  await pusher.stop();
-  closeQuietly(pull);
+afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -54,7 +30,7 @@ describe('LogShipper', () => {
   it('ships a new instance from its first line, telling request lines from app output', async () => {
     const file = join(dir, 'a.log');
     writeFileSync(file, '*** Starting uWSGI 2.0.21 ***\nwhoami starting\n');
-    shipper.watch('web-v1-aaa', 'web', file, true);
+    ship.shipper.watch('web-v1-aaa', 'web', file, true);
     appendFileSync(file, '[pid: 12|app: 0|req: 1/1] 127.0.0.1 () {26 vars in 269 bytes} [Sun Nov 29 18:09:26 2026] GET / => generated 17 bytes\nserved /\n');
     await waitFor(() => linesOf('web-v1-aaa').length === 4, { name: 'four lines' });
     expect(received.map((m) => [m.app, m.source, m.line])).toEqual([
@@ -68,20 +44,20 @@ describe('LogShipper', () => {
   it('ships an adopted instance from the end of its file only', async () => {
     const file = join(dir, 'b.log');
     writeFileSync(file, 'old line shipped by the previous runner\n');
-    shipper.watch('web-v1-bbb', 'web', file, false);
-    await shipper.poll();
+    ship.shipper.watch('web-v1-bbb', 'web', file, false);
+    await ship.shipper.poll();
     appendFileSync(file, 'new line\n');
     await waitFor(() => linesOf('web-v1-bbb').length > 0, { name: 'new line' });
-    await shipper.poll();
+    await ship.shipper.poll();
     expect(linesOf('web-v1-bbb')).toEqual(['new line']);
   });
 
   it('holds a partial line until its newline, and ships it alone after a second', async () => {
     const file = join(dir, 'c.log');
     writeFileSync(file, '');
-    shipper.watch('web-v1-ccc', 'web', file, true);
+    ship.shipper.watch('web-v1-ccc', 'web', file, true);
     appendFileSync(file, 'hel');
-    await shipper.poll();
+    await ship.shipper.poll();
     appendFileSync(file, 'lo\nno newline yet');
     await waitFor(() => linesOf('web-v1-ccc').length === 1, { name: 'joined line' });
     expect(linesOf('web-v1-ccc')).toEqual(['hello']);
@@ -92,7 +68,7 @@ describe('LogShipper', () => {
   it('follows a rotation: the old file is read to its end, then the new one from its start', async () => {
     const file = join(dir, 'd.log');
     writeFileSync(file, 'one\n');
-    shipper.watch('web-v1-ddd', 'web', file, true);
+    ship.shipper.watch('web-v1-ddd', 'web', file, true);
     await waitFor(() => linesOf('web-v1-ddd').length === 1, { name: 'first line' });
     // What uWSGI does at maxsize: the last writes land in the old file, it is renamed, a new one is opened.
     appendFileSync(file, 'two\n');
@@ -105,21 +81,21 @@ describe('LogShipper', () => {
   it('ships the last words of an unwatched instance and then stops following it', async () => {
     const file = join(dir, 'e.log');
     writeFileSync(file, '');
-    shipper.watch('web-v1-eee', 'web', file, true);
-    await shipper.poll();
+    ship.shipper.watch('web-v1-eee', 'web', file, true);
+    await ship.shipper.poll();
     appendFileSync(file, 'goodbye\nunfinished');
-    await shipper.unwatch('web-v1-eee');
-    expect(shipper.size).toBe(0);
+    await ship.shipper.unwatch('web-v1-eee');
+    expect(ship.shipper.size).toBe(0);
     appendFileSync(file, 'after\n');
     await waitFor(() => linesOf('web-v1-eee').length === 2, { name: 'last words' });
-    await shipper.poll();
+    await ship.shipper.poll();
     expect(linesOf('web-v1-eee')).toEqual(['goodbye', 'unfinished']);
   });
 
   it('cuts an over-long line instead of dropping it or sending an invalid message', async () => {
     const file = join(dir, 'f.log');
     writeFileSync(file, `${'x'.repeat(40_000)}\nshort\n`);
-    shipper.watch('web-v1-fff', 'web', file, true);
+    ship.shipper.watch('web-v1-fff', 'web', file, true);
     await waitFor(() => linesOf('web-v1-fff').includes('short'), { name: 'line after the long one' });
     expect(linesOf('web-v1-fff')[0]!.length).toBe(16 * 1024);
   });
