@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ensureAdmin, withTransaction } from '../../src/db/index.js';
 import { newToken } from '../../src/core/ids.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
+import { apiCaller } from '../helpers/api.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 
 const dbUrl = await testDatabase();
@@ -11,12 +12,8 @@ const adminToken = newToken();
 await withTransaction(pool, (tx) => ensureAdmin(tx, 'admin', adminToken));
 
 async function call(n: NexusHandle, token: string | undefined, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${n.api}${path}`, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, any> };
+  const { status, json } = await apiCaller(() => n.api, token || undefined)<Record<string, any>>(method, path, body, headers);
+  return { status, body: json };
 }
 
 describe('API owners and scoping', () => {

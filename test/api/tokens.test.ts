@@ -12,6 +12,7 @@ import { createLogger } from '../../src/core/logger.js';
 import { Nexus } from '../../src/nexus/nexus.js';
 import { controlClient, onCleanup, startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testConfig } from '../helpers/config.js';
+import { apiCaller } from '../helpers/api.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 
 const dbUrl = await testDatabase();
@@ -20,12 +21,8 @@ const adminToken = newToken();
 await withTransaction(pool, (tx) => ensureAdmin(tx, 'admin', adminToken));
 
 async function call(n: NexusHandle, token: string | undefined, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${n.api}${path}`, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, any> };
+  const { status, json } = await apiCaller(() => n.api, token || undefined)<Record<string, any>>(method, path, body, headers);
+  return { status, body: json };
 }
 
 /** Rows of the requests table whose stored reply holds `secret` (as text, anywhere in the JSON). */

@@ -6,13 +6,13 @@ export interface ApiReply<T> {
 
 export type ApiCall = <T>(method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<ApiReply<T>>;
 
-/** `body` as a Buffer is sent as a release (application/gzip), anything else as JSON. */
-export function apiCaller(base: () => string, token: string): ApiCall {
+/** `body` as a Buffer is sent as a release (application/gzip), anything else as JSON; no token, no Authorization. */
+export function apiCaller(base: () => string, token: string | undefined): ApiCall {
   return async <T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiReply<T>> => {
     const isBytes = Buffer.isBuffer(body);
     const res = await fetch(`${base()}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...headers, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
+      headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...headers, ...(body === undefined ? {} : { 'content-type': isBytes ? 'application/gzip' : 'application/json' }) },
       body: body === undefined ? undefined : isBytes ? (body as Buffer) : JSON.stringify(body),
     });
     return { status: res.status, json: (await res.json()) as T };
