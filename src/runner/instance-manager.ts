@@ -4,13 +4,14 @@
  * removes, and re-adopts vassals that were already running when the runner (re)started.
  */
 import type { Logger } from 'pino';
-import { PierError, toPierError } from '../core/errors.js';
+import { PierError, toPierError, ValidationError } from '../core/errors.js';
 import { sleep } from '../core/wait.js';
 import type { Instance } from '../protocol/index.js';
 import type { ControlClient } from '../transport/index.js';
 import type { Emperor } from './emperor.js';
 import type { PortPool } from './ports.js';
-import type { ReleaseCache } from './release-cache.js';
+import type { PreparedRelease, ReleaseCache } from './release-cache.js';
+import type { WsgiEntry } from './app-detect.js';
 import { renderVassal } from './vassal.js';
 import { summarizeFailure } from './log-tail.js';
 import type { LogShipper } from './log-shipper.js';
@@ -178,7 +179,7 @@ export class InstanceManager {
       for (let attempt = 1; ; attempt++) {
         entry.port = await ports.allocate();
         await emperor.writeVassal(entry.id, renderVassal({
-          name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: release.wsgi, host: this.bindHost, port: entry.port,
+          name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: webEntry(release, entry.id), host: this.bindHost, port: entry.port,
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
           logFile: emperor.vassalLogPath(entry.id),
@@ -377,4 +378,10 @@ export class InstanceManager {
     await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
     clearTimeout(timer);
   }
+}
+
+/** The web entry point of a prepared release. @throws ValidationError when the release has no web process. */
+function webEntry(release: PreparedRelease, instance: string): WsgiEntry {
+  if (release.wsgi === null) throw new ValidationError(`instance ${instance}: the release has no web process (no 'web:' line in its Procfile and no wsgi.py)`);
+  return release.wsgi;
 }

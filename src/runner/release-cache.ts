@@ -24,7 +24,10 @@ export interface PreparedRelease {
   /** Unpacked app folder (the vassal's chdir). */
   appDir: string;
   venvDir: string;
-  wsgi: WsgiEntry;
+  /** The web app; null when the release has only background process types. */
+  wsgi: WsgiEntry | null;
+  /** Background process types and their commands (Procfile order). Absent from a release prepared by an older runner. */
+  processes?: Record<string, string>;
 }
 
 export interface ReleaseCacheOptions {
@@ -76,7 +79,7 @@ export class ReleaseCache {
     const detected = await detectApp(appDir);
     const venvDir = join(releaseDir, 'venv');
     await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs, ...(user ? { user } : {}) });
-    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi };
+    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi, processes: detected.processes };
     writeFileSync(`${marker}.tmp`, JSON.stringify(prepared));
     renameSync(`${marker}.tmp`, marker);
     this.options.log.info({ appId: spec.app, release: spec.release, durationMs: Date.now() - started }, 'release prepared');

@@ -65,7 +65,7 @@ export function registerDeployCommand(program: Command, ctx: CliContext): void {
       const { packDirectory, formatBytes } = await import('../../archive/index.js');
       const detected = await detectApp(folder);
       const bytes = await packDirectory(folder);
-      print(`-----> Packed ${dir} (${formatBytes(bytes.length)}, ${detected.wsgi.module}:${detected.wsgi.callable})`);
+      print(`-----> Packed ${dir} (${formatBytes(bytes.length)}, ${detected.wsgi ? `${detected.wsgi.module}:${detected.wsgi.callable}` : Object.keys(detected.processes).join(', ')})`);
       const started = Date.now();
       const { release } = await underDeployLock(opts, timeoutMs, (headers) =>
         ctx.api().upload<{ release: Release }>(`/v1/apps/${seg(app)}/releases${opts.stage ? '?stage=1' : opts.rolling ? '?strategy=rolling' : ''}`, bytes, 'application/gzip', headers));
