@@ -6,6 +6,7 @@ import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerLimitCommands } from './commands/limits.js';
 import { registerDeployCommand } from './commands/deploy.js';
+import { registerExplainCommand } from './commands/explain.js';
 import { registerHostCommands } from './commands/hosts.js';
 import { registerLogCommands } from './commands/logs.js';
 import { registerPlatformCommands } from './commands/platform.js';
@@ -29,6 +30,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerReleaseCommands(program, ctx);
   registerDeployCommand(program, ctx);
   registerLogCommands(program, ctx);
+  registerExplainCommand(program, ctx);
   registerTokenCommands(program, ctx);
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
   try {
