@@ -19,7 +19,7 @@ type EventRow = { id: number; type: string; data: Record<string, unknown>; creat
  * down: the leader may move a silent runner's instances before it records the node.down itself. Only the app's
  * events since it was created count ($4), so a re-created name never inherits another app's history.
  */
-const NODE_EVENTS_SQL = `
+export const NODE_EVENTS_SQL = `
   SELECT e.id, e.type, e.data, e.created_at, held.ids AS held
   FROM events e
   CROSS JOIN LATERAL (
@@ -51,6 +51,11 @@ export interface ExplainOptions {
   limit?: number;
 }
 
+/** The app's own events in the window, newest first ($3: one more than the limit, to tell a cut window). */
+export const APP_EVENTS_SQL = `
+  SELECT id, type, data, created_at FROM events WHERE app = $1 AND created_at >= $2
+  ORDER BY created_at DESC, id DESC LIMIT $3`;
+
 /** The app's timeline from `sinceMs` (never before the app was created), oldest first. */
 export async function explainApp(q: Queryable, app: AppRef, sinceMs: number, options: ExplainOptions = {}): Promise<ExplainResponse> {
   const limit = options.limit ?? EXPLAIN_MAX_ENTRIES;
@@ -59,11 +64,7 @@ export async function explainApp(q: Queryable, app: AppRef, sinceMs: number, opt
   const from = new Date(Math.max(sinceMs, createdAt.getTime()));
   // One more than the limit tells whether the window was cut.
   const [own, nodes, bursts] = await Promise.all([
-    q.query<EventRow>(
-      `SELECT id, type, data, created_at FROM events WHERE app = $1 AND created_at >= $2
-       ORDER BY created_at DESC, id DESC LIMIT $3`,
-      [app.name, from, limit + 1],
-    ),
+    q.query<EventRow>(APP_EVENTS_SQL, [app.name, from, limit + 1]),
     q.query<EventRow & { held: string[] }>(NODE_EVENTS_SQL, [app.name, from, limit + 1, createdAt, options.deadAfterMs ?? 0]),
     q.query<{ minute: Date; requests: number; s5xx: number; p95_ms: number | null }>(
       // The minute holding `from` counts; a minute before the app existed (a re-created name) does not.
