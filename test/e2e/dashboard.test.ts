@@ -77,6 +77,17 @@ describe('dashboard in Chromium', () => {
     expect(await page.isVisible('#board')).toBe(false);
   });
 
+  it('refuses a wrong token in one line and stays signed out', async () => {
+    await page.fill('#token', 'pier_not-a-token');
+    await page.click('#signin-button');
+    await page.waitForSelector('#signin:not([hidden])', { timeout: 10_000 });
+    await waitFor(async () => ((await page.textContent('#error')) ?? '').startsWith('that token was refused: ') || undefined, {
+      name: 'refusal shown', timeoutMs: 10_000, intervalMs: 100,
+    });
+    expect(await page.isVisible('#board')).toBe(false);
+    expect(await page.evaluate('sessionStorage.length')).toBe(0);
+  });
+
   it('signs in with the token and sees the app with its formation, live release and health', async () => {
     await page.fill('#token', p.tokens.owner);
     await page.click('#signin-button');
@@ -88,9 +99,13 @@ describe('dashboard in Chromium', () => {
     }, { name: 'app row with its live release', timeoutMs: 10_000, intervalMs: 200 });
     const row = (await rows('apps')).find((r) => r[0] === APP)!;
     expect(row.slice(0, 6)).toEqual([APP, expect.stringMatching(/^dash-owner-/), '-', 'web=1', 'v2', '1/1 ready']);
-    // An owner sees no nodes; the alerts table answers even before an alerts endpoint exists.
+    // An owner sees no nodes.
     expect(await page.isVisible('#nodes-section')).toBe(false);
-    expect((await rows('alerts')).length).toBeGreaterThan(0);
+  });
+
+  // One step per panel: an alert raised for the app shows here as a row `[app, instance, reason, since, 'active']`.
+  it('shows the alerts panel (an empty list while no alert is raised, or before /v1/alerts exists)', async () => {
+    expect(await rows('alerts')).toEqual([['no alerts']]);
   });
 
   it('shows the selected app: its instance, its deploys and the explain timeline', async () => {
@@ -144,5 +159,19 @@ describe('dashboard in Chromium', () => {
     expect(await rows('apps')).toEqual([]);
     await page.reload();
     expect(await page.isVisible('#signin')).toBe(true);
+  });
+
+  it('shows an operator the nodes: kind, status, leader', async () => {
+    await page.fill('#token', p.tokens.admin);
+    await page.click('#signin-button');
+    await page.waitForSelector('#nodes-section:not([hidden])', { timeout: 10_000 });
+    const nodes = await waitFor(async () => {
+      const got = await rows('nodes');
+      return got.some((r) => r[0] === p.runner.id) ? got : undefined;
+    }, { name: 'nodes listed', timeoutMs: 10_000, intervalMs: 200 });
+    expect(nodes.find((r) => r[0] === p.runner.id)!.slice(1, 3)).toEqual(['runner', 'alive']);
+    expect(nodes.some((r) => r[1] === 'nexus' && r[3] === 'leader')).toBe(true);
+    expect(await page.textContent('#summary')).toMatch(/^signed in as dash-admin-.* \(operator\)/);
+    await page.click('#signout');
   });
 });
