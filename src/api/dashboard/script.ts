@@ -9,6 +9,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
   var KEY = 'pierToken';
   var REFRESH_MS = 3000;
   var MAX_APPS = 50;
+  var MAX_DEPLOYS = 20;
   var state = { selected: null, timer: null, busy: false };
   var $ = function (id) { return document.getElementById(id); };
 
@@ -117,7 +118,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
         td(h.healthy === null || h.healthy === undefined ? null : h.healthy ? 'yes' : 'no', h.healthy ? 'ok' : h.healthy === false ? 'bad' : ''),
         td(h.status, 'num'), td(typeof h.latencyMs === 'number' ? h.latencyMs + ' ms' : null, 'num'), td(ago(h.at)), td(h.reason));
     }), 'no instances', 10);
-    fill('deploys', d.deploys.map(function (dep) {
+    fill('deploys', d.deploys.slice(0, MAX_DEPLOYS).map(function (dep) {
       var r = dep.release;
       return el('tr', { dataset: { release: String(r.version) } }, td('v' + r.version), td(r.status, r.status), td(r.description), td(r.createdBy), td(iso(r.createdAt)), td(r.error, 'bad'));
     }), 'no deploys yet: pier deploy', 6);
