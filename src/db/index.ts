@@ -16,3 +16,6 @@ export * from './stats.js';
 export * from './locks.js';
 export * from './deploys.js';
 export * from './limits.js';
+export * from './deploy-lock.js';
+export * from './release-states.js';
+export * from './release-changes.js';
