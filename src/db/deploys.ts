@@ -6,6 +6,7 @@
 import { NotFoundError } from '../core/errors.js';
 import type { AppRef } from './apps.js';
 import type { Queryable } from './pool.js';
+import { appendEvent } from './events.js';
 import { getRelease, listReleases } from './releases.js';
 import type { Release } from '../protocol/index.js';
 
@@ -123,4 +124,19 @@ export async function verdictUntil(q: Queryable, app: AppRef, version: number): 
     [app.id, version],
   );
   return rows[0]?.until.getTime();
+}
+
+/**
+ * Records output lines of an instance's build or release phase (`release.output`, shown as the deploy's output
+ * steps). Lines from a runner the instance is not placed on are dropped (false).
+ */
+export async function recordReleaseOutput(tx: Queryable, runnerId: string, instanceId: string, phase: 'build' | 'release', lines: string[]): Promise<boolean> {
+  const { rows } = await tx.query<{ app: string; version: number }>(
+    `SELECT a.name AS app, r.version FROM instances i JOIN apps a ON a.id = i.app_id JOIN releases r ON r.id = i.release_id
+     WHERE i.id = $1 AND i.runner_id = $2`,
+    [instanceId, runnerId],
+  );
+  if (!rows[0]) return false;
+  await appendEvent(tx, 'release.output', rows[0].app, { release: rows[0].version, phase, runnerId, instance: instanceId, lines });
+  return true;
 }

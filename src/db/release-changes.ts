@@ -23,7 +23,7 @@ export async function changeConfigVars(
   const sha256 = await currentReleaseSha(tx, app);
   if (sha256 !== undefined) {
     const changed = [...Object.keys(set).map((k) => `set ${k}`), ...unset.map((k) => `unset ${k}`)].join(', ');
-    await createRelease(tx, app, sha256, ownerId, changed, { ...(claim ? { claim } : {}) });
+    await createRelease(tx, app, sha256, ownerId, changed, { ...(claim ? { claim } : {}), releasePhase: 'same-code' });
   }
   return getConfigVars(tx, app);
 }
@@ -40,7 +40,7 @@ export async function patchAppLimits(tx: Queryable, app: AppRef, patch: PatchLim
   const sha256 = await currentReleaseSha(tx, app);
   if (sha256 !== undefined) {
     const changed = Object.entries(patch).map(([k, v]) => `${k}=${v ?? 'default'}`).join(', ');
-    await createRelease(tx, app, sha256, ownerId, `limits: ${changed}`, { ...(claim ? { claim } : {}) });
+    await createRelease(tx, app, sha256, ownerId, `limits: ${changed}`, { ...(claim ? { claim } : {}), releasePhase: 'same-code' });
   }
   return pickLimits(rows[0]?.limits ?? {});
 }

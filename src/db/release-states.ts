@@ -145,3 +145,14 @@ export async function revertRelease(tx: Queryable, verdict: { appId: number; app
   await appendEvent(tx, 'release.reverted', verdict.app, { release: verdict.release, previous: verdict.previous, reason });
   return true;
 }
+
+/** The release phase's task exited 0: the phase is done (the scheduler now places the release's instances) and the task is stopped. */
+export async function finishReleasePhase(tx: Queryable, releaseId: number): Promise<void> {
+  await tx.query("UPDATE releases SET release_phase = 'done' WHERE id = $1 AND release_phase = ANY($2::text[])", [releaseId, PHASE_TRANSITIONS.done.from]);
+}
+
+/** The release phase failed (non-zero exit, time-out): the phase and the release are failed; nothing public changes. */
+export async function failReleasePhase(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
+  await tx.query("UPDATE releases SET release_phase = 'failed' WHERE id = $1 AND release_phase = ANY($2::text[])", [releaseId, PHASE_TRANSITIONS.failed.from]);
+  await failRelease(tx, appId, releaseId, error);
+}

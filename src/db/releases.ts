@@ -42,7 +42,14 @@ export async function storeArtifact(tx: Queryable, bytes: Uint8Array): Promise<s
  */
 export async function createRelease(
   tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string,
-  options: { stage?: boolean; claim?: DeployClaim; strategy?: 'bluegreen' | 'rolling' } = {},
+  options: {
+    stage?: boolean; claim?: DeployClaim; strategy?: 'bluegreen' | 'rolling';
+    /**
+     * Its release phase: 'run' (the upload has a `release:` line), 'same-code' (a config or limits change: run it
+     * when the code has one, as Heroku does) or none (a rollback: not run again). @default none
+     */
+    releasePhase?: 'run' | 'same-code';
+  } = {},
 ): Promise<Release> {
   const { rows } = await tx.query<{ id: number; version: number }>(
     `INSERT INTO releases (app_id, version, sha256, created_by, description, config)
@@ -53,6 +60,14 @@ export async function createRelease(
   );
   const { id, version } = rows[0]!;
   if (options.strategy === 'rolling') await tx.query("UPDATE releases SET strategy = 'rolling' WHERE id = $1", [id]);
+  if (options.releasePhase === 'run') await tx.query("UPDATE releases SET release_phase = 'pending' WHERE id = $1", [id]);
+  if (options.releasePhase === 'same-code') {
+    await tx.query(
+      `UPDATE releases r SET release_phase = 'pending' WHERE r.id = $1
+       AND EXISTS (SELECT 1 FROM releases o WHERE o.app_id = r.app_id AND o.sha256 = r.sha256 AND o.id <> r.id AND o.release_phase IS NOT NULL)`,
+      [id],
+    );
+  }
   await appendEvent(tx, 'release.created', app.name, { version, sha256, description, ...(options.stage ? { stage: true } : {}) });
   if (options.claim) await claimDeploy(tx, app, id, { ...options.claim, holder: `${options.claim.holder} deploying v${version}` });
   await tx.query(`UPDATE apps SET ${options.stage ? 'stage_release_id' : 'release_id'} = $2 WHERE id = $1`, [app.id, id]);

@@ -11,22 +11,24 @@ export interface SchedulingState {
   apps: Array<{
     id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null;
     stageReleaseId: number | null; isStagePending: boolean; keptReleaseId: number | null; isRolling: boolean;
+    /** The target release's release phase (release-states.ts). */
+    releasePhase: 'pending' | 'done' | 'failed' | null;
   }>;
-  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean }>;
+  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean; processType: string }>;
   runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
   const apps = await q.query<{
     id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null; stage_release_id: number | null;
-    stage_status: string | null; verdict_previous_id: number | null; strategy: string | null;
+    stage_status: string | null; verdict_previous_id: number | null; strategy: string | null; release_phase: 'pending' | 'done' | 'failed' | null;
   }>(
     `SELECT a.id, a.name, a.web_scale, a.release_id, a.live_release_id, a.stage_release_id, s.status AS stage_status,
-            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id, t.strategy
+            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id, t.strategy, t.release_phase
      FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id LEFT JOIN releases t ON t.id = a.release_id ORDER BY a.id`,
   );
-  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean }>(
-    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed
+  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean; process_type: string }>(
+    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed, process_type
      FROM instances ORDER BY created_at, id`,
   );
   const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
@@ -34,9 +36,9 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
     apps: apps.rows.map((r) => ({
       id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id,
       stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending', keptReleaseId: r.verdict_previous_id,
-      isRolling: r.strategy === 'rolling',
+      isRolling: r.strategy === 'rolling', releasePhase: r.release_phase,
     })),
-    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed })),
+    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed, processType: r.process_type })),
     runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
   };
 }
