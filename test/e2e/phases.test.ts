@@ -50,7 +50,8 @@ ${note(record, `${app}-build.log`, '"%d %s %s" % (os.getuid(), os.environ["VIRTU
 `,
     'release.py': `import os, socket
 print("migrating ${version}")
-${note(record, `${app}-release.log`, `"%d %s %s ${version}" % (os.getuid(), socket.gethostname(), os.environ.get("GREETING"))`)}
+memory = [l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines() if ":memory:" in l]
+${note(record, `${app}-release.log`, `"%d %s %s ${version} %s" % (os.getuid(), socket.gethostname(), os.environ.get("GREETING"), (memory or ["-"])[0])`)}
 `,
   };
 }
@@ -109,7 +110,8 @@ describe('build and release phases', () => {
     const uid = uidOf(app);
     expect(uid).toBeGreaterThan(0);
     // Release phase: once, as the app's user, with its config vars.
-    expect(lines(join(record, `${app}-release.log`))).toEqual([expect.stringMatching(new RegExp(`^${uid} \\S+ hi v1$`))]);
+    // …in cgroups of its own (the release task's: named after the instance, `<app>-v1-…`).
+    expect(lines(join(record, `${app}-release.log`))).toEqual([expect.stringMatching(new RegExp(`^${uid} \\S+ hi v1 \\S*/${app}-v1-\\w+$`))]);
     // Build: on both runners (one instance each), as the app's user, with the release's venv.
     const builds = lines(join(record, `${app}-build.log`));
     expect(builds).toHaveLength(2);
@@ -128,7 +130,7 @@ describe('build and release phases', () => {
     expect((await p.api('PATCH', `/v1/apps/${app}/config`, { GREETING: 'hello' })).status).toBe(200);
     expect(await settled(app, 2)).toMatchObject({ status: 'live' });
     expect(lines(join(record, `${app}-release.log`))).toHaveLength(2);
-    expect(lines(join(record, `${app}-release.log`))[1]).toMatch(/ hello v1$/);
+    expect(lines(join(record, `${app}-release.log`))[1]).toMatch(/ hello v1 /);
     expect(lines(join(record, `${app}-build.log`))).toHaveLength(2);
     // A rollback does not run it again.
     const back = await p.api<{ release: Release }>('POST', `/v1/apps/${app}/rollback`, {});
@@ -162,6 +164,14 @@ describe('build and release phases', () => {
       // No instance of v3 was ever placed: the release phase gates them.
       expect((await deploySteps(app, 3)).filter((s) => s.step === 'instance assigned' && s.processType !== 'release')).toEqual([]);
       expect(await publicGet(app)).toBe(before);
+
+      // An app that cannot import: the one line is its exception, not the traceback's first line.
+      const broken = { ...goodApp(record, app, 'v4'), 'wsgi.py': `import no_such_module_here\n${WSGI}` };
+      const crashed = await cli(['deploy', p.writeApp(app, broken), '-a', app]);
+      expect(crashed.code).toBe(70);
+      expect(crashed.stderr).toBe("error: deploy of v4 failed: ModuleNotFoundError: No module named 'no_such_module_here' (PIER_DEPLOY_FAILED)\n");
+      expect(crashed.stdout).toContain('Traceback (most recent call last):');
+      expect(await publicGet(app)).toBe(before);
     } finally {
       const result = await traffic.stop();
       expect(result.failures).toEqual([]);
@@ -169,7 +179,7 @@ describe('build and release phases', () => {
       expect(result.ok).toBeGreaterThan(50);
     }
     const { json } = await p.api<{ releases: Release[] }>('GET', `/v1/apps/${app}/releases`);
-    expect(json.releases.map((r) => [r.version, r.status])).toEqual([[3, 'failed'], [2, 'failed'], [1, 'live']]);
+    expect(json.releases.map((r) => [r.version, r.status])).toEqual([[4, 'failed'], [3, 'failed'], [2, 'failed'], [1, 'live']]);
   }, 150_000);
 
   it('gives a build that plants a link to /etc/shadow, a setuid file or writes outside its copy nothing', async () => {
@@ -196,7 +206,10 @@ attempt("write-venv", lambda: open("../venv/evil.txt", "w").write("x"))
     expect(release.status).toBe('live');
     expect(lines(join(record, 'attack.log'))).toEqual(['hardlink PermissionError', 'write-app PermissionError', 'write-release PermissionError', 'write-venv PermissionError']);
     // The frozen app folder is root's: the planted link is root's and still unreadable to the app, no setuid bit.
-    const releaseDir = join(p.dir, 'runner', 'releases', app, release.sha256.slice(0, 16));
+    // On whichever runner the one instance went to (the other never prepared the release).
+    const releaseDirs = ['runner', 'runner-2'].map((r) => join(p.dir, r, 'releases', app, release.sha256.slice(0, 16))).filter((d) => existsSync(d));
+    expect(releaseDirs).toHaveLength(1);
+    const releaseDir = releaseDirs[0]!;
     const appDir = join(releaseDir, 'app');
     const link = lstatSync(join(appDir, 'shadow-link'));
     expect(link.isSymbolicLink()).toBe(true);
