@@ -82,6 +82,8 @@ type Local = {
   abort: AbortController;
   /** Its app is gone: its log's last words are not shipped. */
   isDiscarded?: boolean;
+  /** A release phase's task: it serves nothing, so it has nothing to drain. */
+  isTask?: boolean;
 };
 
 export class InstanceManager {
@@ -229,6 +231,7 @@ export class InstanceManager {
    */
   private async runPhase(entry: Local, spec: InstanceSpec, release: PreparedRelease, user: AppUser | undefined): Promise<void> {
     if (!release.release) throw new ValidationError(`the release has no 'release:' line in its Procfile, so it has no release phase to run`);
+    entry.isTask = true;
     await this.report(entry.id, 'starting');
     const home = user ? (await this.isolate(entry.id, release.appDir, user)).HOME! : release.appDir;
     const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
@@ -302,7 +305,7 @@ export class InstanceManager {
     const wasStarting = entry.phase === 'starting';
     // A serving instance the nexus retires (a deploy switched away from it, a scale-down) keeps running for the
     // drain time: balancers stopped routing new requests to it, the ones in flight finish.
-    const drainMs = entry.phase === 'ready' && isReported ? (this.options.drainMs ?? 0) : 0;
+    const drainMs = entry.phase === 'ready' && isReported && !entry.isTask ? (this.options.drainMs ?? 0) : 0;
     entry.phase = 'stopping';
     if (wasStarting) entry.abort.abort();
     const previous = entry.work;
