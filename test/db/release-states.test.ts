@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { assertTransition, FINAL_STATUSES, nextStatus, RELEASE_TRANSITIONS, type ReleaseTransition } from '../../src/db/release-states.js';
 import type { ReleaseStatus } from '../../src/protocol/index.js';
@@ -45,5 +46,25 @@ describe('release-states', () => {
       }
     }
     expect([...seen].sort()).toEqual([...STATUSES].sort());
+  });
+
+  it('is reached by db modules that import each other in one direction only (no cycle)', () => {
+    const dir = new URL('../../src/db/', import.meta.url);
+    const graph = new Map<string, string[]>();
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'index.ts')) {
+      const text = readFileSync(new URL(file, dir), 'utf8');
+      graph.set(file.replace(/\.ts$/, ''), [...text.matchAll(/from '\.\/([a-z0-9-]+)\.js'/g)].map((m) => m[1]!));
+    }
+    const cycles: string[] = [];
+    const visit = (node: string, path: string[]): void => {
+      for (const next of graph.get(node) ?? []) {
+        if (path.includes(next)) cycles.push([...path.slice(path.indexOf(next)), next].join(' -> '));
+        else visit(next, [...path, next]);
+      }
+    };
+    for (const node of graph.keys()) visit(node, [node]);
+    expect(cycles).toEqual([]);
+    expect(graph.get('scheduling')).not.toContain('releases');
+    expect(graph.get('config-vars')).not.toContain('releases');
   });
 });
