@@ -25,6 +25,8 @@ export interface DeployStep {
   processType?: string;
   /** Output lines of the build or the release phase, in order (output steps). */
   lines?: string[];
+  /** Why the live-traffic verdict switched back (the reverted step). */
+  reason?: string;
 }
 
 export interface Deploy {
@@ -103,7 +105,7 @@ function describe(type: string, data: Record<string, unknown>, version: number, 
     case 'release.failed':
       return release === version ? { step: 'failed', detail: String(data.error ?? '') } : undefined;
     case 'release.reverted':
-      return release === version ? { step: 'reverted', detail: `back to v${String(data.previous)}: ${String(data.reason)}` } : undefined;
+      return release === version ? { step: 'reverted', detail: `back to v${String(data.previous)}: ${String(data.reason)}`, reason: String(data.reason) } : undefined;
     case 'release.verdict':
       return release === version ? { step: 'verdict passed', detail: `${String(data.requests ?? 0)} requests, ${String(data.s5xx ?? 0)} 5xx` } : undefined;
     default:

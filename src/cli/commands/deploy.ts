@@ -18,6 +18,7 @@ interface DeployStep {
   runnerId?: string;
   processType?: string;
   lines?: string[];
+  reason?: string;
 }
 
 interface DeployOptions {
@@ -186,9 +187,11 @@ async function follow(ctx: CliContext, app: string, version: number, timeoutMs: 
       say('watching', `-----> Watching live traffic for ${Math.max(1, Math.round((deploy.verdict.until - Date.now()) / 1000))} s; the previous release stays up to switch back (Ctrl-C leaves it running)`);
     } else if (release.status === 'failed') {
       const line = deploy.errorLine ?? 'unknown error';
-      if (deploy.steps.some((s) => s.step === 'reverted')) {
-        print(`-----> Switched back: v${version} was reverted by the live-traffic verdict: ${line}`);
-        throw new PierError('PIER_DEPLOY_FAILED', `v${version} was reverted: ${line}`);
+      const reverted = deploy.steps.find((s) => s.step === 'reverted');
+      if (reverted) {
+        const reason = reverted.reason ?? line;
+        print(`-----> Switched back: v${version} was reverted by the live-traffic verdict: ${reason}`);
+        throw new PierError('PIER_DEPLOY_FAILED', `v${version} was reverted: ${reason}`);
       }
       print(`-----> v${version} failed; nothing public changed. The app said:`);
       print((release.error ?? 'no output').split('\n').map((l) => `       ${l}`).join('\n'));
