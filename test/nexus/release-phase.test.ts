@@ -60,6 +60,20 @@ describe('release phase gate (scheduler plan)', () => {
     }
   });
 
+  it('runs a promoted stage release\'s phase before it goes live, its warm stage instance waiting', () => {
+    const warm = inst({ id: 'stage-1', releaseId: 2, state: 'ready' });
+    const promoted = app({ scale: 1, stageReleaseId: 1, targetReleaseId: 2 });
+    expect(plan([promoted], [old[0]!, warm], runners('r1', 'r2'), options)).toEqual([
+      { kind: 'place', appId: 1, releaseId: 2, runnerId: 'r2', processType: 'release' },
+    ]);
+    const done = inst({ id: 'task', releaseId: 2, processType: 'release', state: 'ready', runnerId: 'r2' });
+    expect(plan([promoted], [old[0]!, warm, done], runners('r1', 'r2'), options)).toEqual([
+      { kind: 'phaseDone', appId: 1, releaseId: 2 },
+      { kind: 'stop', instanceId: 'task' },
+      { kind: 'live', appId: 1, releaseId: 2 },
+    ]);
+  });
+
   it('places nothing when no runner is alive', () => {
     expect(plan([app()], [], [{ id: 'r1', isAlive: false }], options)).toEqual([]);
   });
