@@ -13,11 +13,12 @@ export interface ArchiveSummary {
 }
 
 /**
- * Reads a whole tar.gz and applies every rule (see `ArchiveTree`) without writing anything.
+ * Reads a whole tar.gz and applies every rule (see `ArchiveTree`) without writing anything; `onAccepted` sees
+ * each accepted entry (and may read its body).
  * @throws ValidationError naming the first offending entry, or the archive-level problem.
  */
-export async function inspectArchive(bytes: Uint8Array, limits: Partial<ArchiveLimits> = {}): Promise<ArchiveSummary> {
-  const tree = await walkArchive(bytes, resolveLimits(limits), async () => undefined);
+export async function inspectArchive(bytes: Uint8Array, limits: Partial<ArchiveLimits> = {}, onAccepted: AcceptedHandler = async () => undefined): Promise<ArchiveSummary> {
+  const tree = await walkArchive(bytes, resolveLimits(limits), onAccepted);
   return { entries: tree.entries, totalBytes: tree.totalBytes };
 }
 

@@ -132,7 +132,8 @@ function errorFromBody(status: number, parsed: unknown, text: string): PierError
   const error = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
   if (error && typeof error.message === 'string') {
     const code = isErrorCode(error.code) ? error.code : status >= 500 ? 'PIER_INTERNAL' : 'PIER_BAD_REQUEST';
-    return new PierError(code, error.message);
+    const details = typeof error.details === 'object' && error.details !== null ? (error.details as Record<string, unknown>) : undefined;
+    return new PierError(code, error.message, details ? { details } : {});
   }
   return new PierError(status >= 500 ? 'PIER_INTERNAL' : 'PIER_BAD_REQUEST', `HTTP ${status}: ${text.slice(0, 200)}`);
 }

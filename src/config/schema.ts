@@ -179,6 +179,8 @@ export const PierConfig = Type.Object(
       threads: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
       /** Time to build a virtualenv (pip install) before the deploy fails. @default 300000 */
       buildTimeoutMs: Ms(300_000, 1000),
+      /** Time the release phase (the Procfile's `release:` command) gets before it is killed and the deploy fails. @default 300000 */
+      releaseTimeoutMs: Ms(300_000, 1000),
       /**
        * Put each instance in cgroups of its own (v1 memory, pids, cpu) holding `limits`, when the runner runs as
        * root and the hierarchies are mounted; otherwise only openFiles and requestTimeoutMs hold. @default true

@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   PIER_STATS_UNAVAILABLE: { http: 503, exit: 69 },
   PIER_ILLEGAL_STATE: { http: 409, exit: 70 },
   PIER_EVENTS_TRIMMED: { http: 410, exit: 70 },
+  /** A deploy the CLI followed failed (a build, the release phase, an instance) or was reverted; nothing public changed. */
+  PIER_DEPLOY_FAILED: { http: 409, exit: 70 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -3,7 +3,6 @@ import { NotFoundError } from '../core/errors.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
 import type { Queryable } from './pool.js';
-import { createRelease, currentReleaseSha, type DeployClaim } from './releases.js';
 
 export async function getConfigVars(q: Queryable, app: AppRef): Promise<Record<string, string>> {
   const { rows } = await q.query<{ key: string; value: string }>('SELECT key, value FROM config_vars WHERE app_id = $1 ORDER BY key', [app.id]);
@@ -24,17 +23,10 @@ export async function replaceConfigVars(tx: Queryable, app: AppRef, vars: Record
 }
 
 /**
- * Sets and unsets vars in one change (one event); unsetting a missing key is an error naming it. When the app is
- * deployed, the change is a new release with the same code (as on Heroku), so every instance rolls onto it.
+ * Sets and unsets vars in one change (one `config.changed` event); unsetting a missing key is an error naming it.
+ * Only the vars: the new release a change makes is `changeConfigVars`'s (release-changes.ts).
  */
-export async function changeConfigVars(
-  tx: Queryable,
-  app: AppRef,
-  set: Record<string, string>,
-  unset: string[],
-  ownerId: number | null = null,
-  claim?: DeployClaim,
-): Promise<Record<string, string>> {
+export async function storeConfigChange(tx: Queryable, app: AppRef, set: Record<string, string>, unset: string[]): Promise<void> {
   if (unset.length > 0) {
     const { rows } = await tx.query<{ key: string }>('SELECT key FROM config_vars WHERE app_id = $1 AND key = ANY($2)', [app.id, unset]);
     const present = new Set(rows.map((r) => r.key));
@@ -54,10 +46,4 @@ export async function changeConfigVars(
     );
   }
   await appendEvent(tx, 'config.changed', app.name, { set: keys, unset });
-  const sha256 = await currentReleaseSha(tx, app);
-  if (sha256 !== undefined) {
-    const changed = [...keys.map((k) => `set ${k}`), ...unset.map((k) => `unset ${k}`)].join(', ');
-    await createRelease(tx, app, sha256, ownerId, changed, { ...(claim ? { claim } : {}) });
-  }
-  return getConfigVars(tx, app);
 }

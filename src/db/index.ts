@@ -17,3 +17,6 @@ export * from './locks.js';
 export * from './deploys.js';
 export * from './limits.js';
 export * from './explain.js';
+export * from './deploy-lock.js';
+export * from './release-states.js';
+export * from './release-changes.js';

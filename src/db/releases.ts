@@ -7,7 +7,8 @@ import { sha256Hex } from '../core/ids.js';
 import type { AppLimits, Release } from '../protocol/index.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
-import { acquireLock, checkFence, getLock, releaseLock, type LockHeld } from './locks.js';
+import { claimDeploy, type DeployClaim } from './deploy-lock.js';
+import { promoteRelease } from './release-states.js';
 import { replaceConfigVars } from './config-vars.js';
 import type { Queryable } from './pool.js';
 import { pickLimits } from './limits.js';
@@ -39,70 +40,16 @@ export async function storeArtifact(tx: Queryable, bytes: Uint8Array): Promise<s
  * Records release vN+1 of `app` with the app's current config vars and makes it the deploy target.
  * The caller holds the app row lock (resolveApp(…, forUpdate)), so versions never collide.
  */
-/** How a deploy claims its app's deploy lock: taken now for `holder`, or the caller's own lock (`fenceToken`). */
-export interface DeployClaim {
-  holder: string;
-  leaseMs: number;
-  /** The token of a deploy lock the caller already holds; checked, never taken. */
-  fenceToken?: number;
-}
-
-export function deployLockName(app: string): string {
-  return `deploy:${app}`;
-}
-
-/**
- * Claims the deploy lock for release `releaseId`: checks the caller's fencing token, or takes the lock (PIER_LOCKED
- * when another deploy holds it). The token is recorded on the release.
- */
-export async function claimDeploy(tx: Queryable, app: AppRef, releaseId: number, claim: DeployClaim): Promise<void> {
-  const name = deployLockName(app.name);
-  let token: number;
-  if (claim.fenceToken !== undefined) {
-    await checkFence(tx, name, claim.fenceToken);
-    token = claim.fenceToken;
-  } else {
-    token = (await acquireLock(tx, name, claim.holder, claim.leaseMs)).token;
-  }
-  await tx.query('UPDATE releases SET lock_token = $2, owns_lock = $3 WHERE id = $1', [releaseId, token, claim.fenceToken === undefined]);
-}
-
-/** The deploy lock a release was made under, if any. */
-async function releaseLockOf(tx: Queryable, releaseId: number): Promise<{ name: string; token: number; ownsLock: boolean } | undefined> {
-  const { rows } = await tx.query<{ app: string; lock_token: string | null; owns_lock: boolean }>(
-    'SELECT a.name AS app, r.lock_token, r.owns_lock FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.id = $1', [releaseId],
-  );
-  const row = rows[0];
-  return row && row.lock_token !== null ? { name: deployLockName(row.app), token: Number(row.lock_token), ownsLock: row.owns_lock } : undefined;
-}
-
-/** Why a deploy whose lock token is `token` may not go on, given who holds its lock now. */
-export function lostLockReason(token: number, held: LockHeld | undefined): string {
-  return `deploy lock lost: fencing token ${token} refused (${held ? `now held by ${held.holder}, token ${held.token}` : 'its lease ran out'})`;
-}
-
-/** Releases the deploy lock a settled release owned (no-op when it did not own one, or lost it). */
-export async function releaseDeployLock(tx: Queryable, releaseId: number): Promise<void> {
-  const lock = await releaseLockOf(tx, releaseId);
-  if (!lock?.ownsLock) return;
-  await releaseLock(tx, lock.name, lock.token);
-  await tx.query('UPDATE releases SET owns_lock = false WHERE id = $1', [releaseId]);
-}
-
-/** Whether the release's deploy lock (if it has one) is still current: a stale one must not go live. */
-export async function deployLockIsCurrent(tx: Queryable, releaseId: number): Promise<{ isCurrent: boolean; reason?: string }> {
-  const lock = await releaseLockOf(tx, releaseId);
-  if (!lock) return { isCurrent: true };
-  const held = await getLock(tx, lock.name);
-  if (held?.token === lock.token) return { isCurrent: true };
-  // A caller-held lock released by its holder after the switch was asked for is fine; one taken over is not.
-  if (!held && !lock.ownsLock) return { isCurrent: true };
-  return { isCurrent: false, reason: lostLockReason(lock.token, held) };
-}
-
 export async function createRelease(
   tx: Queryable, app: AppRef, sha256: string, ownerId: number | null, description: string,
-  options: { stage?: boolean; claim?: DeployClaim; strategy?: 'bluegreen' | 'rolling' } = {},
+  options: {
+    stage?: boolean; claim?: DeployClaim; strategy?: 'bluegreen' | 'rolling';
+    /**
+     * Its release phase: 'run' (the upload has a `release:` line), 'same-code' (a config or limits change: run it
+     * when the code has one, as Heroku does) or none (a rollback: not run again). @default none
+     */
+    releasePhase?: 'run' | 'same-code';
+  } = {},
 ): Promise<Release> {
   const { rows } = await tx.query<{ id: number; version: number }>(
     `INSERT INTO releases (app_id, version, sha256, created_by, description, config)
@@ -113,6 +60,14 @@ export async function createRelease(
   );
   const { id, version } = rows[0]!;
   if (options.strategy === 'rolling') await tx.query("UPDATE releases SET strategy = 'rolling' WHERE id = $1", [id]);
+  if (options.releasePhase === 'run') await tx.query("UPDATE releases SET release_phase = 'pending' WHERE id = $1", [id]);
+  if (options.releasePhase === 'same-code') {
+    await tx.query(
+      `UPDATE releases r SET release_phase = 'pending' WHERE r.id = $1
+       AND EXISTS (SELECT 1 FROM releases o WHERE o.app_id = r.app_id AND o.sha256 = r.sha256 AND o.id <> r.id AND o.release_phase IS NOT NULL)`,
+      [id],
+    );
+  }
   await appendEvent(tx, 'release.created', app.name, { version, sha256, description, ...(options.stage ? { stage: true } : {}) });
   if (options.claim) await claimDeploy(tx, app, id, { ...options.claim, holder: `${options.claim.holder} deploying v${version}` });
   await tx.query(`UPDATE apps SET ${options.stage ? 'stage_release_id' : 'release_id'} = $2 WHERE id = $1`, [app.id, id]);
@@ -216,7 +171,7 @@ export async function promoteStage(tx: Queryable, app: AppRef, claim?: DeployCla
   if (row.stage_id === row.live_id) throw new ConflictError(`v${row.version} is already live`);
   if (row.ready === 0) throw new ConflictError(`v${row.version} is not ready on stage yet; see 'pier ps -a ${app.name}'`);
   if (claim) await claimDeploy(tx, app, row.stage_id, { ...claim, holder: `${claim.holder} promoting v${row.version}` });
-  await tx.query("UPDATE releases SET status = 'pending' WHERE id = $1 AND status IN ('staged', 'superseded')", [row.stage_id]);
+  await promoteRelease(tx, row.stage_id);
   await tx.query('UPDATE apps SET release_id = stage_release_id, stage_release_id = live_release_id WHERE id = $1', [app.id]);
   await appendEvent(tx, 'release.staged', app.name, { release: row.live_version });
   return (await getRelease(tx, app, row.version))!;

@@ -4,29 +4,31 @@ import type { InstanceState } from '../protocol/index.js';
 import { appendEvent } from './events.js';
 import { getInstance } from './instances.js';
 import { expireLock, getLock, renewLock } from './locks.js';
-import { deployLockIsCurrent, deployLockName, lostLockReason, releaseDeployLock } from './releases.js';
+import { deployLockName, lostLockReason } from './deploy-lock.js';
 import { ADVISORY, type Queryable } from './pool.js';
 
 export interface SchedulingState {
   apps: Array<{
     id: number; name: string; scale: number; targetReleaseId: number | null; liveReleaseId: number | null;
     stageReleaseId: number | null; isStagePending: boolean; keptReleaseId: number | null; isRolling: boolean;
+    /** The target release's release phase (release-states.ts). */
+    releasePhase: 'pending' | 'done' | 'failed' | null;
   }>;
-  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean }>;
+  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean; processType: string }>;
   runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
   const apps = await q.query<{
     id: number; name: string; web_scale: number; release_id: number | null; live_release_id: number | null; stage_release_id: number | null;
-    stage_status: string | null; verdict_previous_id: number | null; strategy: string | null;
+    stage_status: string | null; verdict_previous_id: number | null; strategy: string | null; release_phase: 'pending' | 'done' | 'failed' | null;
   }>(
     `SELECT a.id, a.name, a.web_scale, a.release_id, a.live_release_id, a.stage_release_id, s.status AS stage_status,
-            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id, t.strategy
+            CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id, t.strategy, t.release_phase
      FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id LEFT JOIN releases t ON t.id = a.release_id ORDER BY a.id`,
   );
-  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean }>(
-    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed
+  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean; process_type: string }>(
+    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed, process_type
      FROM instances ORDER BY created_at, id`,
   );
   const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
@@ -34,9 +36,9 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
     apps: apps.rows.map((r) => ({
       id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id,
       stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending', keptReleaseId: r.verdict_previous_id,
-      isRolling: r.strategy === 'rolling',
+      isRolling: r.strategy === 'rolling', releasePhase: r.release_phase,
     })),
-    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed })),
+    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed, processType: r.process_type })),
     runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
   };
 }
@@ -59,24 +61,6 @@ export async function setNodeDown(tx: Queryable, id: string, kind: string, isDow
 export async function routeInstance(tx: Queryable, id: string): Promise<void> {
   const { rowCount } = await tx.query("UPDATE instances SET routed = true WHERE id = $1 AND state = 'ready' AND NOT routed", [id]);
   if ((rowCount ?? 0) > 0) await instanceChanged(tx, id);
-}
-
-/** A stage release's instance is ready: the release is 'staged' and stage.<app>.<domain> routes to it. */
-export async function markStaged(tx: Queryable, appId: number, releaseId: number): Promise<void> {
-  await releaseDeployLock(tx, releaseId);
-  const { rows } = await tx.query<{ version: number; app: string }>(
-    "UPDATE releases r SET status = 'staged' FROM apps a WHERE r.id = $1 AND a.id = $2 AND r.status = 'pending' RETURNING r.version, a.name AS app",
-    [releaseId, appId],
-  );
-  if (rows[0]) await appendEvent(tx, 'release.staged', rows[0].app, { release: rows[0].version });
-}
-
-/** A stage release failed to start: it is marked failed and leaves the stage slot (nothing public changes). */
-export async function failStage(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
-  await releaseDeployLock(tx, releaseId);
-  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1 RETURNING version", [releaseId, error.slice(0, 8000)]);
-  const app = await tx.query<{ name: string }>('UPDATE apps SET stage_release_id = NULL WHERE id = $1 AND stage_release_id = $2 RETURNING name', [appId, releaseId]);
-  if (app.rows[0]) await appendEvent(tx, 'release.failed', app.rows[0].name, { release: rows[0]!.version, error: error.slice(0, 2000), stage: true });
 }
 
 /**
@@ -128,21 +112,6 @@ export async function pendingVerdicts(q: Queryable): Promise<PendingVerdict[]> {
   }));
 }
 
-/** The verdict found the new release clearly worse: the previous one (still running) is live again, at once. */
-export async function revertRelease(tx: Queryable, verdict: PendingVerdict, reason: string): Promise<boolean> {
-  const { rowCount } = await tx.query(
-    `UPDATE apps SET live_release_id = $3, release_id = $3, verdict_previous_id = NULL, verdict_since = NULL, verdict_until = NULL
-     WHERE id = $1 AND live_release_id = $2 AND verdict_previous_id = $3`,
-    [verdict.appId, verdict.releaseId, verdict.previousId],
-  );
-  if ((rowCount ?? 0) === 0) return false; // another deploy moved on meanwhile
-  await tx.query("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1", [verdict.releaseId, `reverted by the live-traffic verdict: ${reason}`]);
-  await tx.query("UPDATE releases SET status = 'live' WHERE id = $1", [verdict.previousId]);
-  await appendEvent(tx, 'release.live', verdict.app, { release: verdict.previous });
-  await appendEvent(tx, 'release.reverted', verdict.app, { release: verdict.release, previous: verdict.previous, reason });
-  return true;
-}
-
 /** The window passed without a bad verdict: the previous release is let go (the scheduler drains it). */
 export async function acceptVerdict(tx: Queryable, verdict: PendingVerdict, summary: Record<string, unknown>): Promise<void> {
   const { rowCount } = await tx.query(
@@ -180,33 +149,6 @@ export async function stopInstance(tx: Queryable, id: string): Promise<void> {
 export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
   const { rows } = await tx.query<{ app: string }>('DELETE FROM instances i USING apps a WHERE i.id = $1 AND a.id = i.app_id RETURNING a.name AS app', [id]);
   if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id });
-}
-
-/** Routes the app to `releaseId`: it becomes live, the previous live release is superseded. */
-export async function makeLive(tx: Queryable, appId: number, releaseId: number, verdictWindowMs = 0): Promise<void> {
-  // A deploy whose lock was taken over (its holder paused past the lease) must not go live.
-  const fence = await deployLockIsCurrent(tx, releaseId);
-  if (!fence.isCurrent) return failRelease(tx, appId, releaseId, fence.reason!);
-  await releaseDeployLock(tx, releaseId);
-  // The previous live release stays up for the verdict window (its instances are not drained meanwhile).
-  await tx.query(
-    `UPDATE apps SET verdict_previous_id = CASE WHEN $3::int > 0 AND live_release_id IS NOT NULL AND live_release_id <> $2 THEN live_release_id END,
-       verdict_since = now(), verdict_until = CASE WHEN $3::int > 0 AND live_release_id IS NOT NULL AND live_release_id <> $2 THEN now() + $3 * interval '1 millisecond' END
-     WHERE id = $1`,
-    [appId, releaseId, verdictWindowMs],
-  );
-  await tx.query("UPDATE releases SET status = 'superseded' WHERE app_id = $1 AND status = 'live' AND id <> $2", [appId, releaseId]);
-  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'live', error = NULL WHERE id = $1 RETURNING version", [releaseId]);
-  const app = await tx.query<{ name: string }>('UPDATE apps SET live_release_id = $2 WHERE id = $1 RETURNING name', [appId, releaseId]);
-  await appendEvent(tx, 'release.live', app.rows[0]!.name, { release: rows[0]!.version });
-}
-
-/** Marks the target release failed and points the app back at its live release (nothing public changes). */
-export async function failRelease(tx: Queryable, appId: number, releaseId: number, error: string): Promise<void> {
-  await releaseDeployLock(tx, releaseId);
-  const { rows } = await tx.query<{ version: number }>("UPDATE releases SET status = 'failed', error = $2 WHERE id = $1 RETURNING version", [releaseId, error.slice(0, 8000)]);
-  const app = await tx.query<{ name: string }>('UPDATE apps SET release_id = live_release_id WHERE id = $1 AND release_id = $2 RETURNING name', [appId, releaseId]);
-  if (app.rows[0]) await appendEvent(tx, 'release.failed', app.rows[0].name, { release: rows[0]!.version, error: error.slice(0, 2000) });
 }
 
 export type ReportedState = 'starting' | 'ready' | 'failed' | 'stopped';

@@ -1,6 +1,7 @@
 /** The nexus's answer to every control command; each mutation runs once per request id, in one transaction. */
 import type pg from 'pg';
 import {
+  recordReleaseOutput,
   addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
   getApp, getConfigVars, instanceSpec, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
   tokenShownOnce, type OnceOptions,
@@ -58,6 +59,7 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
       ctx.onInstanceReport?.();
       return { applied };
     },
+    'release.output': async (r) => ({ applied: await runOnce(pool, r.id, r.type, (tx) => recordReleaseOutput(tx, r.nodeId, r.instanceId, r.phase, r.lines)) }),
     'owner.create': (r) =>
       runOnce(pool, r.id, r.type, async (tx) => {
         requireAdmin(await authenticate(tx, r.token));

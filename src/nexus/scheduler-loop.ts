@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
-  failRelease, failStage, forgetInstance, loadNodeLiveness, markStaged, routeInstance, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
+  failRelease, failReleasePhase, failStage, finishReleasePhase, forgetInstance, loadNodeLiveness, markStaged, routeInstance, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
@@ -120,8 +120,12 @@ export class SchedulerLoop {
 async function apply(tx: pg.PoolClient, action: Action, verdictWindowMs: number): Promise<void> {
   switch (action.kind) {
     case 'place':
-      await placeInstance(tx, action.appId, action.releaseId, action.runnerId);
+      await placeInstance(tx, action.appId, action.releaseId, action.runnerId, action.processType);
       return;
+    case 'phaseDone':
+      return finishReleasePhase(tx, action.releaseId);
+    case 'phaseFailed':
+      return failReleasePhase(tx, action.appId, action.releaseId, action.error);
     case 'stop':
       return stopInstance(tx, action.instanceId);
     case 'forget':
@@ -157,5 +161,9 @@ function describe(action: Action): string {
       return `staged app ${action.appId} release ${action.releaseId}`;
     case 'failStage':
       return `fail stage of app ${action.appId} release ${action.releaseId}`;
+    case 'phaseDone':
+      return `release phase done: app ${action.appId} release ${action.releaseId}`;
+    case 'phaseFailed':
+      return `release phase failed: app ${action.appId} release ${action.releaseId}`;
   }
 }

@@ -6,6 +6,7 @@
  * holds one instance of its release beside them (unless that release is the target or live one).
  */
 import type { InstanceState } from '../protocol/index.js';
+import { RELEASE_TASK, releasePhaseGate } from './release-phase.js';
 
 export interface SchedApp {
   id: number;
@@ -21,6 +22,8 @@ export interface SchedApp {
   keptReleaseId?: number | null;
   /** The target release deploys runner by runner instead of blue/green. */
   isRolling?: boolean;
+  /** The target release's release phase (null or absent: none to run). */
+  releasePhase?: 'pending' | 'done' | 'failed' | null;
 }
 
 export interface SchedInstance {
@@ -34,6 +37,8 @@ export interface SchedInstance {
   ageMs: number;
   /** Routed before its release is live (a rolling deploy's ready instance). */
   isRouted?: boolean;
+  /** `web` (absent: web), a background type, or `release` (the release phase's task). */
+  processType?: string;
 }
 
 export interface SchedRunner {
@@ -42,7 +47,9 @@ export interface SchedRunner {
 }
 
 export type Action =
-  | { kind: 'place'; appId: number; releaseId: number; runnerId: string }
+  | { kind: 'place'; appId: number; releaseId: number; runnerId: string; processType?: string }
+  | { kind: 'phaseDone'; appId: number; releaseId: number }
+  | { kind: 'phaseFailed'; appId: number; releaseId: number; error: string }
   | { kind: 'stop'; instanceId: string }
   | { kind: 'forget'; instanceId: string }
   | { kind: 'live'; appId: number; releaseId: number; isRolling?: boolean }
@@ -79,7 +86,7 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     appLoad.set(key, (appLoad.get(key) ?? 0) + 1);
   }
   for (const app of apps) {
-    const mine = kept.filter((i) => i.appId === app.id);
+    let mine = kept.filter((i) => i.appId === app.id);
     const stop = (list: SchedInstance[]): void => {
       for (const i of list) if (i.state !== 'stopping') actions.push({ kind: 'stop', instanceId: i.id });
     };
@@ -94,6 +101,14 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
       load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
       appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
     };
+    const gate = releasePhaseGate(app, mine, (releaseId) => {
+      const runnerId = pick();
+      if (runnerId !== undefined) actions.push({ kind: 'place', appId: app.id, releaseId, runnerId, processType: RELEASE_TASK });
+      return runnerId !== undefined;
+    });
+    actions.push(...gate.actions);
+    if (gate.isHolding) continue;
+    mine = mine.filter((i) => i.processType !== RELEASE_TASK);
     const stageId = app.stageReleaseId ?? null;
     const isStageOwn = stageId !== null && stageId !== app.targetReleaseId && stageId !== app.liveReleaseId;
     if (isStageOwn) {

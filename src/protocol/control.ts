@@ -83,6 +83,17 @@ export const COMMANDS = {
     },
     Type.Object({ applied: Type.Boolean() }),
   ),
+  /** Output lines of an instance's build (`build:`, pip) or of the release phase's task, shown in its deploy. */
+  'release.output': command(
+    true,
+    {
+      nodeId: NodeId,
+      instanceId: Type.String({ minLength: 1, maxLength: 64 }),
+      phase: Type.Union([Type.Literal('build'), Type.Literal('release')]),
+      lines: Type.Array(Type.String({ maxLength: 2000 }), { minItems: 1, maxItems: 200 }),
+    },
+    Type.Object({ applied: Type.Boolean() }),
+  ),
   /** The token is in the first answer only (never stored); a retried request id answers `message` instead. */
   'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.Optional(Type.String()), message: Type.Optional(Type.String()) })),
   'app.list': command(false, Authed, Type.Object({ apps: Type.Array(App) })),
@@ -114,6 +125,7 @@ export const COMMAND_ROLES: { readonly [T in CommandType]: readonly PeerRole[] }
   'artifact.fetch': ['runner'],
   'instance.spec': ['runner'],
   'instance.report': ['runner'],
+  'release.output': ['runner'],
   'owner.create': OWNER,
   'app.list': OWNER,
   'app.info': OWNER,

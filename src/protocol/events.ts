@@ -39,6 +39,8 @@ export const EVENT_TYPES = [
   /** data: { release } — stage.<app>.<domain> now routes to this release's ready instances (null: none). */
   'release.staged',
   'formation.changed',
+  /** data: { release, phase: 'build' | 'release', runnerId, instance, lines } — output of a release's build or release phase. */
+  'release.output',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -32,49 +32,49 @@ const COPY_CHUNK = 1024 * 1024;
  * FIFO, socket or device — fails the copy. `source` itself must be an entry of a folder the owner cannot write.
  * @throws ValidationError naming the entry (relative to `source`) that cannot be copied
  */
-export async function freezeTree(source: string, target: string, owner: BuildUser): Promise<void> {
+export async function freezeTree(source: string, target: string, owner: BuildUser, where = 'the virtualenv'): Promise<void> {
   const top = await open(source, DIR_FLAGS);
   try {
-    await checkOwned(top, '.', owner, 'folder');
+    await checkOwned(top, '.', owner, 'folder', where);
     await mkdir(target, { mode: 0o755 });
-    await copyFolder(top, target, '', owner, 0, { entries: 0 });
+    await copyFolder(top, target, '', owner, 0, { entries: 0, where });
   } finally {
     await top.close();
   }
 }
 
-async function copyFolder(folder: FileHandle, target: string, relative: string, owner: BuildUser, depth: number, count: { entries: number }): Promise<void> {
+async function copyFolder(folder: FileHandle, target: string, relative: string, owner: BuildUser, depth: number, count: { entries: number; where: string }): Promise<void> {
   const base = `/proc/self/fd/${folder.fd}`;
   for (const name of await readdir(base)) {
     const rel = relative === '' ? name : `${relative}/${name}`;
-    if (++count.entries > MAX_ENTRIES) throw new ValidationError(`the build left more than ${MAX_ENTRIES} files in the virtualenv`);
+    if (++count.entries > MAX_ENTRIES) throw new ValidationError(`the build left more than ${MAX_ENTRIES} files in ${count.where}`);
     const at = `${base}/${name}`;
     const entry = await lstat(at);
     const dest = join(target, name);
     if (entry.isSymbolicLink()) {
       await symlink(await readlink(at), dest);
     } else if (entry.isDirectory()) {
-      if (depth + 1 > MAX_DEPTH) throw new ValidationError(`the build left folders nested deeper than ${MAX_DEPTH} levels in the virtualenv (at '${rel}')`);
-      const child = await openEntry(at, DIR_FLAGS, rel);
+      if (depth + 1 > MAX_DEPTH) throw new ValidationError(`the build left folders nested deeper than ${MAX_DEPTH} levels in ${count.where} (at '${rel}')`);
+      const child = await openEntry(at, DIR_FLAGS, rel, count.where);
       try {
-        await checkOwned(child, rel, owner, 'folder');
+        await checkOwned(child, rel, owner, 'folder', count.where);
         await mkdir(dest, { mode: 0o755 });
         await copyFolder(child, dest, rel, owner, depth + 1, count);
       } finally {
         await child.close();
       }
     } else if (entry.isFile()) {
-      await copyFile(at, dest, rel, owner);
+      await copyFile(at, dest, rel, owner, count.where);
     } else {
-      throw new ValidationError(`the build left '${rel}' in the virtualenv, which is not a file, folder or link; a release cannot hold it`);
+      throw new ValidationError(`the build left '${rel}' in ${count.where}, which is not a file, folder or link; a release cannot hold it`);
     }
   }
 }
 
-async function copyFile(at: string, dest: string, rel: string, owner: BuildUser): Promise<void> {
-  const from = await openEntry(at, FILE_FLAGS, rel);
+async function copyFile(at: string, dest: string, rel: string, owner: BuildUser, where: string): Promise<void> {
+  const from = await openEntry(at, FILE_FLAGS, rel, where);
   try {
-    const stat = await checkOwned(from, rel, owner, 'file');
+    const stat = await checkOwned(from, rel, owner, 'file', where);
     const to = await open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, (stat.mode & 0o100) !== 0 ? 0o755 : 0o644);
     try {
       const buffer = Buffer.alloc(Math.min(COPY_CHUNK, Math.max(1, stat.size)));
@@ -94,23 +94,23 @@ async function copyFile(at: string, dest: string, rel: string, owner: BuildUser)
 }
 
 /** Opens an entry found a moment ago; one swapped for a link since then fails (O_NOFOLLOW) with a clear error. */
-async function openEntry(at: string, flags: number, rel: string): Promise<FileHandle> {
+async function openEntry(at: string, flags: number, rel: string, where: string): Promise<FileHandle> {
   try {
     return await open(at, flags);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT' || code === 'ENXIO') {
-      throw new ValidationError(`'${rel}' in the virtualenv changed while it was being copied (${code}); was a process of the app still writing it?`);
+      throw new ValidationError(`'${rel}' in ${where} changed while it was being copied (${code}); was a process of the app still writing it?`);
     }
     throw err;
   }
 }
 
-async function checkOwned(handle: FileHandle, rel: string, owner: BuildUser, kind: 'file' | 'folder'): Promise<Stats> {
+async function checkOwned(handle: FileHandle, rel: string, owner: BuildUser, kind: 'file' | 'folder', where: string): Promise<Stats> {
   const stat = await handle.stat();
   const isKind = kind === 'file' ? stat.isFile() : stat.isDirectory();
   if (!isKind || stat.uid !== owner.uid) {
-    throw new ValidationError(`'${rel}' in the virtualenv is not a ${kind} of the app's user (uid ${stat.uid}); the build may only leave its own files`);
+    throw new ValidationError(`'${rel}' in ${where} is not a ${kind} of the app's user (uid ${stat.uid}); the build may only leave its own files`);
   }
   return stat;
 }

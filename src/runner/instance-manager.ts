@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { PierError, toPierError, ValidationError } from '../core/errors.js';
 import { sleep } from '../core/wait.js';
-import type { Instance } from '../protocol/index.js';
+import type { Instance, InstanceSpec } from '../protocol/index.js';
 import type { ControlClient } from '../transport/index.js';
 import type { Emperor } from './emperor.js';
 import type { PortPool } from './ports.js';
@@ -23,6 +23,8 @@ import { waitForHttp, warmUp } from './probe.js';
 import type { Cgroups, InstanceLimits } from './cgroups.js';
 import type { LimitWatch } from './limit-watch.js';
 import { checkListener, PortSquattedError } from './listener.js';
+import type { PhaseOutput } from './phase-output.js';
+import { runReleasePhase } from './phase-runner.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -51,6 +53,10 @@ export interface InstanceManagerOptions {
    * way, and records that this runner runs the app (see AppCleanup). @default none
    */
   beforeStart?: (app: string, user: AppUser | undefined) => Promise<void>;
+  /** Sends build and release phase output to the nexus (shown by `pier deploy`). @default none */
+  phaseOutput?: PhaseOutput;
+  /** Time a release phase gets before it is killed. @default 300000 */
+  releaseTimeoutMs?: number;
   startTimeoutMs: number;
   warmupRequests: number;
   processes: number;
@@ -76,6 +82,8 @@ type Local = {
   abort: AbortController;
   /** Its app is gone: its log's last words are not shipped. */
   isDiscarded?: boolean;
+  /** A release phase's task: it serves nothing, so it has nothing to drain. */
+  isTask?: boolean;
 };
 
 export class InstanceManager {
@@ -167,8 +175,10 @@ export class InstanceManager {
       if (entry.phase !== 'starting') return;
       const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
       if (user) await this.options.beforeStart?.(spec.app, user);
-      const release = await releases.prepare(spec, user);
+      const output = this.options.phaseOutput;
+      const release = await releases.prepare(spec, user, output ? { onBuildOutput: output.sink(entry.id, 'build') } : {}).finally(() => output?.flush(entry.id));
       if (entry.phase !== 'starting') return;
+      if (spec.processType === 'release') return await this.runPhase(entry, spec, release, user);
       const env = { ...(user ? await this.isolate(entry.id, release.appDir, user) : {}), ...spec.config };
       const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
       const cgroups = this.options.cgroups ? await this.options.cgroups.create(entry.id, limits) : undefined;
@@ -213,6 +223,34 @@ export class InstanceManager {
       await this.remove(entry);
       await this.report(entry.id, 'failed', undefined, error);
     }
+  }
+
+  /**
+   * The release's one `release` task: runs its release phase (phase-runner.ts) and reports `ready` when it exited
+   * 0 — the scheduler then places the release's instances — or throws (reported `failed`, with its last lines).
+   */
+  private async runPhase(entry: Local, spec: InstanceSpec, release: PreparedRelease, user: AppUser | undefined): Promise<void> {
+    if (!release.release) throw new ValidationError(`the release has no 'release:' line in its Procfile, so it has no release phase to run`);
+    entry.isTask = true;
+    await this.report(entry.id, 'starting');
+    const home = user ? (await this.isolate(entry.id, release.appDir, user)).HOME! : release.appDir;
+    const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
+    const cgroupDirs = this.options.cgroups ? await this.options.cgroups.create(entry.id, limits) : undefined;
+    const output = this.options.phaseOutput;
+    try {
+      await runReleasePhase({
+        command: release.release, appDir: release.appDir, venvDir: release.venvDir, config: spec.config, home,
+        timeoutMs: this.options.releaseTimeoutMs ?? 300_000, openFiles: limits.openFiles,
+        ...(user ? { user: { uid: user.uid, gid: user.gid } } : {}), ...(cgroupDirs ? { cgroupDirs } : {}),
+        ...(output ? { onOutput: output.sink(entry.id, 'release') } : {}),
+      });
+    } finally {
+      await output?.flush(entry.id);
+    }
+    if (entry.phase !== 'starting') return;
+    entry.phase = 'ready';
+    await this.report(entry.id, 'ready');
+    this.log.info({ instance: entry.id, appId: spec.app, release: spec.release }, 'release phase done');
   }
 
   /**
@@ -267,7 +305,7 @@ export class InstanceManager {
     const wasStarting = entry.phase === 'starting';
     // A serving instance the nexus retires (a deploy switched away from it, a scale-down) keeps running for the
     // drain time: balancers stopped routing new requests to it, the ones in flight finish.
-    const drainMs = entry.phase === 'ready' && isReported ? (this.options.drainMs ?? 0) : 0;
+    const drainMs = entry.phase === 'ready' && isReported && !entry.isTask ? (this.options.drainMs ?? 0) : 0;
     entry.phase = 'stopping';
     if (wasStarting) entry.abort.abort();
     const previous = entry.work;

@@ -1,6 +1,7 @@
 /**
  * Prepares releases on this runner, once per artifact: fetches the artifact over the control protocol in chunks
- * (cached by sha256 and checked), unpacks it safely, detects the WSGI entry point and builds the virtualenv.
+ * (cached by sha256 and checked), unpacks it safely, detects the WSGI entry point, builds the virtualenv and runs
+ * the Procfile's `build:` command (build-phase.ts). A config change (same artifact) reuses the prepared release.
  * Concurrent instances of one release share one preparation.
  *
  * With an app user (the runner is root), `releases/<app>/` is root's and readable by the app's group only (0750),
@@ -18,6 +19,7 @@ import type { ControlClient } from '../transport/index.js';
 import { extractArchive } from '../archive/index.js';
 import { detectApp, type WsgiEntry } from './app-detect.js';
 import { buildVirtualenv } from './venv.js';
+import { runBuildPhase } from './build-phase.js';
 import type { BuildUser } from './app-tree.js';
 
 export interface PreparedRelease {
@@ -28,6 +30,16 @@ export interface PreparedRelease {
   wsgi: WsgiEntry | null;
   /** Background process types and their commands (Procfile order). Absent from a release prepared by an older runner. */
   processes?: Record<string, string>;
+  /** The Procfile's `build:` command (already run into appDir), if any. */
+  build?: string | null;
+  /** The Procfile's `release:` command (the release phase), if any. */
+  release?: string | null;
+}
+
+/** What a preparation reports as it goes. */
+export interface PrepareHooks {
+  /** Each line the build (virtualenv, pip, the `build:` command) prints. */
+  onBuildOutput?: (line: string) => void;
 }
 
 export interface ReleaseCacheOptions {
@@ -51,17 +63,17 @@ export class ReleaseCache {
   }
 
   /** The release of `spec`, built (as `user`, the app's, when given) unless already prepared. */
-  prepare(spec: InstanceSpec, user?: BuildUser): Promise<PreparedRelease> {
+  prepare(spec: InstanceSpec, user?: BuildUser, hooks: PrepareHooks = {}): Promise<PreparedRelease> {
     const key = `${spec.app}/${spec.sha256}`;
     let job = this.inFlight.get(key);
     if (!job) {
-      job = this.build(spec, user).finally(() => this.inFlight.delete(key));
+      job = this.build(spec, user, hooks).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, job);
     }
     return job;
   }
 
-  private async build(spec: InstanceSpec, user: BuildUser | undefined): Promise<PreparedRelease> {
+  private async build(spec: InstanceSpec, user: BuildUser | undefined, hooks: PrepareHooks): Promise<PreparedRelease> {
     const appReleases = join(this.options.dir, 'releases', spec.app);
     const releaseDir = join(appReleases, spec.sha256.slice(0, 16));
     if (user) {
@@ -78,8 +90,12 @@ export class ReleaseCache {
     await extractArchive(bytes, appDir, {}, { replace: true });
     const detected = await detectApp(appDir);
     const venvDir = join(releaseDir, 'venv');
-    await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs, ...(user ? { user } : {}) });
-    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi, processes: detected.processes };
+    const onOutput = hooks.onBuildOutput;
+    await buildVirtualenv({ appDir, venvDir, pipArgs: [...this.options.pipArgs], log: this.options.log, timeoutMs: this.options.buildTimeoutMs, ...(user ? { user } : {}), ...(onOutput ? { onOutput } : {}) });
+    if (detected.build) {
+      await runBuildPhase({ releaseDir, command: detected.build, config: spec.config, timeoutMs: this.options.buildTimeoutMs, ...(user ? { user } : {}), ...(onOutput ? { onOutput } : {}) });
+    }
+    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi, processes: detected.processes, build: detected.build, release: detected.release };
     writeFileSync(`${marker}.tmp`, JSON.stringify(prepared));
     renameSync(`${marker}.tmp`, marker);
     this.options.log.info({ appId: spec.app, release: spec.release, durationMs: Date.now() - started }, 'release prepared');

@@ -12,6 +12,7 @@ import { sleep } from '../core/wait.js';
 import type { StateEvent, Instance } from '../protocol/index.js';
 import { ControlClient, EventFollower, HeartbeatPublisher, IntakePusher, SocketFactory, type CurveSettings } from '../transport/index.js';
 import { Emperor } from './emperor.js';
+import { PhaseOutput } from './phase-output.js';
 import { InstanceManager } from './instance-manager.js';
 import { LogShipper } from './log-shipper.js';
 import { AppUsers } from './app-users.js';
@@ -97,6 +98,7 @@ export class Runner implements Service {
         runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost, drainMs: runner.drainMs,
         ...(appUsers ? { appUsers, homesDir } : {}), beforeStart: (app, user) => cleanup.beforeStart(app, user),
         ...(cgroups ? { cgroups, limitWatch } : {}), limits: runner.limits,
+        phaseOutput: new PhaseOutput(control, this.id, this.log), releaseTimeoutMs: runner.releaseTimeoutMs,
         startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;

@@ -64,7 +64,7 @@ export interface VirtualenvResult {
 export const VENV_MARKER = '.pier-venv.json';
 /** Lines of pip output kept for the error message. */
 const TAIL_LINES = 15;
-const BASE_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', PIP_NO_CACHE_DIR: '1' };
+export const BASE_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', PIP_NO_CACHE_DIR: '1' };
 const systemPip = new Map<string, Promise<boolean>>();
 
 /**
@@ -165,7 +165,7 @@ async function isBuilt(venvDir: string, hash: string): Promise<boolean> {
   }
 }
 
-interface StepOptions {
+export interface StepOptions {
   cwd: string;
   env: Record<string, string>;
   deadline: number;
@@ -174,7 +174,7 @@ interface StepOptions {
 }
 
 /** Runs one build command (as the app's user, if any), streaming its output by line and keeping the tail for the error message. */
-function runStep(what: string, command: string, args: string[], options: StepOptions): Promise<void> {
+export function runStep(what: string, command: string, args: string[], options: StepOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...(options.user ?? {}) });
     const tail: string[] = [];

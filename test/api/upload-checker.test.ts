@@ -46,8 +46,17 @@ describe('UploadChecker', () => {
     const bytes = tarGz([APP, { name: 'app/views.py', data: 'x = 1\n' }]);
     const before = sha(bytes);
     const { summary, bytes: back } = await shared.check(bytes);
-    expect(summary).toEqual({ files: 2, totalBytes: 25 });
+    expect(summary).toEqual({ files: 2, totalBytes: 25, hasReleasePhase: false });
     expect(sha(back)).toBe(before);
+  });
+
+  it('reads the Procfile: a release: line means a release phase; a line with no command is refused before anything is stored', async () => {
+    const procfile = (data: string) => tarGz([APP, { name: 'Procfile', data }]);
+    expect((await shared.check(procfile('web: wsgi:application\nrelease: python manage.py migrate\n'))).summary.hasReleasePhase).toBe(true);
+    expect((await shared.check(procfile('web: wsgi:application\nbuild: make\n'))).summary.hasReleasePhase).toBe(false);
+    await expect(shared.check(procfile('web: wsgi:application\nrelease:\n'))).rejects.toMatchObject({
+      code: 'PIER_VALIDATION', message: "Procfile line 2: 'release:' has no command",
+    });
   });
 
   it('copies a buffer it does not own whole, leaving the caller\'s intact', async () => {
@@ -91,7 +100,7 @@ describe('UploadChecker', () => {
       `10,000 pax entries + 128 MiB to inflate: inline ${inlineMs.toFixed(0)} ms, the loop busy ${inline.active.toFixed(0)} ms of it; `
       + `in the worker ${workerMs.toFixed(0)} ms, the loop busy ${offLoop.active.toFixed(1)} ms, longest delay ${(delay.max / 1e6).toFixed(1)} ms`,
     );
-    expect(summary).toEqual({ files: 10_002, totalBytes: 128 * MiB + APP.data.length });
+    expect(summary).toEqual({ files: 10_002, totalBytes: 128 * MiB + APP.data.length, hasReleasePhase: false });
     expect(offLoop.active).toBeLessThan(100);
   });
 

@@ -28,6 +28,8 @@ export interface Platform {
   dir: string;
   nexus: NexusHandle;
   runner: Runner;
+  /** Every runner (`runner` first), with PlatformOptions.runners > 1. */
+  runners: Runner[];
   balancer: Balancer;
   /** The apps' owner. */
   api: ApiCall;
@@ -54,6 +56,8 @@ export interface PlatformOptions {
   apps: string[];
   /** Prefix of the owners' names and the data folder. @default 'rl' */
   prefix?: string;
+  /** How many runners (each its own folder, id and half of the port range). @default 1 */
+  runners?: number;
 }
 
 /** Call at the top level of a test file. */
@@ -76,14 +80,24 @@ export function platformForFile(options: PlatformOptions): Platform {
     const cluster = { ...beats, nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api }], stats: [collector] };
     await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });
     const base = 24000 + (process.pid % 50) * 100;
-    p.runner = new Runner({
-      config: testConfig({
-        dataDir: dir, cluster,
-        runner: { id: `runner-${randomId()}`, dir: join(dir, 'runner'), portMin: base, portMax: base + 99, startTimeoutMs: 15_000, drainMs: 0, ...options.runner },
-      }),
-      log: silentLogger(), ...(options.ports ? { ports: options.ports } : {}),
-    });
-    await p.runner.start();
+    const count = options.runners ?? 1;
+    const span = Math.floor(100 / count);
+    p.runners = [];
+    for (let n = 0; n < count; n++) {
+      const runner = new Runner({
+        config: testConfig({
+          dataDir: dir, cluster,
+          runner: {
+            id: `runner-${randomId()}`, dir: join(dir, n === 0 ? 'runner' : `runner-${n + 1}`), portMin: base + n * span, portMax: base + (n + 1) * span - 1,
+            startTimeoutMs: 15_000, drainMs: 0, ...options.runner,
+          },
+        }),
+        log: silentLogger(), ...(options.ports ? { ports: options.ports } : {}),
+      });
+      await runner.start();
+      p.runners.push(runner);
+    }
+    p.runner = p.runners[0]!;
     p.balancer = new Balancer({ config: testConfig({ cluster, balancer: { id: `balancer-${randomId()}`, host: '127.0.0.1', port: 0 } }), log: silentLogger() });
     await p.balancer.start();
     p.api = apiCaller(() => p.nexus.api, owner.token);
@@ -94,7 +108,7 @@ export function platformForFile(options: PlatformOptions): Platform {
 
   afterAll(async () => {
     await p.balancer?.stop();
-    await p.runner?.stop();
+    for (const runner of p.runners ?? []) await runner.stop();
     for (const app of options.apps) {
       try {
         execFileSync('userdel', [appUserName(app)], { stdio: 'ignore' });

@@ -1,6 +1,6 @@
 /** /v1/apps/:app/deploys: every deploy (one per release) and, for one, its steps as they happened. */
 import type { FastifyInstance } from 'fastify';
-import { getDeploy, listDeploys, resolveApp } from '../../db/index.js';
+import { getDeploy, listDeploys, resolveApp, verdictUntil } from '../../db/index.js';
 import { AppParams, DeployParams } from '../../protocol/index.js';
 import { principalOf, type ApiContext } from '../context.js';
 
@@ -12,6 +12,10 @@ export function deployRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get<{ Params: DeployParams }>('/v1/apps/:app/deploys/:id', { schema: { params: DeployParams } }, async (request) => {
     const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
-    return { deploy: await getDeploy(ctx.pool, ref, Number(request.params.id.replace(/^v/, ''))) };
+    const deploy = await getDeploy(ctx.pool, ref, Number(request.params.id.replace(/^v/, '')));
+    const url = ctx.appUrl(ref.name);
+    // While the live-traffic verdict watches this release: until when (the previous release stays up meanwhile).
+    const until = await verdictUntil(ctx.pool, ref, deploy.id);
+    return { deploy: { ...deploy, url, stageUrl: url.replace('://', '://stage.'), verdict: until === undefined ? null : { until } } };
   });
 }

@@ -38,7 +38,7 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, bytes);
         const isStage = request.query.stage === '1' || request.query.stage === 'true';
-        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim, strategy: request.query.strategy ?? 'bluegreen' });
+        return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim, strategy: request.query.strategy ?? 'bluegreen', ...(summary.hasReleasePhase ? { releasePhase: 'run' as const } : {}) });
       }));
       return reply.status(201).send({ release });
     },

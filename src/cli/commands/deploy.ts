@@ -4,10 +4,22 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PierError, ValidationError } from '../../core/errors.js';
 import { sleep } from '../../core/wait.js';
-import type { Instance, Release } from '../../protocol/common.js';
+import type { Release } from '../../protocol/common.js';
 import { seg, type CliContext } from '../context.js';
 import { print } from '../output.js';
 import { action, appOption } from './shared.js';
+
+/** One step of a deploy (see GET /v1/apps/:app/deploys/vN). */
+interface DeployStep {
+  version: number;
+  step: string;
+  detail: string;
+  instance?: string;
+  runnerId?: string;
+  processType?: string;
+  lines?: string[];
+  reason?: string;
+}
 
 interface DeployOptions {
   app?: string;
@@ -36,7 +48,8 @@ async function underDeployLock<T>(opts: DeployOptions, timeoutMs: number, call: 
       return await call({ 'pier-lock-wait': String(LOCK_WAIT_SECONDS) });
     } catch (err) {
       if ((err as PierError).code !== 'PIER_LOCKED' || Date.now() > deadline) throw err;
-      const message = (err as PierError).message.replace(/ \(token \d+, lease ends in \d+ s\)$/, '');
+      const holder = (err as PierError).details?.holder;
+      const message = typeof holder === 'string' ? `the deploy lock is held by ${holder}` : (err as PierError).message;
       if (message !== said) print(`-----> Waiting: ${message}`);
       said = message;
     }
@@ -128,7 +141,22 @@ function parseTimeout(value: string): number {
   return timeoutMs;
 }
 
-/** Prints each step of the deploy as it happens; throws when it fails or times out. */
+/** `GET /v1/apps/:app/deploys/vN`: the deploy, its structured steps, and where it is served. */
+interface DeployView {
+  id: number;
+  release: Release;
+  steps: DeployStep[];
+  errorLine: string | null;
+  url: string;
+  stageUrl: string;
+  verdict: { until: number } | null;
+}
+
+/**
+ * Follows `GET /v1/apps/:app/deploys/vN`, printing each new step once (by its event version) — build and release
+ * phase output as it comes — until the deploy settles. A failed or reverted deploy throws PIER_DEPLOY_FAILED with
+ * the app's last error line.
+ */
 async function follow(ctx: CliContext, app: string, version: number, timeoutMs: number, started = Date.now(), isStage = false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const said = new Set<string>();
@@ -137,36 +165,37 @@ async function follow(ctx: CliContext, app: string, version: number, timeoutMs: 
     said.add(key);
     print(line);
   };
+  let seen = 0;
   for (;;) {
-    const { release, instances, url, stageUrl, verdict } = await ctx.api().get<{
-      release: Release; instances: Instance[]; url: string; stageUrl: string; verdict: { until: number } | null;
-    }>(
-      `/v1/apps/${seg(app)}/releases/v${version}`,
-    );
-    if (instances.length > 0) say('build', `-----> Building on ${[...new Set(instances.map((i) => i.runnerId))].join(', ')} (unpack, virtualenv)`);
-    for (const i of instances) {
-      if (i.state === 'starting') say(`start ${i.id}`, `-----> Starting ${i.id} on ${i.host}:${i.port}`);
-      if (i.state === 'ready') say(`ready ${i.id}`, `-----> ${i.id} is ready`);
+    const { deploy } = await ctx.api().get<{ deploy: DeployView }>(`/v1/apps/${seg(app)}/deploys/v${version}`);
+    const { release } = deploy;
+    for (const step of deploy.steps) {
+      if (step.version <= seen) continue;
+      seen = step.version;
+      printStep(step, say);
     }
     if (isStage && release.status === 'staged') {
-      print(`-----> v${version} is on stage in ${((Date.now() - started) / 1000).toFixed(1)} s: ${stageUrl} (make it live: pier promote -a ${app})`);
+      print(`-----> v${version} is on stage in ${((Date.now() - started) / 1000).toFixed(1)} s: ${deploy.stageUrl} (make it live: pier promote -a ${app})`);
       return;
     }
     if (release.status === 'live') {
-      say('live', `-----> v${version} is live in ${((Date.now() - started) / 1000).toFixed(1)} s: ${url}`);
-      if (!verdict) {
+      say('live', `-----> v${version} is live in ${((Date.now() - started) / 1000).toFixed(1)} s: ${deploy.url}`);
+      if (!deploy.verdict) {
         if (said.has('watching')) print(`-----> Live traffic looks healthy: v${version} stays live`);
         return;
       }
-      say('watching', `-----> Watching live traffic for ${Math.max(1, Math.round((verdict.until - Date.now()) / 1000))} s; the previous release stays up to switch back (Ctrl-C leaves it running)`);
-    } else if (said.has('live') && release.status === 'failed') {
-      print(`-----> Switched back: v${version} ${(release.error ?? 'was reverted').replace(/^reverted by the live-traffic verdict: /, 'was reverted by the live-traffic verdict: ')}`);
-      throw new PierError('PIER_ILLEGAL_STATE', `v${version} was reverted: ${(release.error ?? '').replace(/^reverted by the live-traffic verdict: /, '')}`);
-    }
-    if (release.status === 'failed') {
+      say('watching', `-----> Watching live traffic for ${Math.max(1, Math.round((deploy.verdict.until - Date.now()) / 1000))} s; the previous release stays up to switch back (Ctrl-C leaves it running)`);
+    } else if (release.status === 'failed') {
+      const line = deploy.errorLine ?? 'unknown error';
+      const reverted = deploy.steps.find((s) => s.step === 'reverted');
+      if (reverted) {
+        const reason = reverted.reason ?? line;
+        print(`-----> Switched back: v${version} was reverted by the live-traffic verdict: ${reason}`);
+        throw new PierError('PIER_DEPLOY_FAILED', `v${version} was reverted: ${reason}`);
+      }
       print(`-----> v${version} failed; nothing public changed. The app said:`);
-      print((release.error ?? 'no output').split('\n').map((line) => `       ${line}`).join('\n'));
-      throw new PierError('PIER_ILLEGAL_STATE', `deploy of v${version} failed: ${(release.error ?? 'unknown error').split('\n')[0]}`);
+      print((release.error ?? 'no output').split('\n').map((l) => `       ${l}`).join('\n'));
+      throw new PierError('PIER_DEPLOY_FAILED', `deploy of v${version} failed: ${line}`);
     }
     if (release.status === 'superseded') {
       print(`-----> v${version} was superseded by a newer release before it went live`);
@@ -175,7 +204,31 @@ async function follow(ctx: CliContext, app: string, version: number, timeoutMs: 
     if (Date.now() > deadline) {
       throw new PierError('PIER_TIMEOUT', `v${version} is not live after ${Math.round(timeoutMs / 1000)} s; see 'pier ps -a ${app}' and 'pier releases -a ${app}'`);
     }
-    if (Date.now() - started > 5000 && instances.length === 0) say('waiting', '-----> Waiting for a runner to take it (is a runner up? see pier status)');
+    if (Date.now() - started > 5000 && !deploy.steps.some((s) => s.instance !== undefined)) say('waiting', '-----> Waiting for a runner to take it (is a runner up? see pier status)');
     await sleep(250);
+  }
+}
+
+/** One step of a deploy as the CLI shows it (steps it does not know are skipped: the server may be newer). */
+function printStep(step: DeployStep, say: (key: string, line: string) => void): void {
+  const isPhase = step.processType === 'release';
+  switch (step.step) {
+    case 'instance assigned':
+      if (isPhase) say(`phase ${step.instance}`, `-----> Release phase on ${step.runnerId} (unpack, virtualenv, then the Procfile's release: command)`);
+      else say(`build ${step.runnerId}`, `-----> Building on ${step.runnerId} (unpack, virtualenv, build)`);
+      return;
+    case 'instance starting':
+      if (!isPhase) say(`start ${step.instance}`, `-----> Starting ${step.detail}`);
+      return;
+    case 'instance ready':
+      say(`ready ${step.instance}`, isPhase ? '-----> Release phase done' : `-----> ${step.instance} is ready`);
+      return;
+    case 'build output':
+    case 'release output':
+      say(`${step.step} ${step.runnerId}`, `-----> ${step.step === 'build output' ? 'Build' : 'Release phase'} output (${step.runnerId}):`);
+      print((step.lines ?? []).map((l) => `       ${l}`).join('\n'));
+      return;
+    default:
+      return;
   }
 }
