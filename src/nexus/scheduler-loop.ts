@@ -6,6 +6,7 @@ import {
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
+import { withProcessTypes } from './formation-state.js';
 
 export interface SchedulerLoopOptions {
   pool: pg.Pool;
@@ -87,7 +88,7 @@ export class SchedulerLoop {
         await failRelease(tx, lost.appId, lost.releaseId, lost.reason);
         this.log.warn({ appId: lost.appId, releaseId: lost.releaseId, reason: lost.reason }, 'deploy lock lost');
       }
-      const state = await loadSchedulingState(tx);
+      const state = await withProcessTypes(tx, await loadSchedulingState(tx));
       const runners = state.runners.map((r) => {
         const seen = Math.max(this.options.lastSeen.get(r.id) ?? 0, r.lastHeartbeatAt ?? 0);
         return { id: r.id, isAlive: now - seen < deadAfterMs };
@@ -120,7 +121,7 @@ export class SchedulerLoop {
 async function apply(tx: pg.PoolClient, action: Action, verdictWindowMs: number): Promise<void> {
   switch (action.kind) {
     case 'place':
-      await placeInstance(tx, action.appId, action.releaseId, action.runnerId);
+      await placeInstance(tx, action.appId, action.releaseId, action.runnerId, action.processType ?? 'web', action.name ?? null);
       return;
     case 'stop':
       return stopInstance(tx, action.instanceId);
