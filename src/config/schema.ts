@@ -168,6 +168,13 @@ export const PierConfig = Type.Object(
        */
       drainMs: Ms(5000, 0),
       /**
+       * Time a background process (Procfile `worker:` …) gets between SIGTERM and SIGKILL when it is stopped by a
+       * deploy, a scale-down or the runner stopping (Heroku gives 30 s; 10 s keeps deploys brisk). @default 10000
+       */
+      stopGraceMs: Ms(10_000, 0),
+      /** A background process that has run this long without exiting is ready (workers have no HTTP to probe). @default 1000 */
+      workerSettleMs: Ms(1000, 0),
+      /**
        * Run each app as its own system user (`p-<app>`, created on first use) when the runner runs as root, so
        * customer code never runs as root and apps cannot read each other's files. @default true
        */

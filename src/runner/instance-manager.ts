@@ -23,6 +23,8 @@ import { waitForHttp, warmUp } from './probe.js';
 import type { Cgroups, InstanceLimits } from './cgroups.js';
 import type { LimitWatch } from './limit-watch.js';
 import { checkListener, PortSquattedError } from './listener.js';
+import { WorkerProcess } from './workers.js';
+import type { InstanceSpec } from '../protocol/index.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -52,6 +54,10 @@ export interface InstanceManagerOptions {
    */
   beforeStart?: (app: string, user: AppUser | undefined) => Promise<void>;
   startTimeoutMs: number;
+  /** SIGTERM to SIGKILL for a background process being stopped. @default 10000 */
+  stopGraceMs?: number;
+  /** A background process that has run this long is ready. @default 1000 */
+  workerSettleMs?: number;
   warmupRequests: number;
   processes: number;
   threads: number;
@@ -76,6 +82,11 @@ type Local = {
   abort: AbortController;
   /** Its app is gone: its log's last words are not shipped. */
   isDiscarded?: boolean;
+  /** A background process type (not web): run by `worker`, not by a vassal. */
+  processType: string;
+  /** Its process name (`worker.1`), for log lines. */
+  name: string;
+  worker?: WorkerProcess;
 };
 
 export class InstanceManager {
@@ -106,7 +117,7 @@ export class InstanceManager {
   /** Vassals found running at start: kept as ready until the state says otherwise. */
   adopt(id: string, app: string, port: number): void {
     this.options.ports.claim(port);
-    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController() });
+    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), processType: 'web', name: id });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     void this.options.limitWatch?.watch(id, app);
     this.log.info({ instance: id, port }, 'adopted running vassal');
@@ -153,7 +164,10 @@ export class InstanceManager {
   }
 
   private start(instance: Instance): void {
-    const entry: Local = { id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve(), abort: new AbortController() };
+    const entry: Local = {
+      id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve(), abort: new AbortController(),
+      processType: instance.processType, name: instance.name ?? instance.id,
+    };
     this.local.set(instance.id, entry);
     entry.work = this.run(entry).catch((err) => this.log.error({ err, instance: entry.id }, 'instance task failed'));
   }
@@ -173,6 +187,7 @@ export class InstanceManager {
       const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
       const cgroups = this.options.cgroups ? await this.options.cgroups.create(entry.id, limits) : undefined;
       if (cgroups) await this.options.limitWatch?.watch(entry.id, spec.app);
+      if (spec.processType !== 'web') return await this.runWorker(entry, spec, release, env, limits, cgroups, user, started);
       this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
       // The listener must be the vassal's own (listener.ts): a port someone else took first is given up for another.
       const uid = user?.uid ?? process.getuid?.();
@@ -213,6 +228,44 @@ export class InstanceManager {
       await this.remove(entry);
       await this.report(entry.id, 'failed', undefined, error);
     }
+  }
+
+  /**
+   * Runs a background process type: its command under a WorkerProcess (see workers.ts for why not a vassal), its
+   * output in the instance's log tagged with its process name; ready once it has run the settle time. A crash is
+   * restarted by the WorkerProcess with back-off and reported as `starting` until it settles again.
+   */
+  private async runWorker(
+    entry: Local, spec: InstanceSpec, release: PreparedRelease, env: Record<string, string>, limits: InstanceLimits,
+    cgroups: string[] | undefined, user: AppUser | undefined, started: number,
+  ): Promise<void> {
+    const { emperor } = this.options;
+    const command = release.processes?.[spec.processType];
+    if (command === undefined) throw new ValidationError(`instance ${entry.id}: release v${spec.release} has no '${spec.processType}:' line in its Procfile`);
+    await emperor.prepareLogFolder(entry.id, user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
+    const logPath = emperor.vassalLogPath(entry.id);
+    this.options.shipper?.watch(entry.id, spec.app, logPath, true, entry.name);
+    const worker = new WorkerProcess(
+      {
+        id: entry.id, name: entry.name, command, appDir: release.appDir, venvDir: release.venvDir, env, logPath,
+        ...(user ? { user: { uid: user.uid, gid: user.gid } } : {}), ...(cgroups ? { cgroups } : {}), maxFd: limits.openFiles,
+      },
+      {
+        stopGraceMs: this.options.stopGraceMs ?? 10_000, settleMs: this.options.workerSettleMs ?? 1000, log: this.log,
+        onState: (state) => {
+          if (entry.phase === 'ready') void this.report(entry.id, state);
+        },
+      },
+    );
+    entry.worker = worker;
+    if (entry.phase !== 'starting') return;
+    await this.report(entry.id, 'starting');
+    await worker.start();
+    await worker.ready(entry.abort.signal);
+    if (entry.phase !== 'starting') return;
+    entry.phase = 'ready';
+    await this.report(entry.id, 'ready');
+    this.log.info({ instance: entry.id, process: entry.name, durationMs: Date.now() - started }, 'worker ready');
   }
 
   /**
@@ -267,7 +320,7 @@ export class InstanceManager {
     const wasStarting = entry.phase === 'starting';
     // A serving instance the nexus retires (a deploy switched away from it, a scale-down) keeps running for the
     // drain time: balancers stopped routing new requests to it, the ones in flight finish.
-    const drainMs = entry.phase === 'ready' && isReported ? (this.options.drainMs ?? 0) : 0;
+    const drainMs = entry.phase === 'ready' && isReported && entry.processType === 'web' ? (this.options.drainMs ?? 0) : 0;
     entry.phase = 'stopping';
     if (wasStarting) entry.abort.abort();
     const previous = entry.work;
@@ -311,6 +364,8 @@ export class InstanceManager {
   }
 
   private async remove(entry: Local): Promise<void> {
+    // SIGTERM, the grace, SIGKILL (cut to nothing when the runner closes with a grace of its own already spent).
+    if (entry.worker) await entry.worker.stop().catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot stop worker'));
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
     if (this.options.homesDir) {
       // Other instances of the app (same user) may be changing this HOME right now: removed as the app's user.
@@ -373,6 +428,9 @@ export class InstanceManager {
    */
   async close(graceMs = 2000): Promise<void> {
     this.isClosed = true;
+    // Background processes are the runner's own children (no emperor keeps them): each gets SIGTERM and its grace.
+    const workers = [...this.local.values()].flatMap((l) => (l.worker ? [l.worker.stop()] : []));
+    await Promise.allSettled(workers);
     const work = Promise.allSettled([...this.local.values()].map((l) => l.work));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);

@@ -97,7 +97,7 @@ export class Runner implements Service {
         runnerId: this.id, control, emperor, releases, ports, shipper, bindHost: runner.bindHost, drainMs: runner.drainMs,
         ...(appUsers ? { appUsers, homesDir } : {}), beforeStart: (app, user) => cleanup.beforeStart(app, user),
         ...(cgroups ? { cgroups, limitWatch } : {}), limits: runner.limits,
-        startTimeoutMs: runner.startTimeoutMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
+        startTimeoutMs: runner.startTimeoutMs, stopGraceMs: runner.stopGraceMs, workerSettleMs: runner.workerSettleMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
       });
       this.instances = manager;
       this.cleanup = cleanup;
