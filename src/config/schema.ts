@@ -128,6 +128,12 @@ export const PierConfig = Type.Object(
       /** How often the leader reconciles instances with what is wanted (it is also woken by events). @default 500 */
       schedulerIntervalMs: Ms(500, 10),
       /**
+       * Lease of a singleton process type (`ps:scale clock=1 --singleton`): its runner renews it every quarter, stops
+       * the process once half of it passed unrenewed, and the scheduler starts a successor only after it ran out
+       * (so at most this long without one after a runner is cut off). @default 4000
+       */
+      singletonLeaseMs: Ms(4000, 200),
+      /**
        * After a release goes live, the previous one keeps running this long while their live traffic is compared;
        * a clearly worse new release (5xx rate, p95) is switched back at once. 0 turns the verdict off. @default 30000
        */

@@ -71,7 +71,9 @@ export async function getFormation(q: Queryable, app: AppRef): Promise<Record<st
  * Sets counts by type. Every type must be one the app's current release has (else a ValidationError naming it and
  * the types there are), so nothing is half applied. Returns the whole formation after the change.
  */
-export async function setFormation(tx: Queryable, app: AppRef, changes: Record<string, number>): Promise<Record<string, number>> {
+export async function setFormation(
+  tx: Queryable, app: AppRef, changes: Record<string, number>, options: { singleton?: boolean } = {},
+): Promise<Record<string, number>> {
   const entries = Object.entries(changes);
   if (entries.length === 0) throw new ValidationError('nothing to scale; send counts by type, for example {"web": 2, "worker": 1}');
   const current = await releaseTypes(tx, app.id);
@@ -84,14 +86,20 @@ export async function setFormation(tx: Queryable, app: AppRef, changes: Record<s
     if (!Number.isInteger(quantity) || quantity < 0 || quantity > MAX_QUANTITY) {
       throw new ValidationError(`${type}=${quantity} must be a whole number 0..${MAX_QUANTITY}`, { details: { path: type } });
     }
+    if (options.singleton && type === 'web') throw new ValidationError("web cannot be a singleton (it is served by as many instances as you scale it to); name a background type", { details: { path: type } });
+  }
+  const singletons = new Set((await tx.query<{ process_type: string }>('SELECT process_type FROM formation WHERE app_id = $1 AND singleton', [app.id])).rows.map((r) => r.process_type));
+  for (const [type, quantity] of entries) {
+    const isSingleton = options.singleton ?? singletons.has(type);
+    if (isSingleton && quantity > 1) throw new ValidationError(`${type} is a singleton: it runs at most once (${type}=0 or ${type}=1; --no-singleton to scale it out)`, { details: { path: type } });
   }
   for (const [type, quantity] of entries) {
     if (type === 'web') await tx.query('UPDATE apps SET web_scale = $2 WHERE id = $1', [app.id, quantity]);
     else {
       await tx.query(
-        `INSERT INTO formation (app_id, process_type, quantity) VALUES ($1, $2, $3)
-         ON CONFLICT (app_id, process_type) DO UPDATE SET quantity = EXCLUDED.quantity`,
-        [app.id, type, quantity],
+        `INSERT INTO formation (app_id, process_type, quantity, singleton) VALUES ($1, $2, $3, coalesce($4, false))
+         ON CONFLICT (app_id, process_type) DO UPDATE SET quantity = EXCLUDED.quantity, singleton = coalesce($4, formation.singleton)`,
+        [app.id, type, quantity, options.singleton ?? null],
       );
     }
   }

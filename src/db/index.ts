@@ -17,3 +17,4 @@ export * from './locks.js';
 export * from './deploys.js';
 export * from './limits.js';
 export * from './formation.js';
+export * from './singletons.js';

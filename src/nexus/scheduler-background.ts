@@ -55,7 +55,8 @@ export function planBackground(app: SchedApp, runId: number | null, instances: S
     const broken = current.filter((i) => i.state === 'failed');
     stop(broken);
     const healthy = current.filter((i) => i.state !== 'failed');
-    const want = types.includes(type) ? Math.max(0, formation[type] ?? 0) : 0;
+    const isSingleton = app.singletons?.includes(type) === true;
+    const want = types.includes(type) ? Math.min(isSingleton ? 1 : Infinity, Math.max(0, formation[type] ?? 0)) : 0;
     if (healthy.length > want) {
       stop([...healthy].sort((a, b) => ordinal(b) - ordinal(a)).slice(0, healthy.length - want));
       continue;
@@ -72,7 +73,8 @@ export function planBackground(app: SchedApp, runId: number | null, instances: S
       used.add(name);
       perRunner.set(runnerId, (perRunner.get(runnerId) ?? 0) + 1);
       ctx.load.set(runnerId, (ctx.load.get(runnerId) ?? 0) + 1);
-      actions.push({ kind: 'place', appId: app.id, releaseId: runId, runnerId, processType: type, name });
+      // A singleton is placed only once its lease is free (checked, and taken, when the action is applied).
+      actions.push({ kind: 'place', appId: app.id, releaseId: runId, runnerId, processType: type, name, ...(isSingleton ? { singleton: true } : {}) });
     }
   }
   return actions;

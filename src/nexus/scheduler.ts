@@ -28,6 +28,8 @@ export interface SchedApp {
   processTypes?: Record<number, string[]>;
   /** Desired count of each background type (no entry = 0). @default none */
   formation?: Record<string, number>;
+  /** Background types that run at most once across the cluster, fenced by a lease. @default none */
+  singletons?: string[];
 }
 
 export interface SchedInstance {
@@ -53,7 +55,7 @@ export interface SchedRunner {
 }
 
 export type Action =
-  | { kind: 'place'; appId: number; releaseId: number; runnerId: string; processType?: string; name?: string }
+  | { kind: 'place'; appId: number; releaseId: number; runnerId: string; processType?: string; name?: string; singleton?: boolean }
   | { kind: 'stop'; instanceId: string }
   | { kind: 'forget'; instanceId: string }
   | { kind: 'live'; appId: number; releaseId: number; isRolling?: boolean }

@@ -79,6 +79,11 @@ export const FormationBody = Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-
   minProperties: 1, maxProperties: 32, additionalProperties: false,
 });
 export type FormationBody = Static<typeof FormationBody>;
+/** `?singleton=true`: the types in the body run at most once across the cluster (fenced by a lease); `false` undoes it. */
+export const FormationQuery = Type.Object({
+  singleton: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')])),
+}, strict);
+export type FormationQuery = Static<typeof FormationQuery>;
 
 /** `POST /v1/tokens/rotate`: a new token for the caller, or (operators) for `owner`; answers `{ owner, token }`. */
 export const RotateTokenBody = Type.Object({ owner: Type.Optional(OwnerName) }, strict);

@@ -24,6 +24,7 @@ import type { Cgroups, InstanceLimits } from './cgroups.js';
 import type { LimitWatch } from './limit-watch.js';
 import { checkListener, PortSquattedError } from './listener.js';
 import { WorkerProcess } from './workers.js';
+import { lostLeaseError, SingletonLease } from './singleton-lease.js';
 import type { InstanceSpec } from '../protocol/index.js';
 
 export interface InstanceManagerOptions {
@@ -87,6 +88,8 @@ type Local = {
   /** Its process name (`worker.1`), for log lines. */
   name: string;
   worker?: WorkerProcess;
+  /** A singleton type's lease, renewed while the instance runs. */
+  lease?: SingletonLease;
 };
 
 export class InstanceManager {
@@ -177,6 +180,8 @@ export class InstanceManager {
     const started = Date.now();
     try {
       const spec = await control.call('instance.spec', { instanceId: entry.id });
+      // A singleton's lease is renewed from the start: preparing the release may take longer than the lease.
+      if (spec.singleton) await this.holdLease(entry);
       await this.options.beforeStart?.(spec.app, undefined);
       if (entry.phase !== 'starting') return;
       const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
@@ -259,6 +264,7 @@ export class InstanceManager {
     );
     entry.worker = worker;
     if (entry.phase !== 'starting') return;
+    if (entry.lease?.lost) throw lostLeaseError(entry.lease.lost);
     await this.report(entry.id, 'starting');
     await worker.start();
     await worker.ready(entry.abort.signal);
@@ -363,7 +369,32 @@ export class InstanceManager {
     return { HOME: home, TMPDIR: home };
   }
 
+  /** Takes over the singleton lease the scheduler took for the instance; losing it stops the process in time. */
+  private async holdLease(entry: Local): Promise<void> {
+    const lease = new SingletonLease({
+      control: this.options.control, nodeId: this.options.runnerId, instanceId: entry.id, log: this.log,
+      onLost: (reason) => void this.loseLease(entry, lease, reason),
+    });
+    entry.lease = lease;
+    await lease.hold();
+  }
+
+  /** The lease is lost: the process goes now (its grace cut to what is left of the lease), the instance fails. */
+  private async loseLease(entry: Local, lease: SingletonLease, reason: string): Promise<void> {
+    if (entry.phase === 'stopping') return;
+    entry.phase = 'stopping';
+    entry.abort.abort();
+    await entry.worker?.stop(Math.min(this.options.stopGraceMs ?? 10_000, Math.max(0, lease.mustBeGoneInMs - 250)));
+    const previous = entry.work;
+    entry.work = (async () => {
+      await previous;
+      await this.remove(entry);
+      await this.report(entry.id, 'failed', undefined, lostLeaseError(reason).message);
+    })();
+  }
+
   private async remove(entry: Local): Promise<void> {
+    entry.lease?.stop();
     // SIGTERM, the grace, SIGKILL (cut to nothing when the runner closes with a grace of its own already spent).
     if (entry.worker) await entry.worker.stop().catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot stop worker'));
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));

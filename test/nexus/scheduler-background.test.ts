@@ -107,6 +107,18 @@ describe('scheduler plan (background process types)', () => {
     expect(stops(actions)).toEqual(['a']);
   });
 
+  it('places at most one instance of a singleton type, marked so the lease is taken with it', () => {
+    const actions = plan([app({ formation: { clock: 3 }, singletons: ['clock'] })], [web({})], runners('r1', 'r2'), options);
+    expect(places(actions)).toEqual([{ kind: 'place', appId: 1, releaseId: 1, runnerId: 'r2', processType: 'clock', name: 'clock.1', singleton: true }]);
+  });
+
+  it('replaces a singleton whose runner died only through a new placement (the lease decides when)', () => {
+    const clock = worker({ id: 'c', processType: 'clock', name: 'clock.1', runnerId: 'r1' });
+    const actions = plan([app({ formation: { clock: 1 }, singletons: ['clock'] })], [web({ runnerId: 'r2' }), clock], [{ id: 'r1', isAlive: false }, { id: 'r2', isAlive: true }], options);
+    expect(actions).toContainEqual({ kind: 'forget', instanceId: 'c' });
+    expect(places(actions)).toEqual([{ kind: 'place', appId: 1, releaseId: 1, runnerId: 'r2', processType: 'clock', name: 'clock.1', singleton: true }]);
+  });
+
   it('nextName fills gaps', () => {
     expect(nextName('worker', new Set(['worker.1', 'worker.3']))).toBe('worker.2');
     expect(nextName('clock', new Set())).toBe('clock.1');

@@ -6,7 +6,7 @@ import {
   admitReleaseTypes, createRelease, getFormation, getRelease, listInstances, listReleases, mutate, promoteStage, recordArtifactProcesses, resolveApp,
   rollbackRelease, setFormation, storeArtifact,
 } from '../../db/index.js';
-import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
+import { AppParams, FormationBody, FormationQuery, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
 import { beforeBody } from '../auth.js';
 import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
 import type { UploadChecker } from '../upload-checker.js';
@@ -100,11 +100,14 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
     return getFormation(ctx.pool, ref);
   });
 
-  app.patch<{ Params: AppParams; Body: FormationBody }>('/v1/apps/:app/formation', { schema: { params: AppParams, body: FormationBody } }, async (request) => {
+  app.patch<{ Params: AppParams; Body: FormationBody; Querystring: FormationQuery }>('/v1/apps/:app/formation', {
+    schema: { params: AppParams, body: FormationBody, querystring: FormationQuery },
+  }, async (request) => {
     const principal = await principalOf(ctx, request);
+    const singleton = request.query.singleton === undefined ? undefined : request.query.singleton === 'true' || request.query.singleton === '1';
     return mutate(ctx.pool, idempotencyKey(request, principal), 'formation.change', async (tx) => {
       const ref = await resolveApp(tx, principal, request.params.app, true);
-      return setFormation(tx, ref, request.body);
+      return setFormation(tx, ref, request.body, singleton === undefined ? {} : { singleton });
     });
   });
 }

@@ -61,11 +61,14 @@ export function registerReleaseCommands(program: Command, ctx: CliContext): void
     }),
   );
 
-  appOption(program.command('ps:scale').description('set how many instances of each process type run').argument('<TYPE=COUNT...>', 'e.g. web=3 worker=2')).action(
-    action(ctx, async (args: string[], opts: { app?: string }) => {
+  appOption(program.command('ps:scale').description('set how many instances of each process type run').argument('<TYPE=COUNT...>', 'e.g. web=3 worker=2')
+    .option('--singleton', 'the types named run at most once across the cluster, fenced by a lease (e.g. clock=1 --singleton)')
+    .option('--no-singleton', 'undo --singleton for the types named')).action(
+    action(ctx, async (args: string[], opts: { app?: string; singleton?: boolean }) => {
       const app = ctx.app(opts);
-      const formation = await ctx.api().patch<Record<string, number>>(`/v1/apps/${seg(app)}/formation`, parseScale(args));
-      print(`scaled ${app} to ${formatFormation(formation)}`);
+      const query = opts.singleton === undefined ? '' : `?singleton=${opts.singleton}`;
+      const formation = await ctx.api().patch<Record<string, number>>(`/v1/apps/${seg(app)}/formation${query}`, parseScale(args));
+      print(`scaled ${app} to ${formatFormation(formation)}${opts.singleton ? ` (${Object.keys(parseScale(args)).join(', ')}: singleton)` : ''}`);
     }),
   );
 }
