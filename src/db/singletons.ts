@@ -48,10 +48,11 @@ export async function claimSingleton(tx: Queryable, app: string, type: string, i
 export async function renewSingleton(tx: Queryable, nodeId: string, instanceId: string, leaseMs: number): Promise<{ token: number; leaseMs: number }> {
   const { rows } = await tx.query<{ app: string; process_type: string }>(
     `SELECT a.name AS app, i.process_type FROM instances i JOIN apps a ON a.id = i.app_id
-     WHERE i.id = $1 AND i.runner_id = $2 AND i.state <> 'stopping'`,
+     WHERE i.id = $1 AND i.runner_id = $2`,
     [instanceId, nodeId],
   );
   const row = rows[0];
+  // A stopping instance still renews: its process runs until the runner reports it stopped (then the lease is let go).
   if (!row) throw new PierError('PIER_FENCED', `instance ${instanceId} is no longer assigned to ${nodeId}; stop it`);
   const name = singletonLockName(row.app, row.process_type);
   const held = await getLock(tx, name);

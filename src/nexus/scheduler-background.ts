@@ -61,8 +61,9 @@ export function planBackground(app: SchedApp, runId: number | null, instances: S
       stop([...healthy].sort((a, b) => ordinal(b) - ordinal(a)).slice(0, healthy.length - want));
       continue;
     }
-    // Stop, then start: nothing of this type from another release may still run (or be stopping).
-    if (healthy.length === want || all.some((i) => i.releaseId !== runId)) continue;
+    // Stop, then start: nothing of this type from another release may still run (or be stopping); for a singleton,
+    // nothing of it at all (its lease, checked when the placement is applied, is the fence; this saves the attempt).
+    if (healthy.length === want || all.some((i) => i.releaseId !== runId || (isSingleton && !healthy.includes(i)))) continue;
     const used = new Set(all.filter((i) => !broken.includes(i)).map((i) => i.name).filter((n): n is string => typeof n === 'string'));
     const perRunner = new Map<string, number>();
     for (const i of healthy) perRunner.set(i.runnerId, (perRunner.get(i.runnerId) ?? 0) + 1);

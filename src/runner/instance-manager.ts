@@ -74,6 +74,9 @@ const MAX_PORT_ATTEMPTS = 3;
 /** Longest wait for the emperor to stop a removed vassal before its cgroup is emptied by force. */
 const VASSAL_STOP_WAIT_MS = 15_000;
 
+/** Longest grace a background process gets when the runner itself stops. */
+const SHUTDOWN_WORKER_GRACE_MS = 5000;
+
 /** How long a removed vassal's log is still followed. */
 const SHIP_LAST_WORDS_MS = 3000;
 
@@ -394,9 +397,9 @@ export class InstanceManager {
   }
 
   private async remove(entry: Local): Promise<void> {
-    entry.lease?.stop();
-    // SIGTERM, the grace, SIGKILL (cut to nothing when the runner closes with a grace of its own already spent).
+    // SIGTERM, the grace, SIGKILL. A singleton keeps renewing its lease meanwhile: its successor waits for it.
     if (entry.worker) await entry.worker.stop().catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot stop worker'));
+    entry.lease?.stop();
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
     if (this.options.homesDir) {
       // Other instances of the app (same user) may be changing this HOME right now: removed as the app's user.
@@ -459,9 +462,13 @@ export class InstanceManager {
    */
   async close(graceMs = 2000): Promise<void> {
     this.isClosed = true;
-    // Background processes are the runner's own children (no emperor keeps them): each gets SIGTERM and its grace.
-    const workers = [...this.local.values()].flatMap((l) => (l.worker ? [l.worker.stop()] : []));
+    // Background processes are the runner's own children (no emperor keeps them): each gets SIGTERM and a grace
+    // capped so the runner still stops its emperor before a supervisor (pier up: 10 s) gives up on it.
+    const grace = Math.min(this.options.stopGraceMs ?? 10_000, SHUTDOWN_WORKER_GRACE_MS);
+    const workers = [...this.local.values()].flatMap((l) => (l.worker ? [l.worker.stop(grace)] : []));
     await Promise.allSettled(workers);
+    // Their leases run out on their own (the nexus may not hear these stops): a successor waits at most one lease.
+    for (const entry of this.local.values()) entry.lease?.stop();
     const work = Promise.allSettled([...this.local.values()].map((l) => l.work));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);

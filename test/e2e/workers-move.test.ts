@@ -17,7 +17,7 @@ import { waitFor } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
 const apps: string[] = [];
-const p = platformForFile({ prefix: 'wk', apps, runner: { startTimeoutMs: 6000, stopGraceMs: 2000, workerSettleMs: 500 } });
+const p = platformForFile({ prefix: 'wk', apps, runner: { stopGraceMs: 2000, workerSettleMs: 500 } });
 
 const worker = (jobs: string) => [
   'import os, time',
