@@ -247,8 +247,3 @@ export async function reportInstance(tx: Queryable, runnerId: string, id: string
   if (result.rowCount) await instanceChanged(tx, id);
   return (result.rowCount ?? 0) > 0;
 }
-
-export async function setScale(tx: Queryable, appId: number, appName: string, web: number): Promise<void> {
-  await tx.query('UPDATE apps SET web_scale = $2 WHERE id = $1', [appId, web]);
-  await appendEvent(tx, 'formation.changed', appName, { web });
-}
