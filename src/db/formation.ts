@@ -7,6 +7,7 @@
 import { ValidationError } from '../core/errors.js';
 import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
+import { stopInstance } from './scheduling.js';
 import type { Queryable } from './pool.js';
 
 /** Most instances of one type. */
@@ -102,6 +103,13 @@ export async function setFormation(
         [app.id, type, quantity, options.singleton ?? null],
       );
     }
+  }
+  // A type that just became a singleton may be running without a lease: those instances are stopped, and the
+  // scheduler starts its one instance, lease first, once they are gone.
+  const fresh = options.singleton ? entries.map(([type]) => type).filter((type) => !singletons.has(type)) : [];
+  if (fresh.length > 0) {
+    const { rows } = await tx.query<{ id: string }>("SELECT id FROM instances WHERE app_id = $1 AND process_type = ANY($2::text[]) AND state <> 'stopping'", [app.id, fresh]);
+    for (const row of rows) await stopInstance(tx, row.id);
   }
   const formation = await getFormation(tx, app);
   await appendEvent(tx, 'formation.changed', app.name, formation);

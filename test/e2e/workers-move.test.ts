@@ -75,7 +75,7 @@ describe.runIf(isRoot)('a worker whose runner dies', () => {
     chmodSync(record, 0o1777);
     const jobs = join(record, app);
     const second = `runner-wk2-${randomId(3)}`;
-    const portMin = 24000 + ((process.pid + 25) % 50) * 100 + 50;
+    const portMin = 23000 + (process.pid % 19) * 50; // outside the platform runner's 24000-28999
     let child: ChildProcess | undefined = startRunner(second, p.dir, portMin);
     onTestFinished(async () => {
       if (child) {

@@ -98,6 +98,14 @@ function procUid(pid: number): number {
   return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 }
 
+/** `record/` in the data folder, writable by every user (sticky): where the apps keep their job folders. */
+function recordDir(): string {
+  const record = join(p.dir, 'record');
+  mkdirSync(record, { recursive: true, mode: 0o1777 });
+  chmodSync(record, 0o1777);
+  return record;
+}
+
 async function enqueue(app: string, n: number): Promise<void> {
   const web = (await p.readyInstances(app)).find((i) => i.processType === 'web')!;
   const res = await fetch(`http://127.0.0.1:${web.port}/?n=${n}`);
@@ -108,10 +116,7 @@ describe.runIf(isRoot)('Procfile workers on a root runner', () => {
   it('scales workers with ps:scale, runs them as the app user, restarts a killed one, and hands over to v2 with SIGTERM', async () => {
     const app = `wk${randomId()}-jobs`;
     apps.push(app);
-    const record = join(p.dir, 'record');
-    mkdirSync(record, { recursive: true, mode: 0o1777 });
-    chmodSync(record, 0o1777);
-    const jobs = join(record, app);
+    const jobs = join(recordDir(), app);
 
     const v1 = await p.deploy(app, p.writeApp(app, appFiles(jobs, 'v1')));
     expect(v1.error ?? v1.status).toBe('live');
@@ -203,17 +208,30 @@ describe.runIf(isRoot)('Procfile workers on a root runner', () => {
     expect(deployed.stderr).toContain("Procfile line 2: 'worker:' has no command");
     expect((await p.api<{ releases: unknown[] }>('GET', `/v1/apps/${app}/releases`)).json.releases).toEqual([]);
 
-    const good = await p.deploy(app, p.writeApp(app, appFiles(join(p.dir, 'record', app), 'v1')));
+    const good = await p.deploy(app, p.writeApp(app, appFiles(join(recordDir(), app), 'v1')));
     expect(good.error ?? good.status).toBe('live');
     const unknown = await cli(['ps:scale', 'clock=1', '-a', app]);
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr.trim()).toBe("error: unknown process type 'clock'; v1 has web, worker (PIER_VALIDATION)");
-    const tooMany = await cli(['ps:scale', 'worker=101', '-a', app]);
-    expect(tooMany.stderr.trim()).toBe('error: worker=101 is more than the limit of 100 instances (PIER_VALIDATION)');
+    const over = await cli(['ps:scale', 'worker=101', '-a', app]);
+    expect(over.stderr.trim()).toBe('error: worker=101 is more than the limit of 100 instances (PIER_VALIDATION)');
     // Nothing half applied: a good type beside a bad one changes nothing.
     const mixed = await p.api<{ error: { message: string } }>('PATCH', `/v1/apps/${app}/formation`, { worker: 3, clock: 1 });
     expect(mixed.status).toBe(400);
     expect((await p.api('GET', `/v1/apps/${app}/formation`)).json).toEqual({ web: 1, worker: 0 });
     expect((await p.readyInstances(app)).map((i) => i.processType)).toEqual(['web']);
-  }, 60_000);
+
+    // A running type made a singleton is restarted, so its one instance runs under the lease.
+    expect((await p.api('PATCH', `/v1/apps/${app}/formation`, { worker: 1 })).status).toBe(200);
+    const plain = await waitFor(async () => (await p.readyInstances(app)).find((i) => i.processType === 'worker'), { name: 'a worker', timeoutMs: 15_000, intervalMs: 100 });
+    const marked = await cli(['ps:scale', 'worker=1', '--singleton', '-a', app]);
+    expect(marked.stdout.trim()).toBe(`scaled ${app} to web=1 worker=1 (worker: singleton)`);
+    const leased = await waitFor(async () => {
+      const workers = (await p.api<{ instances: Instance[] }>('GET', `/v1/apps/${app}/instances`)).json.instances.filter((i) => i.processType === 'worker');
+      return workers.length === 1 && workers[0]!.id !== plain.id && workers[0]!.state === 'ready' ? workers[0] : undefined;
+    }, { name: 'the worker restarted as a singleton', timeoutMs: 15_000, intervalMs: 100 });
+    expect(leased.name).toBe('worker.1');
+    const tooMany = await p.api<{ error: { message: string } }>('PATCH', `/v1/apps/${app}/formation`, { worker: 2 });
+    expect(tooMany.json.error.message).toBe('worker is a singleton: it runs at most once (worker=0 or worker=1; --no-singleton to scale it out)');
+  }, 90_000);
 });
