@@ -17,7 +17,7 @@ port.postMessage(WORKER_READY);
 
 async function answer({ id, bytes, maxArchiveBytes }: CheckRequest): Promise<CheckReply> {
   try {
-    return { id, bytes, summary: await checkUpload(bytes, maxArchiveBytes) };
+    return { id, bytes, ...(await checkUpload(bytes, maxArchiveBytes)) };
   } catch (err) {
     if (err instanceof PierError) return { id, bytes, error: { code: err.code, message: err.message, details: err.details } };
     return { id, bytes, error: { code: 'PIER_INTERNAL', message: err instanceof Error ? (err.stack ?? err.message) : String(err) } };

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { PierError, TimeoutError, ValidationError, isErrorCode } from '../core/errors.js';
 import { inlineModule } from '../core/inline-module.js';
-import type { UploadSummary } from './archive-check.js';
+import type { UploadProcesses, UploadSummary } from './archive-check.js';
 
 /** What the pool sends a worker: the archive's bytes are transferred, not copied. */
 export interface CheckRequest {
@@ -25,7 +25,7 @@ export const WORKER_READY = 'ready';
 
 /** A worker's answer; `bytes` is the request's buffer, transferred back. */
 export type CheckReply =
-  | { id: number; bytes: Uint8Array; summary: UploadSummary; error?: undefined }
+  | { id: number; bytes: Uint8Array; summary: UploadSummary; processes: UploadProcesses; error?: undefined }
   | { id: number; bytes: Uint8Array; summary?: undefined; error: { code: string; message: string; details?: Record<string, unknown> | undefined } };
 
 export interface UploadCheckerOptions {
@@ -45,6 +45,8 @@ export interface UploadCheckerOptions {
 /** A checked upload: its summary, and its bytes (the same memory, handed back by the worker). */
 export interface CheckedUpload {
   summary: UploadSummary;
+  /** What the release runs (from its Procfile). */
+  processes: UploadProcesses;
   bytes: Buffer;
 }
 
@@ -198,7 +200,7 @@ export class UploadChecker {
       slot.job = undefined;
       worker.unref();
       if (reply.error) this.settle(job, rebuildError(reply.error));
-      else this.settle(job, undefined, { summary: reply.summary, bytes: Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength) });
+      else this.settle(job, undefined, { summary: reply.summary, processes: reply.processes, bytes: Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength) });
       this.dispatch();
     });
     worker.on('error', (err) => {

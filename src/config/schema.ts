@@ -128,6 +128,12 @@ export const PierConfig = Type.Object(
       /** How often the leader reconciles instances with what is wanted (it is also woken by events). @default 500 */
       schedulerIntervalMs: Ms(500, 10),
       /**
+       * Lease of a singleton process type (`ps:scale clock=1 --singleton`): its runner renews it every quarter, stops
+       * the process once half of it passed unrenewed, and the scheduler starts a successor only after it ran out
+       * (so at most this long without one after a runner is cut off). @default 4000
+       */
+      singletonLeaseMs: Ms(4000, 200),
+      /**
        * After a release goes live, the previous one keeps running this long while their live traffic is compared;
        * a clearly worse new release (5xx rate, p95) is switched back at once. 0 turns the verdict off. @default 30000
        */
@@ -167,6 +173,13 @@ export const PierConfig = Type.Object(
        * sent to it before its vassal is removed. @default 5000
        */
       drainMs: Ms(5000, 0),
+      /**
+       * Time a background process (Procfile `worker:` …) gets between SIGTERM and SIGKILL when it is stopped by a
+       * deploy, a scale-down or the runner stopping (Heroku gives 30 s; 10 s keeps deploys brisk). @default 10000
+       */
+      stopGraceMs: Ms(10_000, 0),
+      /** A background process that has run this long without exiting is ready (workers have no HTTP to probe). @default 1000 */
+      workerSettleMs: Ms(1000, 0),
       /**
        * Run each app as its own system user (`p-<app>`, created on first use) when the runner runs as root, so
        * customer code never runs as root and apps cannot read each other's files. @default true

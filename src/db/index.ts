@@ -20,3 +20,5 @@ export * from './explain.js';
 export * from './deploy-lock.js';
 export * from './release-states.js';
 export * from './release-changes.js';
+export * from './formation.js';
+export * from './singletons.js';

@@ -14,7 +14,10 @@ export interface SchedulingState {
     /** The target release's release phase (release-states.ts). */
     releasePhase: 'pending' | 'done' | 'failed' | null;
   }>;
-  instances: Array<{ id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean; processType: string }>;
+  instances: Array<{
+    id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean;
+    processType: string; name: string | null;
+  }>;
   runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
 }
 
@@ -27,8 +30,12 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
             CASE WHEN a.verdict_until > now() THEN a.verdict_previous_id END AS verdict_previous_id, t.strategy, t.release_phase
      FROM apps a LEFT JOIN releases s ON s.id = a.stage_release_id LEFT JOIN releases t ON t.id = a.release_id ORDER BY a.id`,
   );
-  const instances = await q.query<{ id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean; process_type: string }>(
-    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed, process_type
+  const instances = await q.query<{
+    id: string; app_id: number; release_id: number; runner_id: string; state: InstanceState; error: string | null; age_ms: number; routed: boolean;
+    process_type: string; process_name: string | null;
+  }>(
+    `SELECT id, app_id, release_id, runner_id, state, error, (extract(epoch FROM now() - created_at) * 1000)::bigint AS age_ms, routed,
+            process_type, process_name
      FROM instances ORDER BY created_at, id`,
   );
   const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
@@ -38,7 +45,10 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
       stageReleaseId: r.stage_release_id, isStagePending: r.stage_status === 'pending', keptReleaseId: r.verdict_previous_id,
       isRolling: r.strategy === 'rolling', releasePhase: r.release_phase,
     })),
-    instances: instances.rows.map((r) => ({ id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed, processType: r.process_type })),
+    instances: instances.rows.map((r) => ({
+      id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed,
+      processType: r.process_type, name: r.process_name,
+    })),
     runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
   };
 }
@@ -131,12 +141,18 @@ async function instanceChanged(tx: Queryable, id: string): Promise<void> {
   if (instance) await appendEvent(tx, 'instance.changed', instance.app, instance as unknown as Record<string, unknown>);
 }
 
-export async function placeInstance(tx: Queryable, appId: number, releaseId: number, runnerId: string, processType = 'web'): Promise<string> {
+export async function placeInstance(tx: Queryable, appId: number, releaseId: number, runnerId: string, processType = 'web', name: string | null = null): Promise<string> {
   const { rows } = await tx.query<{ name: string; version: number }>(
     'SELECT a.name, r.version FROM apps a JOIN releases r ON r.id = $2 WHERE a.id = $1', [appId, releaseId],
   );
-  const id = `${rows[0]!.name}-v${rows[0]!.version}-${randomId(3)}`;
-  await tx.query('INSERT INTO instances (id, app_id, release_id, runner_id, process_type) VALUES ($1, $2, $3, $4, $5)', [id, appId, releaseId, runnerId, processType]);
+  const id = `${rows[0]!.name}-v${rows[0]!.version}-${processType === 'web' ? '' : `${processType}-`}${randomId(3)}`;
+  // Lowest free `type.N` of the app (the scheduler names background instances itself; web ones are named here).
+  name ??= (await tx.query<{ name: string }>(
+    `SELECT $2 || '.' || n AS name FROM generate_series(1, 10000) n
+     WHERE NOT EXISTS (SELECT 1 FROM instances WHERE app_id = $1 AND process_name = $2 || '.' || n) ORDER BY n LIMIT 1`,
+    [appId, processType],
+  )).rows[0]!.name;
+  await tx.query('INSERT INTO instances (id, app_id, release_id, runner_id, process_type, process_name) VALUES ($1, $2, $3, $4, $5, $6)', [id, appId, releaseId, runnerId, processType, name]);
   await instanceChanged(tx, id);
   return id;
 }
@@ -172,9 +188,4 @@ export async function reportInstance(tx: Queryable, runnerId: string, id: string
   );
   if (result.rowCount) await instanceChanged(tx, id);
   return (result.rowCount ?? 0) > 0;
-}
-
-export async function setScale(tx: Queryable, appId: number, appName: string, web: number): Promise<void> {
-  await tx.query('UPDATE apps SET web_scale = $2 WHERE id = $1', [appId, web]);
-  await appendEvent(tx, 'formation.changed', appName, { web });
 }

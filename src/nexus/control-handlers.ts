@@ -3,8 +3,8 @@ import type pg from 'pg';
 import {
   recordReleaseOutput,
   addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
-  getApp, getConfigVars, instanceSpec, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
-  tokenShownOnce, type OnceOptions,
+  getApp, getConfigVars, instanceSpec, isSingletonInstance, releaseSingletonOf, renewSingleton, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
+  tokenShownOnce, withTransaction, type OnceOptions,
 } from '../db/index.js';
 import type { HandlerMap } from '../transport/index.js';
 
@@ -19,6 +19,8 @@ export interface HandlerContext {
   onInstanceReport?: () => void;
   /** The platform's app domains, for the hostname rules. @default ['localhost'] */
   domains?: readonly string[];
+  /** Lease of a singleton process type, renewed by its runner. @default 4000 */
+  singletonLeaseMs?: number;
 }
 
 /** Config replies hold the app's secrets: the requests table keeps none, a retry reads the vars as they are now. */
@@ -53,9 +55,14 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
         return { nodeId: r.nodeId, heartbeatIntervalMs: ctx.heartbeatIntervalMs, version: await currentVersion(tx) };
       }),
     'artifact.fetch': async (r) => readArtifactChunk(pool, r.sha256, r.offset, r.length),
-    'instance.spec': (r) => instanceSpec(pool, r.instanceId),
+    'singleton.renew': (r) => withTransaction(pool, (tx) => renewSingleton(tx, r.nodeId, r.instanceId, ctx.singletonLeaseMs ?? 4000)),
+    'instance.spec': async (r) => ({ ...(await instanceSpec(pool, r.instanceId)), ...((await isSingletonInstance(pool, r.instanceId)) ? { singleton: true } : {}) }),
     'instance.report': async (r) => {
-      const applied = await runOnce(pool, r.id, r.type, (tx) => reportInstance(tx, r.nodeId, r.instanceId, r.state, r.port ?? null, r.error ?? null));
+      const applied = await runOnce(pool, r.id, r.type, async (tx) => {
+        // The process is gone (the runner says so): a singleton's lease is free for its successor at once.
+        if (r.state === 'stopped') await releaseSingletonOf(tx, r.instanceId);
+        return reportInstance(tx, r.nodeId, r.instanceId, r.state, r.port ?? null, r.error ?? null);
+      });
       ctx.onInstanceReport?.();
       return { applied };
     },

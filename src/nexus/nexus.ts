@@ -118,6 +118,7 @@ export class Nexus implements Service {
       const scheduler = new SchedulerLoop({
         pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, intervalMs: nexus.schedulerIntervalMs,
         startTimeoutMs: nexus.instanceStartTimeoutMs, deployLockLeaseMs: nexus.deployLockLeaseMs, verdictWindowMs: nexus.verdictWindowMs, log: this.log,
+        singletonLeaseMs: nexus.singletonLeaseMs,
       });
       this.scheduler = scheduler;
       scheduler.start();
@@ -127,7 +128,7 @@ export class Nexus implements Service {
       await router.bind(nexus.controlBind);
       const handlers = controlHandlers({
         pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
-        onInstanceReport: () => scheduler.kick(), domains: [config.balancer.domain],
+        onInstanceReport: () => scheduler.kick(), domains: [config.balancer.domain], singletonLeaseMs: nexus.singletonLeaseMs,
       });
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log, access);
       this.control = control;

@@ -6,6 +6,7 @@ import {
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
 import { plan, type Action } from './scheduler.js';
+import { placeSingleton, withProcessTypes } from './formation-state.js';
 
 export interface SchedulerLoopOptions {
   pool: pg.Pool;
@@ -23,6 +24,8 @@ export interface SchedulerLoopOptions {
   deployLockLeaseMs?: number;
   /** How often the leader compares heartbeat times with the dead-after budget (cheap: in memory). @default 100 */
   livenessCheckMs?: number;
+  /** Lease of a singleton process type's instance (see db/singletons.ts). @default 4000 */
+  singletonLeaseMs?: number;
   log: Logger;
 }
 
@@ -87,7 +90,7 @@ export class SchedulerLoop {
         await failRelease(tx, lost.appId, lost.releaseId, lost.reason);
         this.log.warn({ appId: lost.appId, releaseId: lost.releaseId, reason: lost.reason }, 'deploy lock lost');
       }
-      const state = await loadSchedulingState(tx);
+      const state = await withProcessTypes(tx, await loadSchedulingState(tx));
       const runners = state.runners.map((r) => {
         const seen = Math.max(this.options.lastSeen.get(r.id) ?? 0, r.lastHeartbeatAt ?? 0);
         return { id: r.id, isAlive: now - seen < deadAfterMs };
@@ -95,7 +98,7 @@ export class SchedulerLoop {
       const planned = plan(state.apps, state.instances, runners, {
         startTimeoutMs: this.options.startTimeoutMs, mayForget, keepsPreviousLive: (this.options.verdictWindowMs ?? 0) > 0,
       });
-      for (const action of planned) await apply(tx, action, this.options.verdictWindowMs ?? 0);
+      for (const action of planned) await apply(tx, action, this.options.verdictWindowMs ?? 0, this.options.singletonLeaseMs ?? 4000);
       // Node liveness as events (node.down / node.up), recorded once by whichever replica leads.
       for (const node of await loadNodeLiveness(tx)) {
         const seen = Math.max(this.options.lastSeen.get(node.id) ?? 0, node.lastHeartbeatAt ?? 0);
@@ -117,10 +120,11 @@ export class SchedulerLoop {
   }
 }
 
-async function apply(tx: pg.PoolClient, action: Action, verdictWindowMs: number): Promise<void> {
+async function apply(tx: pg.PoolClient, action: Action, verdictWindowMs: number, singletonLeaseMs: number): Promise<void> {
   switch (action.kind) {
     case 'place':
-      await placeInstance(tx, action.appId, action.releaseId, action.runnerId, action.processType);
+      if (action.singleton) return placeSingleton(tx, action, singletonLeaseMs);
+      await placeInstance(tx, action.appId, action.releaseId, action.runnerId, action.processType ?? 'web', action.name ?? null);
       return;
     case 'phaseDone':
       return finishReleasePhase(tx, action.releaseId);

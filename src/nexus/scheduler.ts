@@ -7,6 +7,7 @@
  */
 import type { InstanceState } from '../protocol/index.js';
 import { RELEASE_TASK, releasePhaseGate } from './release-phase.js';
+import { planBackground, typeOf } from './scheduler-background.js';
 
 export interface SchedApp {
   id: number;
@@ -24,6 +25,14 @@ export interface SchedApp {
   isRolling?: boolean;
   /** The target release's release phase (null or absent: none to run). */
   releasePhase?: 'pending' | 'done' | 'failed' | null;
+  /** The target release has a web process (else no web instance runs, whatever `scale` says). @default true */
+  hasWeb?: boolean;
+  /** Background types each release has (release id → types), for the releases that may run. @default none */
+  processTypes?: Record<number, string[]>;
+  /** Desired count of each background type (no entry = 0). @default none */
+  formation?: Record<string, number>;
+  /** Background types that run at most once across the cluster, fenced by a lease. @default none */
+  singletons?: string[];
 }
 
 export interface SchedInstance {
@@ -37,8 +46,10 @@ export interface SchedInstance {
   ageMs: number;
   /** Routed before its release is live (a rolling deploy's ready instance). */
   isRouted?: boolean;
-  /** `web` (absent: web), a background type, or `release` (the release phase's task). */
+  /** `web` (absent: web), a background type, or `release` (the release phase's task). @default 'web' */
   processType?: string;
+  /** Its per-app, per-type name (`web.1`, `worker.2`); null for rows from before names. */
+  name?: string | null;
 }
 
 export interface SchedRunner {
@@ -47,7 +58,7 @@ export interface SchedRunner {
 }
 
 export type Action =
-  | { kind: 'place'; appId: number; releaseId: number; runnerId: string; processType?: string }
+  | { kind: 'place'; appId: number; releaseId: number; runnerId: string; processType?: string; name?: string; singleton?: boolean }
   | { kind: 'phaseDone'; appId: number; releaseId: number }
   | { kind: 'phaseFailed'; appId: number; releaseId: number; error: string }
   | { kind: 'stop'; instanceId: string }
@@ -86,29 +97,55 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     appLoad.set(key, (appLoad.get(key) ?? 0) + 1);
   }
   for (const app of apps) {
-    let mine = kept.filter((i) => i.appId === app.id);
-    const stop = (list: SchedInstance[]): void => {
-      for (const i of list) if (i.state !== 'stopping') actions.push({ kind: 'stop', instanceId: i.id });
-    };
-    if (app.targetReleaseId === null) {
-      stop(mine);
-      continue;
-    }
-    const pick = (): string | undefined => pickRunner(alive, load, appLoad, app.id);
-    /** Places an instance of `releaseId` on `runnerId`, counting it so the rest of the pass spreads around it. */
-    const place = (releaseId: number, runnerId: string): void => {
-      actions.push({ kind: 'place', appId: app.id, releaseId, runnerId });
-      load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
-      appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
-    };
-    const gate = releasePhaseGate(app, mine, (releaseId) => {
-      const runnerId = pick();
+    const all = kept.filter((i) => i.appId === app.id);
+    // While the target's release phase runs, nothing else of the app changes (release-phase.ts).
+    const gate = releasePhaseGate(app, all, (releaseId) => {
+      const runnerId = pickRunner(alive, load, appLoad, app.id);
       if (runnerId !== undefined) actions.push({ kind: 'place', appId: app.id, releaseId, runnerId, processType: RELEASE_TASK });
       return runnerId !== undefined;
     });
     actions.push(...gate.actions);
     if (gate.isHolding) continue;
-    mine = mine.filter((i) => i.processType !== RELEASE_TASK);
+    const running = all.filter((i) => i.processType !== RELEASE_TASK);
+    const mine = running.filter((i) => typeOf(i) === 'web');
+    const background = running.filter((i) => typeOf(i) !== 'web');
+    const before = actions.length;
+    actions.push(...planWeb(app, mine, { alive, aliveSet, load, appLoad, options }));
+    const wentLive = actions.slice(before).some((a) => a.kind === 'live' && a.appId === app.id);
+    const runId = app.targetReleaseId === null ? null : wentLive ? app.targetReleaseId : app.liveReleaseId;
+    actions.push(...planBackground(app, runId, background, { alive, load }));
+  }
+  return actions;
+}
+
+interface WebContext {
+  alive: string[];
+  aliveSet: ReadonlySet<string>;
+  load: Map<string, number>;
+  appLoad: Map<string, number>;
+  options: PlanOptions;
+}
+
+/** The web instances of one app: blue/green or rolling deploys, the stage slot, scale. */
+function planWeb(app: SchedApp, mine: SchedInstance[], { alive, aliveSet, load, appLoad, options }: WebContext): Action[] {
+  const actions: Action[] = [];
+  const scale = app.hasWeb === false ? 0 : app.scale;
+  {
+    const stop = (list: SchedInstance[]): void => {
+      for (const i of list) if (i.state !== 'stopping') actions.push({ kind: 'stop', instanceId: i.id });
+    };
+    if (app.targetReleaseId === null) {
+      stop(mine);
+      return actions;
+    }
+    const pick = (): string | undefined => pickRunner(alive, load, appLoad, app.id);
+    /** Places an instance of `releaseId` on `runnerId`, counting it so the rest of the pass spreads around it. */
+    const place = (releaseId: number, runnerId: string): void => {
+      // Web instances get their `web.N` name when the row is written (placeInstance), lowest free then.
+      actions.push({ kind: 'place', appId: app.id, releaseId, runnerId });
+      load.set(runnerId, (load.get(runnerId) ?? 0) + 1);
+      appLoad.set(`${app.id}/${runnerId}`, (appLoad.get(`${app.id}/${runnerId}`) ?? 0) + 1);
+    };
     const stageId = app.stageReleaseId ?? null;
     const isStageOwn = stageId !== null && stageId !== app.targetReleaseId && stageId !== app.liveReleaseId;
     if (isStageOwn) {
@@ -124,29 +161,29 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     if (broken.length > 0 && isDeploying) {
       actions.push({ kind: 'fail', appId: app.id, releaseId: app.targetReleaseId, error: brokenReason(broken[0]!, options) });
       stop(target);
-      continue;
+      return actions;
     }
     stop(broken); // a live release's instance that died: replaced below
     const healthy = target.filter((i) => !broken.includes(i));
     if (app.isRolling && isDeploying && app.liveReleaseId !== null) {
       const old = mine.filter((i) => i.releaseId === app.liveReleaseId && i.state !== 'stopping');
       const targetId = app.targetReleaseId;
-      actions.push(...planRolling(app, healthy, old, (runnerId) => place(targetId, runnerId), aliveSet, pick));
-      continue;
+      actions.push(...planRolling({ ...app, scale }, healthy, old, (runnerId) => place(targetId, runnerId), aliveSet, pick));
+      return actions;
     }
-    if (healthy.length < app.scale) {
-      for (let n = healthy.length; n < app.scale; n++) {
+    if (healthy.length < scale) {
+      for (let n = healthy.length; n < scale; n++) {
         const runnerId = pick();
         if (runnerId === undefined) break;
         place(app.targetReleaseId, runnerId);
       }
-    } else if (healthy.length > app.scale) {
+    } else if (healthy.length > scale) {
       const rank = (i: SchedInstance): number => (i.state === 'ready' ? 1 : 0);
-      const extras = [...healthy].sort((a, b) => rank(a) - rank(b) || a.ageMs - b.ageMs).slice(0, healthy.length - app.scale);
+      const extras = [...healthy].sort((a, b) => rank(a) - rank(b) || a.ageMs - b.ageMs).slice(0, healthy.length - scale);
       stop(extras);
     }
     const readyCount = healthy.filter((i) => i.state === 'ready').length;
-    if (isDeploying && readyCount >= app.scale && broken.length === 0) {
+    if (isDeploying && readyCount >= scale && broken.length === 0) {
       actions.push({ kind: 'live', appId: app.id, releaseId: app.targetReleaseId });
       stop(options.keepsPreviousLive ? others.filter((i) => i.releaseId !== app.liveReleaseId) : others);
     } else if (!isDeploying) {

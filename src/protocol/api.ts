@@ -52,7 +52,6 @@ export const ReleaseQuery = Type.Object({
 }, strict);
 export type ReleaseQuery = Static<typeof ReleaseQuery>;
 
-/** Process counts by type; only `web` for now (Heroku's formation). */
 /** `POST /v1/apps/:app/rollback`: the release to go back to (default: the previous good one). */
 export const RollbackBody = Type.Object({ version: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647 })) }, strict);
 export type RollbackBody = Static<typeof RollbackBody>;
@@ -72,8 +71,19 @@ export type RenewLockBody = Static<typeof RenewLockBody>;
 export const ReleaseLockQuery = Type.Object({ token: Type.String({ pattern: '^[1-9][0-9]{0,15}$' }) }, strict);
 export type ReleaseLockQuery = Static<typeof ReleaseLockQuery>;
 
-export const FormationBody = Type.Object({ web: Type.Integer({ minimum: 0, maximum: 100 }) }, strict);
+/**
+ * `PATCH /v1/apps/:app/formation`: counts by process type, e.g. `{"web": 2, "worker": 1}` (Heroku's formation);
+ * types left out keep their count. Which types exist is checked against the app's current release.
+ */
+export const FormationBody = Type.Record(Type.String({ pattern: '^[a-z][a-z0-9_-]{0,29}$' }), Type.Integer({ minimum: 0, maximum: 100 }), {
+  minProperties: 1, maxProperties: 32, additionalProperties: false,
+});
 export type FormationBody = Static<typeof FormationBody>;
+/** `?singleton=true`: the types in the body run at most once across the cluster (fenced by a lease); `false` undoes it. */
+export const FormationQuery = Type.Object({
+  singleton: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')])),
+}, strict);
+export type FormationQuery = Static<typeof FormationQuery>;
 
 /** `POST /v1/tokens/rotate`: a new token for the caller, or (operators) for `owner`; answers `{ owner, token }`. */
 export const RotateTokenBody = Type.Object({ owner: Type.Optional(OwnerName) }, strict);

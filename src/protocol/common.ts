@@ -90,6 +90,10 @@ export const Instance = Type.Object({
   /** Whether this instance's release is on the app's stage slot (stage.<app>.<domain>). */
   isStage: Type.Optional(Type.Boolean()),
   processType: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,29}$' }),
+  /** Per-app, per-type process name (`web.1`, `worker.2`) that logs and `pier ps` show; null for older rows. */
+  name: Type.Optional(Type.Union([Type.String({ pattern: '^[a-z][a-z0-9_-]{0,29}\\.[0-9]{1,4}$' }), Type.Null()])),
+  /** When it was placed (ms since the epoch), for `pier ps`'s uptime. */
+  createdAt: Type.Optional(Timestamp),
   runnerId: NodeId,
   /** Host the runner's instances are reachable at. */
   host: Type.String({ minLength: 1, maxLength: 255 }),

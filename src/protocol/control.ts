@@ -47,6 +47,8 @@ export const InstanceSpec = Type.Object({
   state: Type.String(),
   /** Limits an operator set for the app; the runner's defaults fill the rest. Absent from an older nexus. */
   limits: Type.Optional(AppLimits),
+  /** The type runs once across the cluster: the runner holds its lease (`singleton.renew`) while it runs it. */
+  singleton: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 export type InstanceSpec = Static<typeof InstanceSpec>;
 
@@ -94,6 +96,15 @@ export const COMMANDS = {
     },
     Type.Object({ applied: Type.Boolean() }),
   ),
+  /**
+   * Renews the lease of a singleton instance this runner runs (see db/singletons.ts); PIER_FENCED when it is lost,
+   * and the runner must have stopped the process already. Not once-only: a retry renews again.
+   */
+  'singleton.renew': command(
+    false,
+    { nodeId: NodeId, instanceId: Type.String({ minLength: 1, maxLength: 64 }) },
+    Type.Object({ token: Type.Integer({ minimum: 1 }), leaseMs: Type.Integer({ minimum: 1 }) }),
+  ),
   /** The token is in the first answer only (never stored); a retried request id answers `message` instead. */
   'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.Optional(Type.String()), message: Type.Optional(Type.String()) })),
   'app.list': command(false, Authed, Type.Object({ apps: Type.Array(App) })),
@@ -126,6 +137,7 @@ export const COMMAND_ROLES: { readonly [T in CommandType]: readonly PeerRole[] }
   'instance.spec': ['runner'],
   'instance.report': ['runner'],
   'release.output': ['runner'],
+  'singleton.renew': ['runner'],
   'owner.create': OWNER,
   'app.list': OWNER,
   'app.info': OWNER,

@@ -162,13 +162,7 @@ export class Emperor implements Service {
    */
   async writeVassal(name: string, ini: string, options: WriteVassalOptions = {}): Promise<void> {
     const path = this.vassalPath(name);
-    const logFolder = join(this.logDir, name);
-    await mkdir(logFolder, { recursive: true, mode: 0o755 });
-    if (options.logOwner) {
-      // The app's user writes it; other apps cannot read it (root, which ships it, can).
-      await chown(logFolder, options.logOwner.uid, options.logOwner.gid);
-      await chmod(logFolder, 0o750);
-    }
+    await this.prepareLogFolder(name, options);
     const previous = await mtimeSeconds(path);
     const tmp = join(this.vassalDir, `.${name}.${randomId()}.tmp`);
     // Root's only: the vassal file holds the app's config vars (its secrets), and app users must not read it.
@@ -188,6 +182,21 @@ export class Emperor implements Service {
     // The emperor compares mtimes in whole seconds: a rewrite within the same second would go unnoticed.
     if (previous !== undefined) await bumpMtime(path, previous);
     this.log.info({ vassal: name }, 'vassal written');
+  }
+
+  /**
+   * Creates the folder of `vassalLogPath(name)`, owned by `logOwner` when given (a vassal's, or a background
+   * process's, user writes its own log).
+   */
+  async prepareLogFolder(name: string, options: WriteVassalOptions = {}): Promise<void> {
+    this.checkName(name);
+    const logFolder = join(this.logDir, name);
+    await mkdir(logFolder, { recursive: true, mode: 0o755 });
+    if (options.logOwner) {
+      // The app's user writes it; other apps cannot read it (root, which ships it, can).
+      await chown(logFolder, options.logOwner.uid, options.logOwner.gid);
+      await chmod(logFolder, 0o750);
+    }
   }
 
   /**

@@ -25,6 +25,8 @@ import type { LimitWatch } from './limit-watch.js';
 import { checkListener, PortSquattedError } from './listener.js';
 import type { PhaseOutput } from './phase-output.js';
 import { runReleasePhase } from './phase-runner.js';
+import { WorkerProcess } from './workers.js';
+import { lostLeaseError, SingletonLease } from './singleton-lease.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -58,6 +60,10 @@ export interface InstanceManagerOptions {
   /** Time a release phase gets before it is killed. @default 300000 */
   releaseTimeoutMs?: number;
   startTimeoutMs: number;
+  /** SIGTERM to SIGKILL for a background process being stopped. @default 10000 */
+  stopGraceMs?: number;
+  /** A background process that has run this long is ready. @default 1000 */
+  workerSettleMs?: number;
   warmupRequests: number;
   processes: number;
   threads: number;
@@ -73,6 +79,9 @@ const MAX_PORT_ATTEMPTS = 3;
 /** Longest wait for the emperor to stop a removed vassal before its cgroup is emptied by force. */
 const VASSAL_STOP_WAIT_MS = 15_000;
 
+/** Longest grace a background process gets when the runner itself stops. */
+const SHUTDOWN_WORKER_GRACE_MS = 5000;
+
 /** How long a removed vassal's log is still followed. */
 const SHIP_LAST_WORDS_MS = 3000;
 
@@ -82,8 +91,13 @@ type Local = {
   abort: AbortController;
   /** Its app is gone: its log's last words are not shipped. */
   isDiscarded?: boolean;
-  /** A release phase's task: it serves nothing, so it has nothing to drain. */
-  isTask?: boolean;
+  /** A background process type (not web): run by `worker`, not by a vassal. */
+  processType: string;
+  /** Its process name (`worker.1`), for log lines. */
+  name: string;
+  worker?: WorkerProcess;
+  /** A singleton type's lease, renewed while the instance runs. */
+  lease?: SingletonLease;
 };
 
 export class InstanceManager {
@@ -114,7 +128,7 @@ export class InstanceManager {
   /** Vassals found running at start: kept as ready until the state says otherwise. */
   adopt(id: string, app: string, port: number): void {
     this.options.ports.claim(port);
-    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController() });
+    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), processType: 'web', name: id });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     void this.options.limitWatch?.watch(id, app);
     this.log.info({ instance: id, port }, 'adopted running vassal');
@@ -161,7 +175,10 @@ export class InstanceManager {
   }
 
   private start(instance: Instance): void {
-    const entry: Local = { id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve(), abort: new AbortController() };
+    const entry: Local = {
+      id: instance.id, app: instance.app, port: null, phase: 'starting', work: Promise.resolve(), abort: new AbortController(),
+      processType: instance.processType, name: instance.name ?? instance.id,
+    };
     this.local.set(instance.id, entry);
     entry.work = this.run(entry).catch((err) => this.log.error({ err, instance: entry.id }, 'instance task failed'));
   }
@@ -171,6 +188,8 @@ export class InstanceManager {
     const started = Date.now();
     try {
       const spec = await control.call('instance.spec', { instanceId: entry.id });
+      // A singleton's lease is renewed from the start: preparing the release may take longer than the lease.
+      if (spec.singleton) await this.holdLease(entry);
       await this.options.beforeStart?.(spec.app, undefined);
       if (entry.phase !== 'starting') return;
       const user = this.options.appUsers ? await this.options.appUsers.ensure(spec.app) : undefined;
@@ -183,6 +202,7 @@ export class InstanceManager {
       const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
       const cgroups = this.options.cgroups ? await this.options.cgroups.create(entry.id, limits) : undefined;
       if (cgroups) await this.options.limitWatch?.watch(entry.id, spec.app);
+      if (spec.processType !== 'web') return await this.runWorker(entry, spec, release, env, limits, cgroups, user, started);
       this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
       // The listener must be the vassal's own (listener.ts): a port someone else took first is given up for another.
       const uid = user?.uid ?? process.getuid?.();
@@ -231,7 +251,6 @@ export class InstanceManager {
    */
   private async runPhase(entry: Local, spec: InstanceSpec, release: PreparedRelease, user: AppUser | undefined): Promise<void> {
     if (!release.release) throw new ValidationError(`the release has no 'release:' line in its Procfile, so it has no release phase to run`);
-    entry.isTask = true;
     await this.report(entry.id, 'starting');
     const home = user ? (await this.isolate(entry.id, release.appDir, user)).HOME! : release.appDir;
     const limits: InstanceLimits = { ...this.options.limits, ...spec.limits };
@@ -251,6 +270,45 @@ export class InstanceManager {
     entry.phase = 'ready';
     await this.report(entry.id, 'ready');
     this.log.info({ instance: entry.id, appId: spec.app, release: spec.release }, 'release phase done');
+  }
+
+  /**
+   * Runs a background process type: its command under a WorkerProcess (see workers.ts for why not a vassal), its
+   * output in the instance's log tagged with its process name; ready once it has run the settle time. A crash is
+   * restarted by the WorkerProcess with back-off and reported as `starting` until it settles again.
+   */
+  private async runWorker(
+    entry: Local, spec: InstanceSpec, release: PreparedRelease, env: Record<string, string>, limits: InstanceLimits,
+    cgroups: string[] | undefined, user: AppUser | undefined, started: number,
+  ): Promise<void> {
+    const { emperor } = this.options;
+    const command = release.processes?.[spec.processType];
+    if (command === undefined) throw new ValidationError(`instance ${entry.id}: release v${spec.release} has no '${spec.processType}:' line in its Procfile`);
+    await emperor.prepareLogFolder(entry.id, user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
+    const logPath = emperor.vassalLogPath(entry.id);
+    this.options.shipper?.watch(entry.id, spec.app, logPath, true, entry.name);
+    const worker = new WorkerProcess(
+      {
+        id: entry.id, name: entry.name, command, appDir: release.appDir, venvDir: release.venvDir, env, logPath,
+        ...(user ? { user: { uid: user.uid, gid: user.gid } } : {}), ...(cgroups ? { cgroups } : {}), maxFd: limits.openFiles,
+      },
+      {
+        stopGraceMs: this.options.stopGraceMs ?? 10_000, settleMs: this.options.workerSettleMs ?? 1000, log: this.log,
+        onState: (state) => {
+          if (entry.phase === 'ready') void this.report(entry.id, state);
+        },
+      },
+    );
+    entry.worker = worker;
+    if (entry.phase !== 'starting') return;
+    if (entry.lease?.lost) throw lostLeaseError(entry.lease.lost);
+    await this.report(entry.id, 'starting');
+    await worker.start();
+    await worker.ready(entry.abort.signal);
+    if (entry.phase !== 'starting') return;
+    entry.phase = 'ready';
+    await this.report(entry.id, 'ready');
+    this.log.info({ instance: entry.id, process: entry.name, durationMs: Date.now() - started }, 'worker ready');
   }
 
   /**
@@ -305,7 +363,7 @@ export class InstanceManager {
     const wasStarting = entry.phase === 'starting';
     // A serving instance the nexus retires (a deploy switched away from it, a scale-down) keeps running for the
     // drain time: balancers stopped routing new requests to it, the ones in flight finish.
-    const drainMs = entry.phase === 'ready' && isReported && !entry.isTask ? (this.options.drainMs ?? 0) : 0;
+    const drainMs = entry.phase === 'ready' && isReported && entry.processType === 'web' ? (this.options.drainMs ?? 0) : 0;
     entry.phase = 'stopping';
     if (wasStarting) entry.abort.abort();
     const previous = entry.work;
@@ -348,7 +406,34 @@ export class InstanceManager {
     return { HOME: home, TMPDIR: home };
   }
 
+  /** Takes over the singleton lease the scheduler took for the instance; losing it stops the process in time. */
+  private async holdLease(entry: Local): Promise<void> {
+    const lease = new SingletonLease({
+      control: this.options.control, nodeId: this.options.runnerId, instanceId: entry.id, log: this.log,
+      onLost: (reason) => void this.loseLease(entry, lease, reason),
+    });
+    entry.lease = lease;
+    await lease.hold();
+  }
+
+  /** The lease is lost: the process goes now (its grace cut to what is left of the lease), the instance fails. */
+  private async loseLease(entry: Local, lease: SingletonLease, reason: string): Promise<void> {
+    if (entry.phase === 'stopping') return;
+    entry.phase = 'stopping';
+    entry.abort.abort();
+    await entry.worker?.stop(Math.min(this.options.stopGraceMs ?? 10_000, Math.max(0, lease.mustBeGoneInMs - 250)));
+    const previous = entry.work;
+    entry.work = (async () => {
+      await previous;
+      await this.remove(entry);
+      await this.report(entry.id, 'failed', undefined, lostLeaseError(reason).message);
+    })();
+  }
+
   private async remove(entry: Local): Promise<void> {
+    // SIGTERM, the grace, SIGKILL. A singleton keeps renewing its lease meanwhile: its successor waits for it.
+    if (entry.worker) await entry.worker.stop().catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot stop worker'));
+    entry.lease?.stop();
     await this.options.emperor.removeVassal(entry.id).catch((err) => this.log.warn({ err, instance: entry.id }, 'cannot remove vassal'));
     if (this.options.homesDir) {
       // Other instances of the app (same user) may be changing this HOME right now: removed as the app's user.
@@ -411,6 +496,13 @@ export class InstanceManager {
    */
   async close(graceMs = 2000): Promise<void> {
     this.isClosed = true;
+    // Background processes are the runner's own children (no emperor keeps them): each gets SIGTERM and a grace
+    // capped so the runner still stops its emperor before a supervisor (pier up: 10 s) gives up on it.
+    const grace = Math.min(this.options.stopGraceMs ?? 10_000, SHUTDOWN_WORKER_GRACE_MS);
+    const workers = [...this.local.values()].flatMap((l) => (l.worker ? [l.worker.stop(grace)] : []));
+    await Promise.allSettled(workers);
+    // Their leases run out on their own (the nexus may not hear these stops): a successor waits at most one lease.
+    for (const entry of this.local.values()) entry.lease?.stop();
     const work = Promise.allSettled([...this.local.values()].map((l) => l.work));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);

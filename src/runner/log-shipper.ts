@@ -27,6 +27,8 @@ export interface LogShipperOptions {
 interface Watched {
   instance: string;
   app: string;
+  /** What the collector tags its lines with (`app[<origin>]`). */
+  origin: string;
   path: string;
   handle: FileHandle | undefined;
   ino: number;
@@ -61,10 +63,13 @@ export class LogShipper {
     this.timer = setInterval(() => void this.poll(), this.options.pollMs ?? 200);
   }
 
-  /** Follows `path` for `instance` of `app`: from its start (a new instance) or from its current end (an adopted one). */
-  watch(instance: string, app: string, path: string, fromStart: boolean): void {
+  /**
+   * Follows `path` for `instance` of `app`: from its start (a new instance) or from its current end (an adopted one).
+   * Lines are tagged with `origin` (a worker's process name, `worker.1`). @default origin: the instance id
+   */
+  watch(instance: string, app: string, path: string, fromStart: boolean, origin = instance): void {
     if (this.files.has(instance)) return;
-    this.files.set(instance, { instance, app, path, handle: undefined, ino: -1, offset: 0, partial: Buffer.alloc(0), partialSinceMs: 0, fromStart, refused: undefined });
+    this.files.set(instance, { instance, app, origin, path, handle: undefined, ino: -1, offset: 0, partial: Buffer.alloc(0), partialSinceMs: 0, fromStart, refused: undefined });
   }
 
   /** Ships what is left of the instance's file (unless `discard`: its app is gone), then forgets it. */
@@ -181,7 +186,7 @@ export class LogShipper {
     if (text === '') return;
     const line = text.length > MAX_LOG_LINE_CHARS ? text.slice(0, MAX_LOG_LINE_CHARS) : text;
     const message: LogMessage = {
-      v: 1, type: 'log', app: file.app, source: source ?? (REQUEST_LINE.test(line) ? 'uwsgi' : 'app'), origin: file.instance, line, at: Date.now(),
+      v: 1, type: 'log', app: file.app, source: source ?? (REQUEST_LINE.test(line) ? 'uwsgi' : 'app'), origin: file.origin, line, at: Date.now(),
     };
     this.options.pusher.push(message);
   }

@@ -3,9 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { PierError } from '../../core/errors.js';
 import {
-  createRelease, getApp, getRelease, listInstances, listReleases, mutate, promoteStage, resolveApp, rollbackRelease, setScale, storeArtifact,
+  admitReleaseTypes, createRelease, getFormation, getRelease, listInstances, listReleases, mutate, promoteStage, recordArtifactProcesses, resolveApp,
+  rollbackRelease, setFormation, storeArtifact,
 } from '../../db/index.js';
-import { AppParams, FormationBody, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
+import { AppParams, FormationBody, FormationQuery, ReleaseParams, ReleaseQuery, RollbackBody } from '../../protocol/index.js';
 import { beforeBody } from '../auth.js';
 import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
 import type { UploadChecker } from '../upload-checker.js';
@@ -32,11 +33,14 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
         throw new PierError('PIER_BAD_REQUEST', 'send the release as a tar.gz body with Content-Type: application/gzip');
       }
       // Off the event loop (a worker thread): the body moves there and back, so use `bytes` from here on.
-      const { summary, bytes } = await checker.check(request.body);
+      const { summary, processes: spec, bytes } = await checker.check(request.body);
       const claim = deployClaim(ctx, request, principal);
       const release = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'release.create', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
         const sha256 = await storeArtifact(tx, bytes);
+        const processes = { processes: spec.processes, hasWeb: spec.hasWeb };
+        await recordArtifactProcesses(tx, sha256, processes);
+        await admitReleaseTypes(tx, ref, processes);
         const isStage = request.query.stage === '1' || request.query.stage === 'true';
         return createRelease(tx, ref, sha256, principal.ownerId, request.query.description ?? `upload of ${summary.files} files`, { stage: isStage, claim, strategy: request.query.strategy ?? 'bluegreen', ...(summary.hasReleasePhase ? { releasePhase: 'run' as const } : {}) });
       }));
@@ -93,15 +97,17 @@ export function releaseRoutes(app: FastifyInstance, ctx: ApiContext, maxReleaseB
 
   app.get<{ Params: AppParams }>('/v1/apps/:app/formation', { schema: { params: AppParams } }, async (request) => {
     const ref = await resolveApp(ctx.pool, await principalOf(ctx, request), request.params.app);
-    return { web: (await getApp(ctx.pool, ref)).webScale };
+    return getFormation(ctx.pool, ref);
   });
 
-  app.patch<{ Params: AppParams; Body: FormationBody }>('/v1/apps/:app/formation', { schema: { params: AppParams, body: FormationBody } }, async (request) => {
+  app.patch<{ Params: AppParams; Body: FormationBody; Querystring: FormationQuery }>('/v1/apps/:app/formation', {
+    schema: { params: AppParams, body: FormationBody, querystring: FormationQuery },
+  }, async (request) => {
     const principal = await principalOf(ctx, request);
-    await mutate(ctx.pool, idempotencyKey(request, principal), 'formation.change', async (tx) => {
+    const singleton = request.query.singleton === undefined ? undefined : request.query.singleton === 'true' || request.query.singleton === '1';
+    return mutate(ctx.pool, idempotencyKey(request, principal), 'formation.change', async (tx) => {
       const ref = await resolveApp(tx, principal, request.params.app, true);
-      await setScale(tx, ref.id, ref.name, request.body.web);
+      return setFormation(tx, ref, request.body, singleton === undefined ? {} : { singleton });
     });
-    return { web: request.body.web };
   });
 }
