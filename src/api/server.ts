@@ -11,6 +11,7 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
 import { deployRoutes } from './routes/deploys.js';
+import { dynoRoutes } from './routes/dynos.js';
 import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
@@ -55,5 +56,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   logRoutes(app, ctx);
   lockRoutes(app, ctx);
   deployRoutes(app, ctx);
+  dynoRoutes(app, ctx, log);
   return app;
 }

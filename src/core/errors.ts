@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   PIER_STATS_UNAVAILABLE: { http: 503, exit: 69 },
   PIER_ILLEGAL_STATE: { http: 409, exit: 70 },
   PIER_EVENTS_TRIMMED: { http: 410, exit: 70 },
+  /** No runner is alive to run a one-off, or its runner was lost mid-session. */
+  PIER_NO_RUNNER: { http: 503, exit: 69 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -16,3 +16,4 @@ export * from './stats.js';
 export * from './locks.js';
 export * from './deploys.js';
 export * from './limits.js';
+export * from './one-offs.js';

@@ -1,0 +1,146 @@
+/**
+ * `pier run` through the whole platform (nexus, root runner with app users and cgroups, real CLI processes): the
+ * one-off runs in the app's live release as the app's user with its config vars; stdin, stdout, stderr and the exit
+ * status come through; a client that goes away has its process killed; bad input starts nothing. App names start
+ * with `rn`.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { randomId } from '../../src/core/ids.js';
+import { appUserName } from '../../src/runner/app-users.js';
+import { CLI } from '../helpers/cli.js';
+import { platformForFile } from '../helpers/platform.js';
+import { waitFor } from '../helpers/wait.js';
+
+const isRoot = process.getuid?.() === 0;
+const apps: string[] = [];
+const p = platformForFile({ apps, prefix: 'rn' });
+
+function newApp(what: string): string {
+  const app = `rn-${what}-${randomId(2)}`;
+  apps.push(app);
+  return app;
+}
+
+const WSGI = 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"ok"]\n';
+
+interface Ran { code: number; stdout: string; stderr: string }
+
+/** Runs the CLI with `input` on its stdin (a pipe), as the owner. */
+function pier(args: string[], input?: string, timeoutMs = 30_000): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner },
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    if (input !== undefined) child.stdin!.end(input);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+  });
+}
+
+async function deployed(what: string, files: Record<string, string> = { 'wsgi.py': WSGI }, config: Record<string, string> = {}): Promise<string> {
+  const app = newApp(what);
+  expect((await p.api('POST', '/v1/apps', { name: app })).status).toBe(201);
+  if (Object.keys(config).length > 0) expect((await p.api('PATCH', `/v1/apps/${app}/config`, config)).status).toBe(200);
+  const release = await p.deploy(app, p.writeApp(app, files));
+  expect(release.status).toBe('live');
+  return app;
+}
+
+function uidOf(app: string): number {
+  return Number(execFileSync('id', ['-u', appUserName(app)]).toString().trim());
+}
+
+describe.runIf(isRoot)('pier run', () => {
+  it("runs in the live release as the app's user with its config vars, and exits with the remote status", async () => {
+    const app = await deployed('env', { 'wsgi.py': WSGI }, { GREETING: 'hello from config' });
+    const script = 'import os, sys; print(os.getuid(), os.environ["GREETING"]); print("to stderr", file=sys.stderr); sys.exit(3)';
+    const ran = await pier(['run', '-a', app, '--', 'python', '-c', script]);
+    expect(ran.stderr).toBe('to stderr\n');
+    expect(ran.stdout).toBe(`${uidOf(app)} hello from config\n`);
+    expect(ran.code).toBe(3);
+    // The release's virtualenv is the python on PATH, HOME/TMPDIR are the one-off's own.
+    const where = await pier(['run', '-a', app, '--', 'python', '-c', 'import os, sys; print(sys.prefix == os.environ["VIRTUAL_ENV"], os.environ["HOME"] == os.environ["TMPDIR"], os.access(os.environ["HOME"], os.W_OK), os.environ["DYNO"])']);
+    expect(where.stdout).toMatch(/^True True True run\.\d+\n$/);
+    expect(where.code).toBe(0);
+  }, 60_000);
+
+  it('streams piped stdin to the process and its end as EOF', async () => {
+    const app = await deployed('stdin');
+    const ran = await pier(['run', '-a', app, '--', 'cat'], 'hi\n');
+    expect(ran).toMatchObject({ code: 0, stdout: 'hi\n', stderr: '' });
+    const big = 'x'.repeat(1_000_000) + '\n';
+    const counted = await pier(['run', '-a', app, '--', 'wc', '-c'], big);
+    expect(counted.stdout.trim()).toBe(String(big.length));
+  }, 60_000);
+
+  it('kills the remote process after the grace when the client goes away', async () => {
+    const app = await deployed('gone');
+    const marker = `rn-sleep-${randomId()}`;
+    const child = spawn(process.execPath, [CLI, 'run', '-a', app, '--', 'python', '-c', 'import time; time.sleep(300)', marker], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const uid = uidOf(app);
+    const remote = (): number[] => {
+      try {
+        return execFileSync('pgrep', ['-u', String(uid), '-f', marker]).toString().trim().split('\n').filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    await waitFor(() => remote().length > 0 || undefined, { name: 'the remote sleep started', timeoutMs: 20_000 });
+    child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await waitFor(() => remote().length === 0 || undefined, { name: 'the remote sleep was killed', timeoutMs: 10_000, intervalMs: 100 });
+    // SIGHUP goes first, so a plain sleep dies at once; the runner's grace (2 s) bounds the rest.
+    expect(Date.now() - killedAt).toBeLessThan(8000);
+  }, 60_000);
+
+  it("cannot become root or another app, and cannot read another app's release", async () => {
+    const app = await deployed('attack');
+    const other = await deployed('victim', { 'wsgi.py': WSGI, 'secret.txt': 'victim secret\n' });
+    const script = [
+      'import os, glob',
+      'try:\n    os.setuid(0)\n    print("setuid ok")\nexcept PermissionError:\n    print("setuid refused")',
+      `print("victim", [p for p in glob.glob("${p.dir}/runner/releases/${other}/*/app/secret.txt")] or os.access("${p.dir}/runner/releases/${other}", os.R_OK))`,
+      'print("groups", os.getgroups() == [os.getgid()] or os.getgroups() == [])',
+      'print("root-owned cwd", os.stat(".").st_uid == 0)',
+    ].join('\n');
+    const ran = await pier(['run', '-a', app, '--', 'python', '-c', script]);
+    expect(ran.stdout).toBe('setuid refused\nvictim False\ngroups True\nroot-owned cwd True\n');
+    expect(ran.code).toBe(0);
+  }, 60_000);
+
+  it('refuses bad input with one line and starts nothing', async () => {
+    const app = newApp('bad');
+    expect((await p.api('POST', '/v1/apps', { name: app })).status).toBe(201);
+    const noRelease = await pier(['run', '-a', app, '--', 'true']);
+    expect(noRelease.stderr).toBe(`error: app '${app}' has no release yet; deploy one first: pier deploy DIR -a ${app} (PIER_CONFLICT)\n`);
+    expect(noRelease.code).toBe(65);
+    const live = await deployed('badtype');
+    const empty = await pier(['run', '-a', live]);
+    expect(empty.stderr).toBe('error: no command given; put it after --: pier run -a APP -- CMD ARGS... (PIER_VALIDATION)\n');
+    const emptyApi = await p.api('POST', `/v1/apps/${live}/dynos`, { command: [] });
+    expect(emptyApi.status).toBe(400);
+    const type = await pier(['run', '-a', live, '--type', 'worker', '--', 'true']);
+    expect(type.stderr).toMatch(/^error: unknown process type 'worker'; v1 of 'rn-badtype-\w+' has 'web' \(PIER_VALIDATION\)\n$/);
+    expect(type.code).toBe(64);
+    const timeout = await pier(['run', '-a', live, '--timeout', 'soon', '--', 'true']);
+    expect(timeout.stderr).toBe("error: --timeout 'soon' is not a duration like 90s, 30m or 2h (PIER_VALIDATION)\n");
+    const missing = await pier(['run', '-a', live, '--', 'no-such-command-rn']);
+    expect(missing.stderr).toBe('pier run: no-such-command-rn: No such file or directory\n');
+    expect(missing.code).toBe(127);
+    // A stranger sees no app; nothing of it runs.
+    expect((await p.stranger('POST', `/v1/apps/${live}/dynos`, { command: ['true'] })).status).toBe(404);
+    expect((await p.api<{ dynos: unknown[] }>('GET', `/v1/apps/${live}/dynos`)).json.dynos).toEqual([]);
+  }, 60_000);
+});
