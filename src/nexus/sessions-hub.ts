@@ -178,7 +178,11 @@ export class SessionsHub {
   private hello(key: string, routingId: Buffer, nodeId: string, running: string[]): void {
     let runner = this.runners.get(nodeId);
     if (!runner || !runner.routingId.equals(routingId)) {
-      if (runner) this.byRouting.delete(runner.routingId.toString('hex'));
+      if (runner) {
+        // A new connection from the same runner: it restarted, and nothing of its sessions survived.
+        this.byRouting.delete(runner.routingId.toString('hex'));
+        this.endSessionsOf(nodeId, `runner '${nodeId}' restarted mid-session; the one-off's end is unknown`);
+      }
       runner = { nodeId, routingId, lastHelloAt: 0, lastReconcileAt: Date.now() };
       this.runners.set(nodeId, runner);
       this.byRouting.set(key, runner);
@@ -189,6 +193,15 @@ export class SessionsHub {
     if (Date.now() - runner.lastReconcileAt >= RECONCILE_MS) {
       runner.lastReconcileAt = Date.now();
       void endOneOffsGone(this.options.pool, nodeId, running, RECONCILE_MS).catch(() => undefined);
+    }
+  }
+
+  private endSessionsOf(runnerId: string, error: string): void {
+    for (const [session, open] of this.open) {
+      if (open.runnerId !== runnerId) continue;
+      this.open.delete(session);
+      void markOneOffExited(this.options.pool, session, null).catch(() => undefined);
+      open.sink?.onExit({ code: null, signal: null, isLost: true, error });
     }
   }
 
