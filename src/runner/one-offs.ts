@@ -246,13 +246,14 @@ export class OneOffs {
     }
     clearTimeout(session.timer);
     session.proc?.kill();
-    if (cgroups) await cgroups.remove(cgroupName).catch((err) => this.log.warn({ err, session: id }, 'cannot remove the cgroups of a one-off'));
-    if (home) await removeOwnedEntry(home).catch(() => undefined);
     this.flushPartial(session);
-    this.sessions.delete(id);
-    // A detached one-off outlives its nexus: any nexus that still answers records its end.
+    // A detached one-off outlives its nexus: any nexus that still answers records its end. The end is told first
+    // (the client is waiting on it); the clean-up below kills whatever the one-off left and removes its HOME.
     const to = spec.detach ? (this.links.find((l) => Date.now() - l.lastWelcomeAt < this.options.deadAfterMs) ?? link) : link;
     void this.send(to, { v: 1, type: 'session.exit', session: id, code: exit.code, signal: exit.signal, ...(exit.error ? { error: exit.error.slice(0, 4000) } : {}) });
+    if (cgroups) await cgroups.remove(cgroupName).catch((err) => this.log.warn({ err, session: id }, 'cannot remove the cgroups of a one-off'));
+    if (home) await removeOwnedEntry(home).catch(() => undefined);
+    this.sessions.delete(id);
     this.log.info({ session: id, dyno: spec.dyno, code: exit.code, signal: exit.signal }, 'one-off ended');
   }
 

@@ -83,6 +83,19 @@ describe.runIf(isRoot)('pier run', () => {
     expect(counted.stdout.trim()).toBe(String(big.length));
   }, 60_000);
 
+  it('streams 10 MiB of output whole, in order, through the credit window', async () => {
+    const app = await deployed('stream');
+    const ran = await pier(['run', '-a', app, '--', 'python', '-c', 'import sys\nfor i in range(10 * 1024):\n    sys.stdout.write("%07d" % i + "." * 1016 + "\\n")']);
+    expect(ran.stderr).toBe('');
+    expect(ran.code).toBe(0);
+    const lines = ran.stdout.split('\n');
+    expect(lines.length).toBe(10 * 1024 + 1);
+    const zeros = await pier(['run', '-a', app, '--', 'head', '-c', String(10 * 1024 * 1024), '/dev/zero']);
+    expect(zeros.stderr).toBe('');
+    expect(zeros.stdout.length).toBe(10 * 1024 * 1024);
+    expect(lines.every((line, i) => i === 10 * 1024 ? line === '' : line === `${String(i).padStart(7, '0')}${'.'.repeat(1016)}`)).toBe(true);
+  }, 60_000);
+
   it('kills the remote process after the grace when the client goes away', async () => {
     const app = await deployed('gone');
     const marker = `rn-sleep-${randomId()}`;
@@ -118,6 +131,27 @@ describe.runIf(isRoot)('pier run', () => {
     const ran = await pier(['run', '-a', app, '--', 'python', '-c', script]);
     expect(ran.stdout).toBe('setuid refused\nvictim False\ngroups True\nroot-owned cwd True\n');
     expect(ran.code).toBe(0);
+  }, 60_000);
+
+  it('runs detached with its output in the logs, lists it, and stops it with ps:stop', async () => {
+    const app = await deployed('detach');
+    const ran = await pier(['run', '--detach', '-a', app, '--', 'python', '-c', 'import time; print("detached hello", flush=True); time.sleep(120)']);
+    expect(ran.stderr).toBe('');
+    expect(ran.code).toBe(0);
+    const name = /as (run\.\d+) on /.exec(ran.stdout)?.[1];
+    expect(ran.stdout).toBe(`running 'python -c import time; print("detached hello", flush=True); time.sleep(120)' as ${name} on ${p.runner.id}; its output: pier logs -a ${app}; stop it: pier ps:stop ${name} -a ${app}\n`);
+    const listed = (await p.api<{ dynos: Array<{ name: string; command: string; runnerId: string; state: string }> }>('GET', `/v1/apps/${app}/dynos`)).json.dynos;
+    expect(listed).toMatchObject([{ name, runnerId: p.runner.id, command: 'python -c import time; print("detached hello", flush=True); time.sleep(120)' }]);
+    await waitFor(async () => {
+      const { lines } = (await p.api<{ lines: string[] }>('GET', `/v1/apps/${app}/logs?lines=100`)).json;
+      return lines.some((l) => l.endsWith(` app[${name}]: detached hello`)) || undefined;
+    }, { name: 'the detached output in pier logs', timeoutMs: 15_000, intervalMs: 200 });
+    expect((await pier(['ps:stop', 'worker.1', '-a', app])).stderr).toBe(`error: 'worker.1' is not a one-off; one-offs are named run.N (see 'pier ps -a ${app}'); scale process types with pier ps:scale TYPE=N (PIER_VALIDATION)\n`);
+    expect((await pier(['ps:stop', 'run.99', '-a', app])).stderr).toBe(`error: no running one-off 'run.99' of '${app}'; run 'pier ps -a ${app}' (PIER_NOT_FOUND)\n`);
+    const stopped = await pier(['ps:stop', name!, '-a', app]);
+    expect(stopped).toMatchObject({ code: 0, stdout: `stopping ${name} of ${app}\n` });
+    await waitFor(async () => (await p.api<{ dynos: unknown[] }>('GET', `/v1/apps/${app}/dynos`)).json.dynos.length === 0 || undefined, { name: 'the one-off ended', timeoutMs: 10_000, intervalMs: 100 });
+    expect(p.runner.oneOffs!.running).toEqual([]);
   }, 60_000);
 
   it('refuses bad input with one line and starts nothing', async () => {
