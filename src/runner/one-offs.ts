@@ -307,7 +307,7 @@ export class OneOffs {
   /** A line of a one-off's own output (detached: to the app's log) or a line from Pier about it. */
   private emitLine(session: Session, stream: 1 | 2, line: string): void {
     if (!session.spec.detach) {
-      void this.send(session.link, { v: 1, type: 'session.out', session: session.id, stream, data: Buffer.from(`${line}\r\n`) });
+      void this.send(session.link, { v: 1, type: 'session.out', session: session.id, stream, data: Buffer.from(`${line}${session.spec.pty ? '\r\n' : '\n'}`) });
       return;
     }
     const clean = line.replace(/\r$/, '');

@@ -118,6 +118,15 @@ describe.runIf(isRoot)('pier run', () => {
     expect(Date.now() - killedAt).toBeLessThan(8000);
   }, 60_000);
 
+  it('stops a one-off at its time limit with one line', async () => {
+    const app = await deployed('limit');
+    const started = Date.now();
+    const ran = await pier(['run', '-a', app, '--timeout', '1s', '--', 'sleep', '30']);
+    expect(ran.stderr).toMatch(/^pier: run\.\d+ reached its time limit \(1 s\) and was stopped\n$/);
+    expect(ran.code).toBe(129); // SIGHUP, as a terminal's hang-up
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 60_000);
+
   it("cannot become root or another app, and cannot read another app's release", async () => {
     const app = await deployed('attack');
     const other = await deployed('victim', { 'wsgi.py': WSGI, 'secret.txt': 'victim secret\n' });
