@@ -40,6 +40,9 @@ async function openUpgrade(options: AttachOptions): Promise<Socket> {
           method: 'GET', headers: { connection: 'Upgrade', upgrade: SESSION_UPGRADE, authorization: `Bearer ${options.token}` }, timeout: 5000,
         });
         req.once('upgrade', (_res, socket, head) => {
+          // The request's connect time-out stays on the socket: a session may be quiet for long (pings watch it).
+          socket.setTimeout(0);
+          req.removeAllListeners('timeout');
           if (head.length > 0) socket.unshift(head);
           resolve(socket);
         });

@@ -162,7 +162,9 @@ async function attach(ctx: ApiContext, req: IncomingMessage, socket: Duplex, log
     return;
   }
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${SESSION_UPGRADE}\r\n\r\n`);
-  (socket as Duplex & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+  const tcp = socket as Duplex & { setNoDelay?: (on: boolean) => void; setTimeout?: (ms: number) => void };
+  tcp.setNoDelay?.(true);
+  tcp.setTimeout?.(0); // no HTTP idle or keep-alive time-out on a session (the relay pings, the client watches)
   log.info({ appId: ref.name, dyno: claimed.spec.dyno, runnerId }, 'one-off attached');
   relaySession(socket, hub, claimed.id, runnerId, claimed.spec, log);
 }
