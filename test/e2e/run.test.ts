@@ -5,6 +5,7 @@
  * with `rn`.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { appUserName } from '../../src/runner/app-users.js';
@@ -94,6 +95,44 @@ describe.runIf(isRoot)('pier run', () => {
     expect(zeros.stderr).toBe('');
     expect(zeros.stdout.length).toBe(10 * 1024 * 1024);
     expect(lines.every((line, i) => i === 10 * 1024 ? line === '' : line === `${String(i).padStart(7, '0')}${'.'.repeat(1016)}`)).toBe(true);
+  }, 60_000);
+
+  it('slows a fast producer to a slow reader: no more than the credit window is in flight', async () => {
+    const app = await deployed('flow');
+    const progress = `/tmp/rn-flow-${randomId()}`;
+    const total = 20 * 1024 * 1024;
+    // Writes 64 KiB at a time and records after each write how much it has written (root reads it from /tmp).
+    const script = `import os\nchunk = b"y" * 65536\nn = 0\nwhile n < ${total}:\n    os.write(1, chunk)\n    n += len(chunk)\n    open("${progress}.tmp", "w").write(str(n)); os.replace("${progress}.tmp", "${progress}")\n`;
+    const child = spawn(process.execPath, [CLI, 'run', '-a', app, '--', 'python', '-c', script], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const written = (): number => {
+      try {
+        return Number(readFileSync(progress, 'utf8'));
+      } catch {
+        return 0;
+      }
+    };
+    try {
+      child.stdout.pause(); // the reader stalls: nothing is read from the CLI's stdout
+      await waitFor(() => written() > 0 || undefined, { name: 'the producer started', timeoutMs: 20_000, intervalMs: 50 });
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const stalled = written();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(written()).toBe(stalled); // blocked, not merely slow
+      // The output window (1 MiB) plus a few pipe and stream buffers of 64 KiB: never the whole stream.
+      expect(stalled).toBeLessThan(4 * 1024 * 1024);
+      let received = 0;
+      child.stdout.on('data', (c: Buffer) => (received += c.length));
+      child.stdout.resume();
+      const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 128)));
+      expect(code).toBe(0);
+      expect(received).toBe(total);
+      console.log(`[run] flow control: the producer stalled at ${(stalled / 1048576).toFixed(2)} MiB of ${total / 1048576} MiB while nobody read`);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(progress, { force: true });
+    }
   }, 60_000);
 
   it('kills the remote process after the grace when the client goes away', async () => {
