@@ -4,6 +4,19 @@ import type { FastifyRequest } from 'fastify';
 import { ValidationError } from '../core/errors.js';
 import { authenticate, type DeployClaim, type Principal } from '../db/index.js';
 import type { StatsClient } from '../transport/index.js';
+import type { OneOffSpec, ToRunnerMessage } from '../protocol/index.js';
+
+/** The nexus's one-off sessions hub, as the API uses it (src/nexus/sessions-hub.ts). */
+export interface SessionsPort {
+  pickRunner(): string | undefined;
+  launch(session: string, runnerId: string, spec: OneOffSpec, sink: {
+    onStarted(): void; onOutput(stream: 1 | 2, data: Uint8Array): void; onInputCredit(bytes: number): void;
+    onExit(exit: { code: number | null; signal: string | null; error?: string; isLost?: boolean }): void;
+  } | undefined): void;
+  send(session: string, message: Exclude<ToRunnerMessage, { type: 'session.start' | 'session.welcome' }>): void;
+  detachClient(session: string): void;
+  stop(runnerId: string, session: string): boolean;
+}
 
 export interface ApiContext {
   pool: pg.Pool;
@@ -23,6 +36,10 @@ export interface ApiContext {
   domains?: readonly string[];
   /** The stats collectors (logs); undefined when none is configured. */
   stats?: StatsClient;
+  /** One-off sessions (`pier run`); undefined when this nexus has no sessions socket. */
+  sessions?: SessionsPort;
+  /** One-offs' default and longest time limits. @default 1 h, 24 h */
+  run?: { timeoutMs: number; maxTimeoutMs: number };
 }
 
 /** The request's bearer token, if it has one. */

@@ -12,6 +12,7 @@ import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
 import { deployRoutes } from './routes/deploys.js';
 import { explainRoutes } from './routes/explain.js';
+import { dynoRoutes } from './routes/dynos.js';
 import { lockRoutes } from './routes/locks.js';
 import { logRoutes } from './routes/logs.js';
 import { releaseRoutes } from './routes/releases.js';
@@ -57,5 +58,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   lockRoutes(app, ctx);
   deployRoutes(app, ctx);
   explainRoutes(app, ctx);
+  dynoRoutes(app, ctx, log);
   return app;
 }

@@ -12,6 +12,7 @@ import { registerLogCommands } from './commands/logs.js';
 import { registerPlatformCommands } from './commands/platform.js';
 import { registerReleaseCommands } from './commands/releases.js';
 import { registerTokenCommands } from './commands/tokens.js';
+import { registerRunCommands } from './commands/run.js';
 import { oneLine, printError } from './output.js';
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -32,6 +33,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerLogCommands(program, ctx);
   registerExplainCommand(program, ctx);
   registerTokenCommands(program, ctx);
+  registerRunCommands(program, ctx);
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`${oneLine(text)}\n`) });
   try {
     await program.parseAsync(argv);

@@ -21,6 +21,8 @@ export const NexusAddress = Type.Object(
     heartbeats: Endpoint('tcp://127.0.0.1:7402'),
     /** JSON API base URL. */
     api: Type.String({ pattern: '^https?://.+$', default: 'http://127.0.0.1:7480' }),
+    /** ZeroMQ sessions endpoint (ROUTER) that runners connect a DEALER to for one-offs (`pier run`); runners reach only the nexuses that list one. */
+    sessions: Type.Optional(Type.String({ pattern: '^(tcp|ipc|inproc)://.+$' })),
   },
   { additionalProperties: false },
 );
@@ -41,8 +43,8 @@ export const StatsAddress = Type.Object(
 export type StatsAddress = Static<typeof StatsAddress>;
 
 export const DEFAULT_NEXUS_ADDRESSES: NexusAddress[] = [
-  { control: 'tcp://127.0.0.1:7400', events: 'tcp://127.0.0.1:7401', heartbeats: 'tcp://127.0.0.1:7402', api: 'http://127.0.0.1:7480' },
-  { control: 'tcp://127.0.0.1:7410', events: 'tcp://127.0.0.1:7411', heartbeats: 'tcp://127.0.0.1:7412', api: 'http://127.0.0.1:7490' },
+  { control: 'tcp://127.0.0.1:7400', events: 'tcp://127.0.0.1:7401', heartbeats: 'tcp://127.0.0.1:7402', api: 'http://127.0.0.1:7480', sessions: 'tcp://127.0.0.1:7403' },
+  { control: 'tcp://127.0.0.1:7410', events: 'tcp://127.0.0.1:7411', heartbeats: 'tcp://127.0.0.1:7412', api: 'http://127.0.0.1:7490', sessions: 'tcp://127.0.0.1:7413' },
 ];
 
 export const DEFAULT_STATS_ADDRESSES: StatsAddress[] = [
@@ -111,6 +113,12 @@ export const PierConfig = Type.Object(
       eventsBind: Endpoint('tcp://127.0.0.1:7401'),
       /** Heartbeat SUB bind address. @default 'tcp://127.0.0.1:7402' */
       heartbeatsBind: Endpoint('tcp://127.0.0.1:7402'),
+      /** Sessions ROUTER bind address (one-offs: runners connect, the API relays `pier run` streams). @default 'tcp://127.0.0.1:7403' */
+      sessionsBind: Endpoint('tcp://127.0.0.1:7403'),
+      /** Time limit of a one-off (`pier run`) that asks for none. @default 3600000 (1 h) */
+      runTimeoutMs: Ms(3_600_000, 1000),
+      /** Longest time limit a one-off may ask for (`pier run --timeout`). @default 86400000 (24 h) */
+      runMaxTimeoutMs: Ms(86_400_000, 1000),
       /** JSON API listen host. @default '127.0.0.1' */
       apiHost: Type.String({ minLength: 1, default: '127.0.0.1' }),
       /** JSON API listen port (0 picks a free one). @default 7480 */
@@ -190,6 +198,11 @@ export const PierConfig = Type.Object(
       /** uWSGI worker processes and threads per instance. @default 1, 4 */
       processes: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
       threads: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+      /**
+       * Time a one-off gets between the hang-up (its client went away, its nexus was lost, its time limit passed,
+       * `pier ps:stop`) and SIGKILL of everything it started. @default 2000
+       */
+      runGraceMs: Ms(2000, 0),
       /** Time to build a virtualenv (pip install) before the deploy fails. @default 300000 */
       buildTimeoutMs: Ms(300_000, 1000),
       /** Time the release phase (the Procfile's `release:` command) gets before it is killed and the deploy fails. @default 300000 */

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   PIER_EVENTS_TRIMMED: { http: 410, exit: 70 },
   /** A deploy the CLI followed failed (a build, the release phase, an instance) or was reverted; nothing public changed. */
   PIER_DEPLOY_FAILED: { http: 409, exit: 70 },
+  /** No runner is alive to run a one-off, or its runner was lost mid-session. */
+  PIER_NO_RUNNER: { http: 503, exit: 69 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

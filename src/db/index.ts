@@ -22,3 +22,4 @@ export * from './release-states.js';
 export * from './release-changes.js';
 export * from './formation.js';
 export * from './singletons.js';
+export * from './one-offs.js';

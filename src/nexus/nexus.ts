@@ -18,6 +18,7 @@ import { HeartbeatIntake } from './heartbeat-intake.js';
 import { VerdictLoop } from './verdict.js';
 import { LeaderElector } from './leader.js';
 import { SchedulerLoop } from './scheduler-loop.js';
+import { SessionsHub } from './sessions-hub.js';
 
 export interface NexusOptions {
   config: PierConfig;
@@ -36,6 +37,8 @@ export interface NexusEndpoints {
   events: string;
   heartbeats: string;
   api: string;
+  /** One-off sessions ROUTER (runners connect). */
+  sessions: string;
 }
 
 export class Nexus implements Service {
@@ -45,6 +48,7 @@ export class Nexus implements Service {
   heartbeats: HeartbeatIntake | undefined;
   relay: EventRelay | undefined;
   scheduler: SchedulerLoop | undefined;
+  sessions: SessionsHub | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private pool: pg.Pool | undefined;
@@ -139,6 +143,16 @@ export class Nexus implements Service {
         await control.closed();
       });
 
+      const sessionsRouter = sockets.router('pier.sessions');
+      await sessionsRouter.bind(nexus.sessionsBind);
+      const sessions = new SessionsHub({
+        router: sessionsRouter, nexusId: this.id, pool, verifier: access ? new ProofVerifier(access.serverSecretKey, keyring) : undefined,
+        deadAfterMs: Math.max(1500, deadAfterMs), maxMessageBytes: cluster.maxMessageBytes, log: this.log,
+      });
+      this.sessions = sessions;
+      sessions.start();
+      defer('sessions', () => sessions.close());
+
       const api = buildApi(
         {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
@@ -147,6 +161,7 @@ export class Nexus implements Service {
           deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
           stats: statsClient,
           domains: [config.balancer.domain],
+          sessions, run: { timeoutMs: nexus.runTimeoutMs, maxTimeoutMs: nexus.runMaxTimeoutMs },
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },
       );
@@ -160,6 +175,7 @@ export class Nexus implements Service {
         control: router.lastEndpoint ?? nexus.controlBind,
         events: publisher.lastEndpoint ?? nexus.eventsBind,
         heartbeats: heartbeatSocket.lastEndpoint ?? nexus.heartbeatsBind,
+        sessions: sessionsRouter.lastEndpoint ?? nexus.sessionsBind,
         api: `http://${nexus.apiHost.includes(':') ? `[${nexus.apiHost}]` : nexus.apiHost}:${apiPort}`,
       };
       await this.announce();

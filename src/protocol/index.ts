@@ -7,3 +7,4 @@ export * from './stats.js';
 export * from './limits.js';
 export * from './hostname-rules.js';
 export * from './explain.js';
+export * from './sessions.js';

@@ -23,6 +23,7 @@ import { LimitWatch } from './limit-watch.js';
 import { createHash } from 'node:crypto';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
+import { OneOffs } from './one-offs.js';
 
 /** Log lines waiting for the collectors; beyond this they are dropped (and counted). */
 const LOG_QUEUE_MAX = 50_000;
@@ -40,6 +41,8 @@ export class Runner implements Service {
   instances: InstanceManager | undefined;
   /** Purges destroyed apps from this machine (tests await its work through `destroyed`). */
   cleanup: AppCleanup | undefined;
+  /** One-offs (`pier run`) running here. */
+  oneOffs: OneOffs | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
 
@@ -112,6 +115,14 @@ export class Runner implements Service {
       // Cgroups of instances a previous run left behind (and no vassal runs any more).
       await cgroups?.removeAll(new Set(await emperor.listVassals()));
       defer('instances', () => manager.close());
+      const oneOffs = new OneOffs({
+        runnerId: this.id, endpoints: cluster.nexus.flatMap((n) => (n.sessions ? [n.sessions] : [])), sockets, releases, appUsers, homesDir, cgroups,
+        limits: runner.limits, graceMs: runner.runGraceMs, helloIntervalMs: Math.max(100, cluster.heartbeatIntervalMs),
+        deadAfterMs: Math.max(1500, cluster.heartbeatIntervalMs * cluster.heartbeatMisses), pusher, beforeStart: (app, user) => cleanup.beforeStart(app, user), log: this.log,
+      });
+      this.oneOffs = oneOffs;
+      oneOffs.start();
+      defer('one-offs', () => oneOffs.close());
 
       await this.register(control);
       const heartbeat = new HeartbeatPublisher({

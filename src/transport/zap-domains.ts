@@ -16,6 +16,8 @@ export const ZAP_DOMAINS = {
   'pier.intake': ['runner', 'balancer'],
   /** Collector query ROUTER and live tail PUB: the nexus's API (and operator tools). */
   'pier.query': ['nexus', 'operator'],
+  /** Nexus sessions ROUTER (one-offs, `pier run`): runners only. */
+  'pier.sessions': ['runner'],
   /** Sockets made without a domain (tools, benches): any allowed key. */
   pier: ['nexus', 'runner', 'balancer', 'stats', 'operator'],
 } as const satisfies Record<string, readonly PeerRole[]>;

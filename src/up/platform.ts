@@ -171,6 +171,8 @@ export class Platform implements Service {
         controlBind: localBind(address.control),
         eventsBind: localBind(address.events),
         heartbeatsBind: localBind(address.heartbeats),
+        // Runners reach only the nexuses that list a sessions endpoint; one without binds a free port nobody uses.
+        sessionsBind: address.sessions ? localBind(address.sessions) : 'tcp://127.0.0.1:*',
         apiHost: '127.0.0.1',
         apiPort: Number(new URL(address.api).port || 80),
       },

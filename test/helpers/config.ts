@@ -9,7 +9,7 @@ export function testConfig(overrides: ConfigInput = {}): PierConfig {
     security: { curve: false },
     cluster: { heartbeatIntervalMs: 50, heartbeatMisses: 3, controlTimeoutMs: 500 },
     nexus: {
-      controlBind: 'tcp://127.0.0.1:*', eventsBind: 'tcp://127.0.0.1:*', heartbeatsBind: 'tcp://127.0.0.1:*',
+      controlBind: 'tcp://127.0.0.1:*', eventsBind: 'tcp://127.0.0.1:*', heartbeatsBind: 'tcp://127.0.0.1:*', sessionsBind: 'tcp://127.0.0.1:*',
       apiHost: '127.0.0.1', apiPort: 0, tickIntervalMs: 100, eventPollMs: 200, shutdownGraceMs: 500, verdictWindowMs: 0,
     },
   };

@@ -30,6 +30,8 @@ export interface NexusHandle {
   events: string;
   heartbeats: string;
   api: string;
+  /** One-off sessions ROUTER (runners connect). */
+  sessions: string;
 }
 
 /**

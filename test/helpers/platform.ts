@@ -77,7 +77,7 @@ export function platformForFile(options: PlatformOptions): Platform {
     // and a runner declared dead for a 150 ms stall would have its instances moved mid-test.
     const beats = { heartbeatIntervalMs: 100, heartbeatMisses: 15 };
     p.nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector], ...beats } }, 'file');
-    const cluster = { ...beats, nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api }], stats: [collector] };
+    const cluster = { ...beats, nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api, sessions: p.nexus.sessions }], stats: [collector] };
     await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });
     const base = 24000 + (process.pid % 50) * 100;
     const count = options.runners ?? 1;

@@ -5,6 +5,7 @@ import type { Instance, Release } from '../../protocol/common.js';
 import { seg, type CliContext } from '../context.js';
 import { ago, print, printJson, printTable } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';
+import { fetchOneOffs, printOneOffs } from './run.js';
 
 /** Parses `web=2 worker=1` (Heroku's ps:scale syntax) into counts by type; the nexus checks the types exist. */
 export function parseScale(args: string[]): Record<string, number> {
@@ -50,14 +51,16 @@ export function registerReleaseCommands(program: Command, ctx: CliContext): void
       const app = ctx.app(opts);
       const { instances } = await ctx.api().get<{ instances: Instance[] }>(`/v1/apps/${seg(app)}/instances`);
       if (opts.json) return printJson(instances);
-      if (instances.length === 0) return print(`no processes running; scale with 'pier ps:scale web=1 -a ${app}'`);
-      printTable(
+      const oneOffs = await fetchOneOffs(ctx, app);
+      if (instances.length === 0 && oneOffs.length === 0) return print(`no processes running; scale with 'pier ps:scale web=1 -a ${app}'`);
+      if (instances.length > 0) printTable(
         ['process', 'type', 'release', 'state', 'runner', 'uptime', 'address', 'instance'],
         instances.map((i) => [
           i.name ?? i.id, i.processType, `v${i.release}${i.isLive ? ' (live)' : ''}`, i.state, i.runnerId, uptime(i.createdAt),
           i.port === null ? '-' : `${i.host}:${i.port}`, i.id,
         ]),
       );
+      printOneOffs(oneOffs);
     }),
   );
 
