@@ -50,7 +50,8 @@ const isInstance = validatorFor(Instance);
 
 function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
   const isInSlot = slot === 'live' ? instance.isLive : instance.isStage === true;
-  if (instance.state !== 'ready' || !isInSlot || instance.port === null) return undefined;
+  // Out of rotation: the remediation ladder is working on it (its runner still probes it directly).
+  if (instance.state !== 'ready' || !isInSlot || instance.port === null || instance.isOutOfRotation === true) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
   return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release };
 }

@@ -5,6 +5,7 @@ import { CliContext } from './context.js';
 import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerLimitCommands } from './commands/limits.js';
+import { registerHealthCommands } from './commands/health.js';
 import { registerDeployCommand } from './commands/deploy.js';
 import { registerHostCommands } from './commands/hosts.js';
 import { registerLogCommands } from './commands/logs.js';
@@ -26,6 +27,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerHostCommands(program, ctx);
   registerConfigCommands(program, ctx);
   registerLimitCommands(program, ctx);
+  registerHealthCommands(program, ctx);
   registerReleaseCommands(program, ctx);
   registerDeployCommand(program, ctx);
   registerLogCommands(program, ctx);

@@ -16,3 +16,5 @@ export * from './stats.js';
 export * from './locks.js';
 export * from './deploys.js';
 export * from './limits.js';
+export * from './health.js';
+export * from './alerts.js';

@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import {
   addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
-  getApp, getConfigVars, instanceSpec, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
+  getApp, getAppCheckByName, getConfigVars, instanceSpec, recordHealthResults, withTransaction, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
   tokenShownOnce, type OnceOptions,
 } from '../db/index.js';
 import type { HandlerMap } from '../transport/index.js';
@@ -16,6 +16,8 @@ export interface HandlerContext {
   isLeader: () => boolean;
   /** Called after a runner reported on an instance (wakes the scheduler on the leader). */
   onInstanceReport?: () => void;
+  /** Called when a health report turned a target's health (wakes the remediation ladder on the leader). */
+  onHealthTurn?: () => void;
   /** The platform's app domains, for the hostname rules. @default ['localhost'] */
   domains?: readonly string[];
 }
@@ -52,7 +54,16 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
         return { nodeId: r.nodeId, heartbeatIntervalMs: ctx.heartbeatIntervalMs, version: await currentVersion(tx) };
       }),
     'artifact.fetch': async (r) => readArtifactChunk(pool, r.sha256, r.offset, r.length),
-    'instance.spec': (r) => instanceSpec(pool, r.instanceId),
+    'instance.spec': async (r) => {
+      const spec = await instanceSpec(pool, r.instanceId);
+      const check = await getAppCheckByName(pool, spec.app);
+      return check ? { ...spec, check } : spec;
+    },
+    'health.report': async (r) => {
+      const { accepted, turns } = await withTransaction(pool, (tx) => recordHealthResults(tx, r.nodeId, r.results));
+      if (turns.length > 0) ctx.onHealthTurn?.();
+      return { accepted };
+    },
     'instance.report': async (r) => {
       const applied = await runOnce(pool, r.id, r.type, (tx) => reportInstance(tx, r.nodeId, r.instanceId, r.state, r.port ?? null, r.error ?? null));
       ctx.onInstanceReport?.();
