@@ -177,12 +177,18 @@ export async function restoreInstance(tx: Queryable, app: string, instanceId: st
   await appendEvent(tx, 'remediation.rung', app, { instance: instanceId, rung: 'restored', reason });
 }
 
-/** Live runners' instance counts of `appId`, for choosing where a moved instance goes. */
-export async function runnerLoads(q: Queryable, appId: number): Promise<Array<{ id: string; appInstances: number; instances: number }>> {
-  const { rows } = await q.query<{ id: string; app_n: number; n: number }>(
-    `SELECT n.id, count(i.id) FILTER (WHERE i.app_id = $1 AND i.state <> 'stopping')::int AS app_n, count(i.id)::int AS n
-     FROM nodes n LEFT JOIN instances i ON i.runner_id = n.id WHERE n.kind = 'runner' GROUP BY n.id ORDER BY n.id`,
-    [appId],
+/** Every runner's instance count, overall and per app (stopping ones not counted per app), for choosing where a moved instance goes. */
+export async function runnerLoads(q: Queryable): Promise<Array<{ id: string; instances: number; byApp: Map<number, number> }>> {
+  const { rows } = await q.query<{ id: string; app_id: number | null; n: number; app_n: number }>(
+    `SELECT n.id, i.app_id, count(i.id)::int AS n, count(i.id) FILTER (WHERE i.state <> 'stopping')::int AS app_n
+     FROM nodes n LEFT JOIN instances i ON i.runner_id = n.id WHERE n.kind = 'runner' GROUP BY n.id, i.app_id ORDER BY n.id`,
   );
-  return rows.map((r) => ({ id: r.id, appInstances: r.app_n, instances: r.n }));
+  const runners = new Map<string, { id: string; instances: number; byApp: Map<number, number> }>();
+  for (const r of rows) {
+    const runner = runners.get(r.id) ?? { id: r.id, instances: 0, byApp: new Map<number, number>() };
+    runners.set(r.id, runner);
+    runner.instances += r.n;
+    if (r.app_id !== null) runner.byApp.set(Number(r.app_id), r.app_n);
+  }
+  return [...runners.values()];
 }
