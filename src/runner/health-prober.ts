@@ -29,6 +29,9 @@ export interface HealthProberOptions {
   log: Logger;
 }
 
+/** Pause before a probe that got no answer is tried again. */
+const NO_ANSWER_RETRY_MS = 200;
+
 /** Results waiting for the nexus; beyond it the oldest are dropped (only the newest per target matters much). */
 const MAX_QUEUE = 5000;
 
@@ -102,7 +105,13 @@ export class HealthProber {
   private async probe(s: { id: string; app: string; port: number }, check: Check): Promise<void> {
     const at = Date.now();
     const crash = this.crashLoops.get(s.id);
-    const outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check);
+    let outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check);
+    // No answer at all is tried once more right away before it counts: a new connection can wait behind keep-alive
+    // connections that hold every uWSGI thread for a moment. A wrong answer counts at once.
+    if (outcome.status === null && !crash) {
+      await new Promise((resolve) => setTimeout(resolve, NO_ANSWER_RETRY_MS));
+      if (this.options.serving().some((x) => x.id === s.id)) outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check);
+    }
     // An instance uWSGI keeps restarting is unhealthy even in the moments it answers.
     const result: HealthResult = crash
       ? { kind: 'instance', target: s.id, app: s.app, ok: false, status: outcome.status, latencyMs: round(outcome.latencyMs), error: crash, at }
