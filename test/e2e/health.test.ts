@@ -6,6 +6,8 @@
  * clears once it is healthy again. Check interval 1 s.
  */
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -160,7 +162,10 @@ describe('health checks e2e', () => {
     console.log(`[health] flag → out of rotation ${outMs} ms (balancer ${leftMs} ms); rungs at +${rungs.map((r) => r.at - flaggedAt).join(', +')} ms; ` +
       `${result.ok} requests ok, ${result.failed} failed, ${result.rate} req/s`);
 
-    // Back into rotation: the flag removed while out of rotation brings it back, its alert cleared.
+    // Back into rotation: the flag removed while out of rotation brings it back, its alert cleared; the app's
+    // webhook (a real local server that fails its first delivery) gets both, the first after a retry.
+    const hook = await webhookServer([500]);
+    expect((await p.api('PUT', `/v1/apps/${app}/alerts/webhook`, { url: hook.url })).json).toEqual({ app, url: hook.url });
     const load2 = new SteadyLoad(`http://127.0.0.1:${p.balancer.port}/`, `${app}.localhost`, 4, 5);
     load2.start();
     flag(app, b!.id, true);
@@ -173,6 +178,11 @@ describe('health checks e2e', () => {
     await waitFor(async () => (await events(app)).some((e) => e.type === 'alert.cleared' && e.data.instance === b!.id) || undefined,
       { name: 'second alert cleared', timeoutMs: 5000 });
     const result2 = await load2.stop();
+    await waitFor(() => hook.got.filter((g) => g.type === 'alert.cleared').length === 1 || undefined, { name: 'webhook got the clearing', timeoutMs: 10_000 });
+    expect(hook.got.map((g) => g.type)).toEqual(['alert.raised', 'alert.raised', 'alert.cleared']); // the first answered 500
+    expect(hook.got[0]!.alert).toMatchObject({ app, instance: b!.id, reason: expect.stringContaining('check GET /health answered 500'), clearedAt: null });
+    expect(hook.got[2]!.alert).toMatchObject({ app, instance: b!.id, clearedAt: expect.any(Number) });
+    hook.close();
     expect(result2.failed, result2.failures.join('; ')).toBe(0);
     const h = await health(app);
     expect(h.instances.find((i) => i.id === b!.id)).toMatchObject({ healthy: true, isOutOfRotation: false, rung: 0 });
@@ -181,6 +191,22 @@ describe('health checks e2e', () => {
     expect(logs.some((l) => l.includes(`alert cleared for instance ${b!.id}: healthy again`)), logs.join('\n')).toBe(true);
   });
 });
+
+/** A local webhook answering `statuses` in turn (then 200); records each JSON body it got. */
+async function webhookServer(statuses: number[]): Promise<{ url: string; got: Array<{ type: string; alert: Record<string, unknown> }>; close(): void }> {
+  const got: Array<{ type: string; alert: Record<string, unknown> }> = [];
+  const server = createServer((req, res) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      got.push(JSON.parse(text));
+      res.statusCode = statuses.shift() ?? 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`, got, close: () => server.close() };
+}
 
 /** Instance ids the balancer routes the app's live traffic to now. */
 function routedIds(app: string): string[] {
