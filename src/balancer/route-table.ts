@@ -65,7 +65,10 @@ export class RouteTable {
   private readonly apps = new Map<string, AppEntry>();
   private readonly hosts: HostIndex;
 
+  private readonly domain: string;
+
   constructor(options: RouteTableOptions) {
+    this.domain = options.domain.toLowerCase();
     this.hosts = new HostIndex(options.domain.toLowerCase());
   }
 
@@ -192,6 +195,19 @@ export class RouteTable {
   addresses(): Set<string> {
     const out = new Set<string>();
     for (const entry of this.apps.values()) for (const backend of [...entry.backends, ...entry.stage.backends]) out.add(backend.address);
+    return out;
+  }
+
+  /**
+   * What a balancer's hostname checks probe: each app that has instances, with the names it answers at (its own
+   * `<app>.<domain>` first, then its exact hostnames; wildcards cannot be probed).
+   */
+  probeTargets(): Array<{ app: string; hosts: string[] }> {
+    const out: Array<{ app: string; hosts: string[] }> = [];
+    for (const entry of this.apps.values()) {
+      if (entry.instances.size === 0) continue;
+      out.push({ app: entry.name, hosts: [`${entry.name}.${this.domain}`, ...[...entry.hostnames].filter((h) => !h.startsWith('*.')).sort()] });
+    }
     return out;
   }
 

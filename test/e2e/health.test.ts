@@ -97,6 +97,14 @@ describe('health checks e2e', () => {
     expect(await publicGet(app)).toBe('200 v1');
     expect(result.failed, result.failures.join('; ')).toBe(0);
     expect(result.ok).toBeGreaterThan(20);
+    // The hostname is checked through the balancer too, and pier health shows both.
+    await waitFor(async () => (await health(app)).hostnames.find((h) => h.host === `${app}.localhost` && h.healthy && h.status === 200),
+      { name: 'hostname checked through the balancer', timeoutMs: 10_000 });
+    const shown = await runCli(['health', '-a', app], { PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner });
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('check: GET /health expecting status 200, every 1s, time-out 500ms');
+    expect(shown.stdout).toMatch(new RegExp(`${app}-v1-\\w+ +web +v1 .* ready +healthy +200`));
+    expect(shown.stdout).toMatch(new RegExp(`${app}\\.localhost +${p.balancer.id} +healthy +200`));
     console.log(`[health] failed deploy under load: ${result.ok} ok, ${result.failed} failed, ${result.rate} req/s`);
   });
 
