@@ -9,8 +9,9 @@
  *   3 restart         — its runner stops and starts its vassal;
  *   4 move            — it is stopped and a replacement is placed on another runner (the same one if none other).
  * Healthy again at any rung: back into rotation, off the ladder. At most one instance of an app is on the ladder
- * at a time, and none while the app is deploying. An instance kept in rotation because it is the last one serving
- * gets the gentle rung (rewrite) only, then waits — restarting the only instance would fail every request.
+ * at a time, and none while the app is deploying. The app's last serving instance, while it still answers, is left
+ * alone (its alert stays open): even a graceful reload of the only instance refuses requests for a moment, and a
+ * check that is wrong for the app must not take it down. One that does not answer at all climbs the whole ladder.
  */
 import type { LadderAppRow, LadderInstanceRow } from '../db/index.js';
 import type { Rung } from '../protocol/index.js';
@@ -80,14 +81,9 @@ function nextRung(app: LadderAppRow, i: LadderInstanceRow, web: readonly LadderI
   const isKept = !othersServing && i.answers;
   const reason = i.reason ?? 'unhealthy';
   const base = { kind: 'rung' as const, app: app.name, appId: app.appId, instance: i.id, reason };
-  if (i.rung === 0) {
-    if (isKept) return { ...base, rung: 'rewrite', step: 2, reason: `${reason}; kept in rotation: it is the app's last instance serving` };
-    return { ...base, rung: 'out-of-rotation', step: 1 };
-  }
   if (!i.isOutOfRotation) {
-    // Kept in rotation earlier: once another instance serves, it can leave; until then nothing harsher than a rewrite.
-    if (isKept) return undefined;
-    return { ...base, rung: 'out-of-rotation', step: i.rung };
+    if (isKept) return undefined; // the last one serving: left in rotation (see the module comment)
+    return { ...base, rung: 'out-of-rotation', step: Math.max(1, i.rung) };
   }
   const step = i.rung + 1;
   if (step > STEPS.length) return undefined;

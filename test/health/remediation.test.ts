@@ -43,16 +43,17 @@ describe('remediation ladder', () => {
     expect(actions).toEqual([{ kind: 'raise', app: 'hc-a', instance: 'b', reason: sick.reason }]);
   });
 
-  it('keeps the last serving instance in rotation while it answers: a rewrite only, then it waits', () => {
-    const first = decide([app([inst('a', sick)])], { now, runners });
-    expect(first).toMatchObject([{ kind: 'raise' }, { kind: 'rung', rung: 'rewrite', step: 2 }]);
-    expect(first[1]).toMatchObject({ reason: expect.stringContaining("kept in rotation: it is the app's last instance serving") });
-    const kept = inst('a', { ...sick, alertId: 1, rung: 2, rungAt: now - 60_000 });
+  it('leaves the last serving instance alone while it answers (alert only); one that does not answer climbs', () => {
+    expect(decide([app([inst('a', sick)])], { now, runners })).toEqual([{ kind: 'raise', app: 'hc-a', instance: 'a', reason: sick.reason }]);
+    const kept = inst('a', { ...sick, alertId: 1 });
     expect(decide([app([kept])], { now, runners })).toEqual([]);
-    // Once another instance serves, it leaves rotation and the ladder goes on from there.
-    expect(decide([app([kept, inst('b')])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'out-of-rotation', step: 2 }]);
-    // One that does not answer at all is taken out even when it is the last.
+    // An out-of-rotation instance does not count as serving; another instance that serves frees it to leave.
+    expect(decide([app([kept, inst('b', { isOutOfRotation: true, healthy: true })])], { now, runners })).toMatchObject([{ kind: 'restore', instance: 'b' }]);
+    expect(decide([app([kept, inst('b')])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'out-of-rotation', step: 1 }]);
     expect(decide([app([inst('a', { ...sick, answers: false, alertId: 1 })])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'out-of-rotation', step: 1 }]);
+    // The other instance turning unhealthy while one is out leaves it in place (the last serving).
+    const out = inst('a', { ...sick, alertId: 1, isOutOfRotation: true, rung: 1, rungAt: now - 5000 });
+    expect(decide([app([out, inst('b', { ...sick, alertId: 2 })])], { now, runners })).toMatchObject([{ kind: 'rung', instance: 'a', rung: 'rewrite', step: 2 }]);
   });
 
   it('puts a healthy-again instance back into rotation and clears its alert; clears alerts of instances gone', () => {
