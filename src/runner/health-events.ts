@@ -45,7 +45,8 @@ export class HealthEvents {
     if (!app || !this.holds(instance)) return;
     this.logLine(app, instance, `instance ${instance}: remediation ${rung}${reason ? ` (${reason})` : ''}`);
     const { manager, log } = this.options;
-    const act = rung === 'rewrite' ? manager.rewrite(instance) : rung === 'restart' ? manager.restart(instance) : undefined;
+    const act = rung === 'rewrite' ? manager.rewrite(instance)
+      : rung === 'restart' ? manager.restart(instance).finally(() => this.options.prober.forgetRestarts(instance)) : undefined;
     void act?.catch((err) => log.warn({ err, instance, rung }, 'remediation step failed'));
   }
 

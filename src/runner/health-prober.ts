@@ -40,8 +40,8 @@ export class HealthProber {
   /** Instance → when its next probe is due (ms). */
   private readonly due = new Map<string, number>();
   private readonly inFlight = new Set<string>();
-  /** Vassal → respawn counts seen, with when. */
-  private readonly respawns = new Map<string, Array<{ at: number; count: number }>>();
+  /** Vassal → its master's pid and respawn count last seen, and when it was seen restarting. */
+  private readonly vassals = new Map<string, { pid: number; respawns: number; restarts: number[] }>();
   private readonly crashLoops = new Map<string, string>();
   private queue: HealthResult[] = [];
   private tickTimer: NodeJS.Timeout | undefined;
@@ -68,6 +68,12 @@ export class HealthProber {
     if (check) this.checks.set(app, check);
     else this.checks.delete(app);
     for (const s of this.options.serving()) if (s.app === app) this.due.delete(s.id);
+  }
+
+  /** Pier itself restarted the instance (remediation): that restart is not the app crashing. */
+  forgetRestarts(id: string): void {
+    this.vassals.delete(id);
+    this.crashLoops.delete(id);
   }
 
   checkOf(app: string): Check {
@@ -128,19 +134,21 @@ export class HealthProber {
     const seen = new Set<string>();
     for (const v of status.vassals) {
       seen.add(v.name);
-      const history = (this.respawns.get(v.name) ?? []).filter((h) => now - h.at <= windowMs);
-      history.push({ at: now, count: v.respawns });
-      this.respawns.set(v.name, history);
-      const increase = v.respawns - history[0]!.count;
-      if (increase >= limit) this.crashLoops.set(v.name, `crash loop: uWSGI restarted it ${increase} times in the last ${Math.round(windowMs / 1000)} s`);
+      const known = this.vassals.get(v.name);
+      const restarts = (known?.restarts ?? []).filter((at) => now - at <= windowMs);
+      // uWSGI 2.0's emperor does not count a vassal that died and came back in `respawns`: its master's pid changes.
+      if (known && (known.pid !== v.pid || v.respawns > known.respawns)) restarts.push(now);
+      this.vassals.set(v.name, { pid: v.pid, respawns: v.respawns, restarts });
+      if (restarts.length >= limit) this.crashLoops.set(v.name, `crash loop: uWSGI restarted it ${restarts.length} times in the last ${Math.round(windowMs / 1000)} s`);
       else this.crashLoops.delete(v.name);
     }
     for (const b of status.blacklist) {
       seen.add(b.name);
       this.crashLoops.set(b.name, `crash loop: uWSGI blacklisted it after ${b.attempts} failed starts`);
     }
-    for (const name of [...this.respawns.keys()]) if (!seen.has(name)) this.respawns.delete(name);
-    for (const name of [...this.crashLoops.keys()]) if (!seen.has(name) || !serving.has(name)) this.crashLoops.delete(name);
+    // A vassal missing for a moment (dead, not yet respawned) keeps its history while its instance is served here.
+    for (const name of [...this.vassals.keys()]) if (!seen.has(name) && !serving.has(name)) this.vassals.delete(name);
+    for (const name of [...this.crashLoops.keys()]) if (!serving.has(name)) this.crashLoops.delete(name);
   }
 
   private enqueue(result: HealthResult): void {

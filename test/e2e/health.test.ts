@@ -1,20 +1,12 @@
 /**
- * Health e2e (#11, Must show 2 and 3): the check gates a deploy (a release failing it is marked failed with the
- * check's answer, nothing public changes, `pier deploy` says why in one line); an instance whose app starts failing
- * its check (a flag file in the instance's TMPDIR, written as the app's user) leaves rotation within two intervals
- * under paced load with no failed request, raises one alert, climbs the ladder (each rung an event), and its alert
- * clears once it is healthy again. Check interval 1 s.
+ * Health e2e (#11, Must show 2): an instance whose app starts failing its check (a flag file in the instance's TMPDIR,
+ * written as the app's user) leaves rotation within two intervals under paced load with no failed request, raises one
+ * alert, climbs the ladder (each rung an event), and its alert clears once it is healthy again; the app's webhook gets
+ * its alerts. Check interval 1 s.
  */
-import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { request } from 'undici';
-import type { HealthReply, Release, StateEvent } from '../../src/protocol/index.js';
-import { appUserName } from '../../src/runner/app-users.js';
 import { randomId } from '../../src/core/ids.js';
-import { runCli } from '../helpers/cli.js';
+import { eventReader, healthApp, healthOf, routedIds, setFlag, webhookServer } from '../helpers/health.js';
 import { SteadyLoad } from '../helpers/load.js';
 import { platformForFile } from '../helpers/platform.js';
 import { waitFor } from '../helpers/wait.js';
@@ -23,23 +15,8 @@ const apps: string[] = [];
 // 8 threads per instance: more than the load's 4 connections, so the balancer's keep-alive connections (each holds
 // a uWSGI thread) never take every thread and the checks are answered at once (see the report on #11).
 const p = platformForFile({ prefix: 'hc', apps, runner: { threads: 8 } });
-
-/** /health fails (500) while the flag file is in the instance's TMPDIR; '/' always answers its version. */
-function healthApp(version: string, healthBody = 'ok', healthStatus = '200 OK'): Record<string, string> {
-  return {
-    'wsgi.py': `import os
-def application(environ, start_response):
-    if environ.get('PATH_INFO') == '/health':
-        if os.path.exists(os.path.join(os.environ.get('TMPDIR', '/nonexistent'), 'unhealthy')):
-            start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])
-            return [b'flag set: failing on purpose']
-        start_response('${healthStatus}', [('Content-Type', 'text/plain')])
-        return [b'${healthBody}']
-    start_response('200 OK', [('Content-Type', 'text/plain')])
-    return [b'${version}']
-`,
-  };
-}
+const events = eventReader(p);
+const health = (app: string) => healthOf(p, app);
 
 function newApp(): string {
   const name = `hc${randomId(5)}`;
@@ -47,67 +24,7 @@ function newApp(): string {
   return name;
 }
 
-/** Every event so far (read through the operators' API, page by page, kept between calls). */
-const seen: StateEvent[] = [];
-async function events(app: string): Promise<StateEvent[]> {
-  for (;;) {
-    const after = seen.at(-1)?.version ?? 0;
-    const page = (await p.admin<{ events: StateEvent[] }>('GET', `/v1/events?after=${after}&limit=1000`)).json.events;
-    seen.push(...page);
-    if (page.length < 1000) break;
-  }
-  return seen.filter((e) => e.app === app);
-}
-
-async function health(app: string): Promise<HealthReply> {
-  return (await p.api<HealthReply>('GET', `/v1/apps/${app}/health`)).json;
-}
-
-/** Writes or removes the flag as the app's own user (the test plays the app; root never writes into its HOME). */
-function flag(app: string, instance: string, isSet: boolean): void {
-  const path = join(p.dir, 'runner', 'homes', instance, 'unhealthy');
-  execFileSync('runuser', ['-u', appUserName(app), '--', isSet ? 'touch' : 'rm', ...(isSet ? [] : ['-f']), path]);
-}
-
-async function publicGet(app: string): Promise<string> {
-  const res = await request(`http://127.0.0.1:${p.balancer.port}/`, { headers: { host: `${app}.localhost` } });
-  return `${res.statusCode} ${await res.body.text()}`;
-}
-
 describe('health checks e2e', () => {
-  it('a deploy whose check fails is marked failed with its answer; nothing public changes; pier deploy says why', { timeout: 90_000 }, async () => {
-    const app = newApp();
-    expect((await p.deploy(app, p.writeApp(app, healthApp('v1')))).status).toBe('live');
-    expect((await p.api('PUT', `/v1/apps/${app}/checks`, { path: '/health', status: 200, intervalMs: 1000, timeoutMs: 500 })).status).toBe(200);
-    expect(await publicGet(app)).toBe('200 v1');
-
-    const load = new SteadyLoad(`http://127.0.0.1:${p.balancer.port}/`, `${app}.localhost`, 2, 10);
-    load.start();
-    const bad = p.writeApp(app, healthApp('v2', 'database unreachable', '503 Service Unavailable'));
-    const cli = await runCli(['deploy', bad, '-a', app], { PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner }, 80_000);
-    const result = await load.stop();
-
-    expect(cli.code).not.toBe(0);
-    const lines = cli.stderr.trim().split('\n');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toBe('error: deploy of v2 failed: check GET /health answered 503 (expected 200): database unreachable (PIER_ILLEGAL_STATE)');
-    const { release } = (await p.api<{ release: Release }>('GET', `/v1/apps/${app}/releases/v2`)).json;
-    expect(release.status).toBe('failed');
-    expect(release.error).toBe('check GET /health answered 503 (expected 200): database unreachable');
-    expect(await publicGet(app)).toBe('200 v1');
-    expect(result.failed, result.failures.join('; ')).toBe(0);
-    expect(result.ok).toBeGreaterThan(20);
-    // The hostname is checked through the balancer too, and pier health shows both.
-    await waitFor(async () => (await health(app)).hostnames.find((h) => h.host === `${app}.localhost` && h.healthy && h.status === 200),
-      { name: 'hostname checked through the balancer', timeoutMs: 10_000 });
-    const shown = await runCli(['health', '-a', app], { PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner });
-    expect(shown.code).toBe(0);
-    expect(shown.stdout).toContain('check: GET /health expecting status 200, every 1s, time-out 500ms');
-    expect(shown.stdout).toMatch(new RegExp(`${app}-v1-\\w+ +web +v1 .* ready +healthy +200`));
-    expect(shown.stdout).toMatch(new RegExp(`${app}\\.localhost +${p.balancer.id} +healthy +200`));
-    console.log(`[health] failed deploy under load: ${result.ok} ok, ${result.failed} failed, ${result.rate} req/s`);
-  });
-
   it('an instance failing its check leaves rotation within 2 intervals, climbs the ladder, and its alert clears once healthy', { timeout: 120_000 }, async () => {
     const app = newApp();
     expect((await p.deploy(app, p.writeApp(app, healthApp('v1')))).status).toBe('live');
@@ -123,16 +40,16 @@ describe('health checks e2e', () => {
     load.start();
     await new Promise((r) => setTimeout(r, 500));
     const flaggedAt = Date.now();
-    flag(app, a!.id, true);
+    setFlag(p, app, a!.id, true);
 
     // Out of rotation: recorded as a rung, and the balancer's table no longer has it.
     const out = await waitFor(async () => (await events(app)).find((e) => e.type === 'remediation.rung' && e.data.instance === a!.id && e.data.rung === 'out-of-rotation'),
       { name: 'out-of-rotation rung', timeoutMs: 10_000, intervalMs: 50 });
     const outMs = out.at - flaggedAt;
-    await waitFor(() => (p.balancer.table.lookup(`${app}.localhost`).kind === 'app' && !routedIds(app).includes(a!.id)) || undefined,
+    await waitFor(() => (p.balancer.table.lookup(`${app}.localhost`).kind === 'app' && !routedIds(p, app).includes(a!.id)) || undefined,
       { name: 'balancer stops routing it', timeoutMs: 2000, intervalMs: 20 });
     const leftMs = Date.now() - flaggedAt;
-    expect(routedIds(app)).toEqual([b!.id]);
+    expect(routedIds(p, app)).toEqual([b!.id]);
     expect(out.at - flaggedAt).toBeLessThanOrEqual(2000);
     expect(leftMs).toBeLessThanOrEqual(2000); // two intervals of 1 s
 
@@ -147,7 +64,7 @@ describe('health checks e2e', () => {
     }, { name: 'replacement healthy and the old instance gone', timeoutMs: 30_000 });
     await waitFor(async () => (await events(app)).some((e) => e.type === 'alert.cleared' && e.data.instance === a!.id) || undefined,
       { name: 'alert cleared', timeoutMs: 5000 });
-    await waitFor(() => routedIds(app).length === 2 || undefined, { name: 'two routed again', timeoutMs: 5000, intervalMs: 50 });
+    await waitFor(() => routedIds(p, app).length === 2 || undefined, { name: 'two routed again', timeoutMs: 5000, intervalMs: 50 });
     const result = await load.stop();
 
     const all = await events(app);
@@ -176,13 +93,13 @@ describe('health checks e2e', () => {
     expect((await p.api('PUT', `/v1/apps/${app}/alerts/webhook`, { url: hook.url })).json).toEqual({ app, url: hook.url });
     const load2 = new SteadyLoad(`http://127.0.0.1:${p.balancer.port}/`, `${app}.localhost`, 4, 5);
     load2.start();
-    flag(app, b!.id, true);
+    setFlag(p, app, b!.id, true);
     await waitFor(async () => (await events(app)).some((e) => e.type === 'remediation.rung' && e.data.instance === b!.id && e.data.rung === 'out-of-rotation') || undefined,
       { name: 'second instance out of rotation', timeoutMs: 10_000, intervalMs: 50 });
-    flag(app, b!.id, false);
+    setFlag(p, app, b!.id, false);
     await waitFor(async () => (await events(app)).some((e) => e.type === 'remediation.rung' && e.data.instance === b!.id && e.data.rung === 'restored') || undefined,
       { name: 'restored', timeoutMs: 10_000, intervalMs: 50 });
-    await waitFor(() => routedIds(app).includes(b!.id) || undefined, { name: 'routed again', timeoutMs: 2000, intervalMs: 20 });
+    await waitFor(() => routedIds(p, app).includes(b!.id) || undefined, { name: 'routed again', timeoutMs: 2000, intervalMs: 20 });
     await waitFor(async () => (await events(app)).some((e) => e.type === 'alert.cleared' && e.data.instance === b!.id) || undefined,
       { name: 'second alert cleared', timeoutMs: 5000 });
     const result2 = await load2.stop();
@@ -200,24 +117,3 @@ describe('health checks e2e', () => {
   });
 });
 
-/** A local webhook answering `statuses` in turn (then 200); records each JSON body it got. */
-async function webhookServer(statuses: number[]): Promise<{ url: string; got: Array<{ type: string; alert: Record<string, unknown> }>; close(): void }> {
-  const got: Array<{ type: string; alert: Record<string, unknown> }> = [];
-  const server = createServer((req, res) => {
-    let text = '';
-    req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
-      got.push(JSON.parse(text));
-      res.statusCode = statuses.shift() ?? 200;
-      res.end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`, got, close: () => server.close() };
-}
-
-/** Instance ids the balancer routes the app's live traffic to now. */
-function routedIds(app: string): string[] {
-  const found = p.balancer.table.lookup(`${app}.localhost`);
-  return found.kind === 'app' ? found.route.backends.map((b) => b.id).sort() : [];
-}
