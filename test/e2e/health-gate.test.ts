@@ -11,6 +11,7 @@ import { eventReader, healthApp, healthOf, publicGet } from '../helpers/health.j
 import { SteadyLoad } from '../helpers/load.js';
 import { platformForFile } from '../helpers/platform.js';
 import { waitFor } from '../helpers/wait.js';
+import { controlClient } from '../helpers/daemons.js';
 
 const apps: string[] = [];
 // 8 threads per instance: more than the load's 4 connections, so the balancer's keep-alive connections (each holds
@@ -81,5 +82,19 @@ describe('health gate e2e', () => {
     // Its app's last serving instance, still answering: left in rotation (no rung), so nothing public breaks.
     expect((await events(app)).some((e) => e.type === 'remediation.rung')).toBe(false);
     console.log(`[health] ${sick.reason}`);
+  });
+
+  it('drops instance results from a node that does not hold the instance, and refuses malformed reports', { timeout: 60_000 }, async () => {
+    const app = newApp();
+    expect((await p.deploy(app, p.writeApp(app, healthApp('v1')))).status).toBe('live');
+    const [instance] = await p.readyInstances(app);
+    await waitFor(async () => (await health(app)).instances.find((i) => i.id === instance!.id && i.healthy === true), { name: 'healthy', timeoutMs: 15_000 });
+    const client = controlClient([p.nexus.control], 2000);
+    const lie = { kind: 'instance' as const, target: instance!.id, app, ok: false, status: 500, latencyMs: 1, error: 'forged', at: Date.now() };
+    expect(await client.call('health.report', { nodeId: 'runner-other', results: [lie] })).toEqual({ accepted: 0 });
+    expect((await health(app)).instances.find((i) => i.id === instance!.id)).toMatchObject({ healthy: true });
+    expect((await health(app)).results.some((r) => r.error === 'forged')).toBe(false);
+    await expect(client.call('health.report', { nodeId: 'runner-other', results: [] })).rejects.toThrow(/results/);
+    await expect(client.call('health.report', { nodeId: 'runner-other', results: [{ ...lie, error: 'x'.repeat(501) }] })).rejects.toThrow(/error/);
   });
 });
