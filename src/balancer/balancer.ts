@@ -3,6 +3,7 @@
  * place, never a reload), serves public HTTP on it, heartbeats and registers as a 'balancer' node, and pushes
  * an access record per request to the stats collectors.
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
@@ -70,8 +71,9 @@ export class Balancer implements Service {
 
       const table = this.table;
       // Hostname checks through this balancer's own listener (set once it listens).
+      const probeIds = `pier-check-${randomBytes(12).toString('hex')}-`;
       const hostProber = new HostProber({
-        balancerId: this.id, control, targets: () => table.probeTargets(), log: this.log,
+        balancerId: this.id, control, requestIdPrefix: probeIds, targets: () => table.probeTargets(), log: this.log,
         listener: () => (this.port === undefined ? undefined : { host: new URL(this.url!).hostname.replace(/^\[|\]$/g, ''), port: this.port }),
       });
       const follower = new EventFollower({
@@ -95,7 +97,9 @@ export class Balancer implements Service {
       defer('event follower', () => follower.stop());
       await follower.start();
 
-      const proxyServer = new ProxyServer({ table, settings: balancer, log: this.log, onAccess: accessLog.record });
+      const proxyServer = new ProxyServer({ table, settings: balancer, log: this.log, onAccess: (record) => {
+        if (!record.requestId.startsWith(probeIds)) accessLog.record(record); // its own hostname checks are not traffic
+      } });
       this.proxyServer = proxyServer;
       this.port = await proxyServer.listen(balancer.host, balancer.port);
       defer('http server', () => proxyServer.close());

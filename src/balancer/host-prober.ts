@@ -15,6 +15,11 @@ export interface HostProberOptions {
   targets: () => Array<{ app: string; hosts: string[] }>;
   /** Where this balancer's listener is reached from this machine, once it listens. */
   listener: () => { host: string; port: number } | undefined;
+  /**
+   * X-Request-Id prefix of the probes (random per balancer, so nobody else can send requests that pass for probes):
+   * the balancer keeps these out of the access records, so checks never count in an app's stats or logs.
+   */
+  requestIdPrefix: string;
   /** @default 200 */
   tickMs?: number;
   /** @default 500 */
@@ -33,6 +38,7 @@ export class HostProber {
   private queue: HealthResult[] = [];
   private timers: NodeJS.Timeout[] = [];
   private isFlushing = false;
+  private sequence = 0;
   private readonly log: Logger;
 
   constructor(private readonly options: HostProberOptions) {
@@ -76,7 +82,7 @@ export class HostProber {
         this.due.set(key, now + check.intervalMs);
         this.inFlight.add(key);
         const at = Date.now();
-        void probeCheck(listener.host, listener.port, check, host).then((outcome) => {
+        void probeCheck(listener.host, listener.port, check, host, { 'x-request-id': `${this.options.requestIdPrefix}${(this.sequence += 1)}` }).then((outcome) => {
           this.queue.push({
             kind: 'hostname', target: host, app, ok: outcome.ok, status: outcome.status,
             latencyMs: Math.round(outcome.latencyMs * 10) / 10, error: outcome.error?.slice(0, 500) ?? null, at,

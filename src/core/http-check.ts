@@ -18,7 +18,9 @@ const QUOTED_BODY_BYTES = 200;
  * Sends the check's GET to `host:port` once and judges the answer: the expected status (or any below 500 when the
  * check names none) within its time-out. Never throws.
  */
-export function probeCheck(host: string, port: number, check: { path: string; status: number | null; timeoutMs: number }, hostHeader?: string): Promise<CheckOutcome> {
+export function probeCheck(
+  host: string, port: number, check: { path: string; status: number | null; timeoutMs: number }, hostHeader?: string, headers: Record<string, string> = {},
+): Promise<CheckOutcome> {
   const started = performance.now();
   const expected = check.status === null ? 'below 500' : String(check.status);
   const what = `check GET ${check.path}`;
@@ -32,7 +34,7 @@ export function probeCheck(host: string, port: number, check: { path: string; st
       resolve(outcome);
     };
     const timer = setTimeout(() => finish({ ok: false, status: null, latencyMs: performance.now() - started, error: `${what} got no answer within ${check.timeoutMs} ms` }), check.timeoutMs);
-    const req = request({ host, port, path: check.path, method: 'GET', agent: false, headers: { host: hostHeader ?? `${host}:${port}`, 'user-agent': 'pier-check' } }, (res) => {
+    const req = request({ host, port, path: check.path, method: 'GET', agent: false, headers: { ...headers, host: hostHeader ?? `${host}:${port}`, 'user-agent': 'pier-check' } }, (res) => {
       const status = res.statusCode ?? 0;
       const passes = check.status === null ? status < 500 : status === check.status;
       const chunks: Buffer[] = [];

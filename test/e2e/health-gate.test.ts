@@ -81,6 +81,16 @@ describe('health gate e2e', () => {
     expect(String(alert.data.reason)).toMatch(/^crash loop: uWSGI/);
     // Its app's last serving instance, still answering: left in rotation (no rung), so nothing public breaks.
     expect((await events(app)).some((e) => e.type === 'remediation.rung')).toBe(false);
+    const env = { PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner };
+    const listed = await runCli(['alerts', '-a', app], env);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(new RegExp(`${app} +${instance!.id} +\\S+ ago +OPEN +crash loop: uWSGI restarted it`));
+    const status = await runCli(['status'], env);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`alerts: \\d+ open[\\s\\S]*  ${app} ${instance!.id}: crash loop: uWSGI restarted it`));
+    const hook = await runCli(['alerts:webhook', 'ftp://example.com/x', '-a', app], env);
+    expect(hook.code).not.toBe(0);
+    expect(hook.stderr.trim()).toBe('error: webhook must be an http:// or https:// URL (got ftp:) (PIER_VALIDATION)');
     console.log(`[health] ${sick.reason}`);
   });
 
