@@ -101,6 +101,16 @@ export interface LadderAppRow {
   webhook: string | null;
 }
 
+/** Whether the ladder has anything to look at: an unhealthy target, an open alert, or an instance on the ladder (one cheap query). */
+export async function hasHealthWork(q: Queryable): Promise<boolean> {
+  const { rows } = await q.query<{ work: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM health_last WHERE NOT ok AND kind = 'instance')
+         OR EXISTS (SELECT 1 FROM alerts WHERE cleared_at IS NULL)
+         OR EXISTS (SELECT 1 FROM instances WHERE out_of_rotation OR remediation_rung > 0) AS work`,
+  );
+  return rows[0]?.work === true;
+}
+
 /** Every app with serving instances or open alerts, for the leader's ladder pass. */
 export async function loadLadderState(q: Queryable): Promise<LadderAppRow[]> {
   const apps = await q.query<{ id: number; name: string; interval_ms: number | null; release_id: number | null; live_release_id: number | null; alert_webhook: string | null }>(

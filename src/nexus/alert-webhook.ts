@@ -1,6 +1,7 @@
 /**
  * Sends alerts to webhooks as JSON POSTs, in the background: a bounded queue (the oldest deliveries are dropped
- * and counted beyond it), a few deliveries at a time, each retried with doubling back-off. Nothing waits on it.
+ * and counted beyond it), a few deliveries at a time, each retried with doubling back-off. Deliveries to one URL go
+ * in order, one at a time (a clearing never overtakes its raising while that one is retried). Nothing waits on it.
  */
 import type { Logger } from 'pino';
 import { request } from 'undici';
@@ -32,6 +33,7 @@ type Pending = WebhookDelivery & { attempt: number; notBefore: number };
 export class AlertWebhook {
   private queue: Pending[] = [];
   private active = 0;
+  private readonly busyUrls = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private isClosed = false;
   /** Counters, for tests and logs. */
@@ -60,13 +62,21 @@ export class AlertWebhook {
     this.timer = undefined;
     if (this.isClosed) return;
     const now = Date.now();
-    while (this.active < (this.options.concurrency ?? 4)) {
-      const index = this.queue.findIndex((p) => p.notBefore <= now);
-      if (index < 0) break;
-      const [next] = this.queue.splice(index, 1);
+    const blocked = new Set<string>();
+    for (let i = 0; i < this.queue.length && this.active < (this.options.concurrency ?? 4);) {
+      const p = this.queue[i]!;
+      // Only the oldest delivery to a URL may go, once it is due and nothing else is in flight to that URL.
+      if (blocked.has(p.url) || this.busyUrls.has(p.url) || p.notBefore > now) {
+        blocked.add(p.url);
+        i++;
+        continue;
+      }
+      this.queue.splice(i, 1);
       this.active += 1;
-      void this.deliver(next!).finally(() => {
+      this.busyUrls.add(p.url);
+      void this.deliver(p).finally(() => {
         this.active -= 1;
+        this.busyUrls.delete(p.url);
         this.pump();
       });
     }
@@ -98,7 +108,7 @@ export class AlertWebhook {
       this.stats.retried += 1;
       const backoff = Math.min(this.options.maxBackoffMs ?? 30_000, (this.options.backoffMs ?? 1000) * 2 ** (p.attempt - 1));
       p.notBefore = Date.now() + backoff;
-      this.queue.push(p);
+      this.queue.unshift(p); // still the oldest to its URL
     }
   }
 

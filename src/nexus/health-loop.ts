@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Coalesced } from '../core/coalesce.js';
 import {
-  clearAlert, loadLadderState, type LadderAppRow, lockScheduling, pruneHealth, raiseAlert, recordRung, restoreInstance, runnerLoads, withTransaction,
+  clearAlert, hasHealthWork, loadLadderState, type LadderAppRow, lockScheduling, pruneHealth, raiseAlert, recordRung, restoreInstance, runnerLoads, withTransaction,
 } from '../db/index.js';
 import type { Alert } from '../protocol/index.js';
 import { AlertWebhook } from './alert-webhook.js';
@@ -19,7 +19,7 @@ export interface HealthLoopOptions {
   /** Node id → ms of the newest heartbeat this replica received (a move goes to a live runner only). */
   lastSeen: ReadonlyMap<string, number>;
   deadAfterMs: number;
-  /** How often the ladder is considered (it also runs when a health report turned a target). @default 250 */
+  /** How often the ladder is considered (it also runs at once when a health report turned a target). @default 500 */
   intervalMs?: number;
   /** Raw results are kept this long. @default 3600000 */
   retentionMs?: number;
@@ -45,7 +45,7 @@ export class HealthLoop {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.kick(), this.options.intervalMs ?? 250);
+    this.timer = setInterval(() => this.kick(), this.options.intervalMs ?? 500);
   }
 
   kick(): void {
@@ -56,7 +56,7 @@ export class HealthLoop {
     const now = Date.now();
     const { pool } = this.options;
     // Most passes find nothing to do: decided first without the lock, then again under it when there is work.
-    if ((await this.plan(pool, now)).length > 0) {
+    if ((await hasHealthWork(pool)) && (await this.plan(pool, now)).length > 0) {
       const sent: Array<{ type: 'alert.raised' | 'alert.cleared'; alert: Alert; webhook: string | null }> = [];
       const actions = await withTransaction(pool, async (tx) => {
         await lockScheduling(tx); // with the scheduler: a move's placement and a scheduling pass never interleave

@@ -64,4 +64,14 @@ describe('AlertWebhook', () => {
     expect(webhook.stats.dropped).toBe(6); // one in flight, three waiting, six dropped
     webhook.stop();
   });
+
+  it('keeps deliveries to one URL in order while the first is retried', async () => {
+    const { url, got } = await hook([500]);
+    const webhook = new AlertWebhook({ backoffMs: 100, log: silentLogger() });
+    webhook.send({ url, body: { type: 'alert.raised' } });
+    webhook.send({ url, body: { type: 'alert.cleared' } });
+    await waitFor(() => webhook.stats.sent === 2 || undefined, { name: 'both delivered', timeoutMs: 5000 });
+    expect(got.map((g) => (g.body as { type: string }).type)).toEqual(['alert.raised', 'alert.raised', 'alert.cleared']);
+    webhook.stop();
+  });
 });
