@@ -7,6 +7,7 @@ import { errorHandler, sendError } from './http-errors.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
 import { limitRoutes } from './routes/limits.js';
+import { healthRoutes } from './routes/health.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { hostRoutes } from './routes/hosts.js';
 import { operatorRoutes } from './routes/operators.js';
@@ -47,6 +48,7 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   hostRoutes(app, ctx);
   configRoutes(app, ctx);
   limitRoutes(app, ctx);
+  healthRoutes(app, ctx);
   // Uploads are checked in worker threads, started by the first upload and stopped with the server.
   const checker = new UploadChecker({ maxArchiveBytes: options.maxReleaseBytes, log });
   // Its code is read at listen (before a daemon drops root), never later from disk.

@@ -3,6 +3,7 @@
  * place, never a reload), serves public HTTP on it, heartbeats and registers as a 'balancer' node, and pushes
  * an access record per request to the stats collectors.
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
@@ -11,6 +12,8 @@ import { AccessLog } from './access-log.js';
 import { RouteTable } from './route-table.js';
 import { loadHttpClient } from './upstreams.js';
 import { ProxyServer } from './server.js';
+import { HostProber } from './host-prober.js';
+import type { Check } from '../protocol/index.js';
 
 export interface BalancerOptions {
   config: PierConfig;
@@ -67,14 +70,22 @@ export class Balancer implements Service {
       defer('access log', () => accessLog.stop());
 
       const table = this.table;
+      // Hostname checks through this balancer's own listener (set once it listens).
+      const probeIds = `pier-check-${randomBytes(12).toString('hex')}-`;
+      const hostProber = new HostProber({
+        balancerId: this.id, control, requestIdPrefix: probeIds, targets: () => table.probeTargets(), log: this.log,
+        listener: () => (this.port === undefined ? undefined : { host: new URL(this.url!).hostname.replace(/^\[|\]$/g, ''), port: this.port }),
+      });
       const follower = new EventFollower({
         eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,
         onSnapshot: (snapshot) => {
           table.load(snapshot);
+          hostProber.loadChecks(snapshot.checks);
           this.proxyServer?.upstreams.retain(table.addresses());
           this.log.info({ version: snapshot.version, apps: table.size }, 'routes loaded');
         },
         onEvent: (event) => {
+          if (event.type === 'checks.changed' && event.app) hostProber.setCheck(event.app, (event.data.check ?? null) as Check | null);
           if (!table.apply(event)) return;
           if (event.type === 'instance.removed' || event.type === 'instance.changed' || event.type === 'app.destroyed' || event.type === 'release.live') {
             this.proxyServer?.upstreams.retain(table.addresses());
@@ -86,7 +97,9 @@ export class Balancer implements Service {
       defer('event follower', () => follower.stop());
       await follower.start();
 
-      const proxyServer = new ProxyServer({ table, settings: balancer, log: this.log, onAccess: accessLog.record });
+      const proxyServer = new ProxyServer({ table, settings: balancer, log: this.log, onAccess: (record) => {
+        if (!record.requestId.startsWith(probeIds)) accessLog.record(record); // its own hostname checks are not traffic
+      } });
       this.proxyServer = proxyServer;
       this.port = await proxyServer.listen(balancer.host, balancer.port);
       defer('http server', () => proxyServer.close());
@@ -96,6 +109,8 @@ export class Balancer implements Service {
       });
       heartbeat.start();
       defer('heartbeat', () => heartbeat.stop());
+      hostProber.start();
+      defer('hostname checks', async () => hostProber.stop());
 
       await control.call('node.register', {
         nodeId: this.id, kind: 'balancer', address: new URL(this.url!).host, info: { host: balancer.host, port: this.port, domain: balancer.domain },

@@ -50,7 +50,8 @@ const isInstance = validatorFor(Instance);
 
 function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
   const isInSlot = slot === 'live' ? instance.isLive : instance.isStage === true;
-  if (instance.state !== 'ready' || !isInSlot || instance.port === null) return undefined;
+  // Out of rotation: the remediation ladder is working on it (its runner still probes it directly).
+  if (instance.state !== 'ready' || !isInSlot || instance.port === null || instance.isOutOfRotation === true) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
   return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release };
 }
@@ -64,7 +65,10 @@ export class RouteTable {
   private readonly apps = new Map<string, AppEntry>();
   private readonly hosts: HostIndex;
 
+  private readonly domain: string;
+
   constructor(options: RouteTableOptions) {
+    this.domain = options.domain.toLowerCase();
     this.hosts = new HostIndex(options.domain.toLowerCase());
   }
 
@@ -191,6 +195,19 @@ export class RouteTable {
   addresses(): Set<string> {
     const out = new Set<string>();
     for (const entry of this.apps.values()) for (const backend of [...entry.backends, ...entry.stage.backends]) out.add(backend.address);
+    return out;
+  }
+
+  /**
+   * What a balancer's hostname checks probe: each app that has instances, with the names it answers at (its own
+   * `<app>.<domain>` first, then its exact hostnames; wildcards cannot be probed).
+   */
+  probeTargets(): Array<{ app: string; hosts: string[] }> {
+    const out: Array<{ app: string; hosts: string[] }> = [];
+    for (const entry of this.apps.values()) {
+      if (entry.instances.size === 0) continue;
+      out.push({ app: entry.name, hosts: [`${entry.name}.${this.domain}`, ...[...entry.hostnames].filter((h) => !h.startsWith('*.')).sort()] });
+    }
     return out;
   }
 

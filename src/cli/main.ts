@@ -5,6 +5,7 @@ import { CliContext } from './context.js';
 import { registerAppCommands } from './commands/apps.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerLimitCommands } from './commands/limits.js';
+import { registerHealthCommands } from './commands/health.js';
 import { registerDeployCommand } from './commands/deploy.js';
 import { registerExplainCommand } from './commands/explain.js';
 import { registerHostCommands } from './commands/hosts.js';
@@ -28,6 +29,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
   registerHostCommands(program, ctx);
   registerConfigCommands(program, ctx);
   registerLimitCommands(program, ctx);
+  registerHealthCommands(program, ctx);
   registerReleaseCommands(program, ctx);
   registerDeployCommand(program, ctx);
   registerLogCommands(program, ctx);

@@ -154,6 +154,13 @@ export const PierConfig = Type.Object(
       deployLockWaitMaxMs: Ms(25_000, 0),
       /** A deploy fails when an instance is not ready this long after assignment. @default 120000 */
       instanceStartTimeoutMs: Ms(120_000, 100),
+      /**
+       * Where every app's alerts (raised and cleared) are POSTed as JSON, besides each app's own webhook
+       * (`pier alerts:webhook`); retried with back-off, never blocking. @default '' (none)
+       */
+      alertWebhookUrl: Type.String({ maxLength: 2048, pattern: '^$|^https?://', default: '' }),
+      /** How long raw health-check results are kept (the newest per target stays while the target exists). @default 3600000 (1 h) */
+      healthRetentionMs: Ms(3_600_000, 60_000),
       /** Largest release upload (tar.gz). @default 104857600 (100 MiB) */
       maxReleaseBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 100 * 1024 * 1024 }),
     }),

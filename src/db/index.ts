@@ -23,3 +23,5 @@ export * from './release-changes.js';
 export * from './formation.js';
 export * from './singletons.js';
 export * from './one-offs.js';
+export * from './health.js';
+export * from './alerts.js';

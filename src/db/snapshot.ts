@@ -5,6 +5,7 @@ import { listAllApps } from './apps.js';
 import { currentVersion } from './events.js';
 import { listInstances } from './instances.js';
 import { listNodes } from './nodes.js';
+import { listAppChecks } from './health.js';
 import { withTransaction } from './pool.js';
 
 /**
@@ -16,6 +17,7 @@ export function takeSnapshot(pool: pg.Pool, deadAfterMs: number): Promise<Snapsh
     pool,
     async (tx) => ({
       version: await currentVersion(tx), apps: await listAllApps(tx), nodes: await listNodes(tx, deadAfterMs), instances: await listInstances(tx),
+      checks: await listAppChecks(tx),
     }),
     'repeatable read only',
   );

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import {
   recordReleaseOutput,
   addHostname, authenticate, changeConfigVars, createApp, createOwner, currentVersion, destroyApp, eventsSince,
-  getApp, getConfigVars, instanceSpec, isSingletonInstance, releaseSingletonOf, renewSingleton, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
+  getApp, getAppCheckByName, getConfigVars, instanceSpec, isSingletonInstance, recordHealthResults, releaseSingletonOf, renewSingleton, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
   tokenShownOnce, withTransaction, type OnceOptions,
 } from '../db/index.js';
 import type { HandlerMap } from '../transport/index.js';
@@ -17,6 +17,8 @@ export interface HandlerContext {
   isLeader: () => boolean;
   /** Called after a runner reported on an instance (wakes the scheduler on the leader). */
   onInstanceReport?: () => void;
+  /** Called when a health report turned a target's health (wakes the remediation ladder on the leader). */
+  onHealthTurn?: () => void;
   /** The platform's app domains, for the hostname rules. @default ['localhost'] */
   domains?: readonly string[];
   /** Lease of a singleton process type, renewed by its runner. @default 4000 */
@@ -56,7 +58,17 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
       }),
     'artifact.fetch': async (r) => readArtifactChunk(pool, r.sha256, r.offset, r.length),
     'singleton.renew': (r) => withTransaction(pool, (tx) => renewSingleton(tx, r.nodeId, r.instanceId, ctx.singletonLeaseMs ?? 4000)),
-    'instance.spec': async (r) => ({ ...(await instanceSpec(pool, r.instanceId)), ...((await isSingletonInstance(pool, r.instanceId)) ? { singleton: true } : {}) }),
+    'instance.spec': async (r) => {
+      const spec = await instanceSpec(pool, r.instanceId);
+      const check = await getAppCheckByName(pool, spec.app);
+      const singleton = await isSingletonInstance(pool, r.instanceId);
+      return { ...spec, ...(check ? { check } : {}), ...(singleton ? { singleton: true } : {}) };
+    },
+    'health.report': async (r) => {
+      const { accepted, turns } = await withTransaction(pool, (tx) => recordHealthResults(tx, r.nodeId, r.results));
+      if (turns.length > 0) ctx.onHealthTurn?.();
+      return { accepted };
+    },
     'instance.report': async (r) => {
       const applied = await runOnce(pool, r.id, r.type, async (tx) => {
         // The process is gone (the runner says so): a singleton's lease is free for its successor at once.

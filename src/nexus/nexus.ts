@@ -19,6 +19,7 @@ import { VerdictLoop } from './verdict.js';
 import { LeaderElector } from './leader.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 import { SessionsHub } from './sessions-hub.js';
+import { HealthLoop } from './health-loop.js';
 
 export interface NexusOptions {
   config: PierConfig;
@@ -49,6 +50,8 @@ export class Nexus implements Service {
   relay: EventRelay | undefined;
   scheduler: SchedulerLoop | undefined;
   sessions: SessionsHub | undefined;
+  /** The leader's remediation ladder and alerts (tests read its webhook counters). */
+  health: HealthLoop | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private pool: pg.Pool | undefined;
@@ -127,12 +130,19 @@ export class Nexus implements Service {
       this.scheduler = scheduler;
       scheduler.start();
       defer('scheduler', () => scheduler.stop());
+      const health = new HealthLoop({
+        pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, retentionMs: nexus.healthRetentionMs,
+        ...(nexus.alertWebhookUrl ? { webhookUrl: nexus.alertWebhookUrl } : {}), log: this.log,
+      });
+      this.health = health;
+      health.start();
+      defer('health', () => health.stop());
 
       const router = sockets.router('pier.control');
       await router.bind(nexus.controlBind);
       const handlers = controlHandlers({
         pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
-        onInstanceReport: () => scheduler.kick(), domains: [config.balancer.domain], singletonLeaseMs: nexus.singletonLeaseMs,
+        onInstanceReport: () => scheduler.kick(), onHealthTurn: () => health.kick(), domains: [config.balancer.domain], singletonLeaseMs: nexus.singletonLeaseMs,
       });
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log, access);
       this.control = control;

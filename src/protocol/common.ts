@@ -99,6 +99,8 @@ export const Instance = Type.Object({
   host: Type.String({ minLength: 1, maxLength: 255 }),
   port: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()]),
   state: InstanceState,
+  /** Taken out of rotation by the remediation ladder: balancers do not route it. Absent: false. */
+  isOutOfRotation: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 export type Instance = Static<typeof Instance>;
 

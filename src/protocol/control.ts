@@ -9,6 +9,7 @@ import {
 } from './common.js';
 import { StateEvent } from './events.js';
 import { AppLimits } from './limits.js';
+import { AppCheck, Check, HealthResult, MAX_HEALTH_BATCH } from './health.js';
 
 interface CommandSpec<Req extends TProperties, Res extends TSchema> {
   /** Fields of the request besides the envelope (`v`, `type`, `id`). */
@@ -32,6 +33,8 @@ export const Snapshot = Type.Object({
   apps: Type.Array(App),
   nodes: Type.Array(Node),
   instances: Type.Array(Instance),
+  /** Apps' own health checks (apps without one use DEFAULT_CHECK). Absent from an older nexus. */
+  checks: Type.Optional(Type.Array(AppCheck)),
 }, { additionalProperties: false });
 export type Snapshot = Static<typeof Snapshot>;
 
@@ -49,6 +52,8 @@ export const InstanceSpec = Type.Object({
   limits: Type.Optional(AppLimits),
   /** The type runs once across the cluster: the runner holds its lease (`singleton.renew`) while it runs it. */
   singleton: Type.Optional(Type.Boolean()),
+  /** The app's health check, which the instance must pass before it is reported ready. Absent: DEFAULT_CHECK. */
+  check: Type.Optional(Check),
 }, { additionalProperties: false });
 export type InstanceSpec = Static<typeof InstanceSpec>;
 
@@ -105,6 +110,12 @@ export const COMMANDS = {
     { nodeId: NodeId, instanceId: Type.String({ minLength: 1, maxLength: 64 }) },
     Type.Object({ token: Type.Integer({ minimum: 1 }), leaseMs: Type.Integer({ minimum: 1 }) }),
   ),
+  /** A batch of probe results from a runner (its instances) or a balancer (hostnames through it); not a mutation. */
+  'health.report': command(
+    false,
+    { nodeId: NodeId, results: Type.Array(HealthResult, { minItems: 1, maxItems: MAX_HEALTH_BATCH }) },
+    Type.Object({ accepted: Type.Integer({ minimum: 0 }) }),
+  ),
   /** The token is in the first answer only (never stored); a retried request id answers `message` instead. */
   'owner.create': command(true, { ...Authed, name: OwnerName }, Type.Object({ name: OwnerName, token: Type.Optional(Type.String()), message: Type.Optional(Type.String()) })),
   'app.list': command(false, Authed, Type.Object({ apps: Type.Array(App) })),
@@ -138,6 +149,7 @@ export const COMMAND_ROLES: { readonly [T in CommandType]: readonly PeerRole[] }
   'instance.report': ['runner'],
   'release.output': ['runner'],
   'singleton.renew': ['runner'],
+  'health.report': ['runner', 'balancer'],
   'owner.create': OWNER,
   'app.list': OWNER,
   'app.info': OWNER,

@@ -41,6 +41,16 @@ export const EVENT_TYPES = [
   'formation.changed',
   /** data: { release, phase: 'build' | 'release', runnerId, instance, lines } — output of a release's build or release phase. */
   'release.output',
+  /** data: { app, check } — the app's health check changed (check null: the default); not a release. */
+  'checks.changed',
+  /** data: { instance, healthy, reason } — an instance's health turned (its probes, or a crash loop). */
+  'health.changed',
+  /** data: { id, app, instance, reason, since } — an alert opened. */
+  'alert.raised',
+  /** data: { id, app, instance, reason, since, clearedAt } — an alert closed. */
+  'alert.cleared',
+  /** data: { instance, rung, reason } — the remediation ladder acted on an instance (rung: out-of-rotation, rewrite, restart, move, restored). */
+  'remediation.rung',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -8,3 +8,4 @@ export * from './limits.js';
 export * from './hostname-rules.js';
 export * from './explain.js';
 export * from './sessions.js';
+export * from './health.js';

@@ -19,7 +19,9 @@ import type { AppUser, AppUsers } from './app-users.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { removeOwnedEntry } from './app-files.js';
 import { dirname, join } from 'node:path';
-import { waitForHttp, warmUp } from './probe.js';
+import { probeCheck, waitForHttp, warmUp } from './probe.js';
+import { DEFAULT_CHECK, type Check } from '../protocol/index.js';
+import type { WriteVassalOptions } from './emperor.js';
 import type { Cgroups, InstanceLimits } from './cgroups.js';
 import type { LimitWatch } from './limit-watch.js';
 import { checkListener, PortSquattedError } from './listener.js';
@@ -98,7 +100,22 @@ type Local = {
   worker?: WorkerProcess;
   /** A singleton type's lease, renewed while the instance runs. */
   lease?: SingletonLease;
+  /** The vassal as written, so remediation can rewrite it from the runner's record (not from the file). */
+  vassal?: { text: string; options: WriteVassalOptions };
+  /** Remediation is restarting it (its vassal is off for a moment): not probed meanwhile. */
+  isRestarting?: boolean;
 };
+
+/** Times the check is tried on a new instance before its start fails, and the pause between tries. */
+const CHECK_ATTEMPTS = 3;
+const CHECK_RETRY_MS = 1000;
+
+/** The check failed on a new instance: its message is the release's error as it stands (no log summary). */
+class CheckFailedError extends PierError {
+  constructor(message: string) {
+    super('PIER_ILLEGAL_STATE', message);
+  }
+}
 
 export class InstanceManager {
   private readonly local = new Map<string, Local>();
@@ -208,17 +225,20 @@ export class InstanceManager {
       const uid = user?.uid ?? process.getuid?.();
       for (let attempt = 1; ; attempt++) {
         entry.port = await ports.allocate();
-        await emperor.writeVassal(entry.id, renderVassal({
+        const text = renderVassal({
           name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: webEntry(release, entry.id), host: this.bindHost, port: entry.port,
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
           logFile: emperor.vassalLogPath(entry.id),
           meta: { app: spec.app, port: entry.port, release: spec.release },
-        }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
+        });
+        entry.vassal = { text, options: user ? { logOwner: { uid: user.uid, gid: user.gid } } : {} };
+        await emperor.writeVassal(entry.id, text, entry.vassal.options);
         await this.report(entry.id, 'starting', entry.port);
         try {
           await this.waitUntilServing(entry.id, entry.port, entry.abort.signal, uid);
           await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
+          await this.passCheck(entry, spec.check ?? DEFAULT_CHECK); // the deploy's gate: never ready before it passes
           await this.proveListener(entry.id, entry.port, uid, true); // again, right before it is routed
           break;
         } catch (err) {
@@ -237,12 +257,79 @@ export class InstanceManager {
       const lines = await this.options.emperor.readVassalLog(entry.id, 200).catch(() => []);
       const message = toPierError(err).message === 'internal error' ? String((err as Error).message) : toPierError(err).message;
       // What the owner needs first is the app's own error (its traceback), then what the runner saw.
-      const summary = summarizeFailure(lines);
+      const summary = err instanceof CheckFailedError ? undefined : summarizeFailure(lines);
       const error = summary ? `${summary}\n(${message})` : message;
       this.log.warn({ instance: entry.id, err: message }, 'instance failed to start');
       await this.remove(entry);
       await this.report(entry.id, 'failed', undefined, error);
     }
+  }
+
+  /** Tries the app's check on a starting instance a few times. @throws CheckFailedError with the last answer */
+  private async passCheck(entry: Local, check: Check): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await probeCheck(this.probeHost, entry.port!, check);
+      if (outcome.ok) return;
+      if (attempt >= CHECK_ATTEMPTS || entry.phase !== 'starting') throw new CheckFailedError(outcome.error!);
+      await sleep(Math.min(CHECK_RETRY_MS, check.intervalMs), entry.abort.signal).catch(() => undefined);
+    }
+  }
+
+  /** This runner's serving instances with their ports (what the health prober checks). */
+  serving(): Array<{ id: string; app: string; port: number }> {
+    return [...this.local.values()]
+      .filter((l) => l.phase === 'ready' && l.port !== null && !l.isRestarting)
+      .map((l) => ({ id: l.id, app: l.app, port: l.port! }));
+  }
+
+  /**
+   * Remediation rung 'rewrite': writes the instance's vassal again from the runner's record (the file may have been
+   * changed or removed); the emperor reloads it. False when this runner does not serve it.
+   */
+  async rewrite(id: string): Promise<boolean> {
+    const entry = this.local.get(id);
+    if (!entry || entry.phase !== 'ready') return false;
+    const vassal = entry.vassal ?? await this.recordedVassal(entry);
+    if (!vassal) return false;
+    await this.options.emperor.writeVassal(id, vassal.text, vassal.options);
+    this.log.info({ instance: id }, 'vassal rewritten (remediation)');
+    return true;
+  }
+
+  /**
+   * Remediation rung 'restart': stops the vassal (its file removed until the emperor no longer runs it) and starts
+   * it again from the runner's record, on the same port. False when this runner does not serve it.
+   */
+  async restart(id: string): Promise<boolean> {
+    const entry = this.local.get(id);
+    if (!entry || entry.phase !== 'ready' || entry.isRestarting) return false;
+    const vassal = entry.vassal ?? await this.recordedVassal(entry);
+    if (!vassal) return false;
+    entry.isRestarting = true;
+    try {
+      await this.options.emperor.removeVassal(id);
+      const deadline = Date.now() + VASSAL_STOP_WAIT_MS;
+      while (Date.now() < deadline && !this.isClosed) {
+        const status = await this.options.emperor.status().catch(() => undefined);
+        if (status && !status.vassals.some((v) => v.name === id)) break;
+        await sleep(100);
+      }
+      if (this.local.get(id) !== entry || entry.phase !== 'ready') return false; // stopped meanwhile: stays stopped
+      await this.options.emperor.writeVassal(id, vassal.text, vassal.options);
+      this.log.info({ instance: id }, 'vassal restarted (remediation)');
+      return true;
+    } finally {
+      entry.isRestarting = false;
+    }
+  }
+
+  /** An adopted instance's vassal as its file holds it (root's own folder: not a path an app controls). */
+  private async recordedVassal(entry: Local): Promise<Local['vassal']> {
+    const text = await this.options.emperor.readVassal(entry.id);
+    if (text === undefined) return undefined;
+    const user = this.options.appUsers ? await this.options.appUsers.ensure(entry.app) : undefined;
+    entry.vassal = { text, options: user ? { logOwner: { uid: user.uid, gid: user.gid } } : {} };
+    return entry.vassal;
   }
 
   /**

@@ -99,3 +99,6 @@ function httpGet(host: string, port: number, options: ProbeOptions, agent: Agent
     req.end();
   });
 }
+
+
+export { probeCheck, type CheckOutcome } from '../core/http-check.js';

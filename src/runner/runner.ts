@@ -24,6 +24,8 @@ import { createHash } from 'node:crypto';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
 import { OneOffs } from './one-offs.js';
+import { HealthProber } from './health-prober.js';
+import { HealthEvents } from './health-events.js';
 
 /** Log lines waiting for the collectors; beyond this they are dropped (and counted). */
 const LOG_QUEUE_MAX = 50_000;
@@ -123,6 +125,12 @@ export class Runner implements Service {
       this.oneOffs = oneOffs;
       oneOffs.start();
       defer('one-offs', () => oneOffs.close());
+      // Health checks of the serving instances, reported in batches; remediation and alerts reach them as events.
+      const prober = new HealthProber({
+        runnerId: this.id, control, serving: () => manager.serving(), emperorStatus: () => emperor.status(),
+        host: runner.bindHost === '0.0.0.0' ? '127.0.0.1' : runner.bindHost, log: this.log,
+      });
+      const healthEvents = new HealthEvents({ manager, prober, pusher, log: this.log });
 
       await this.register(control);
       const heartbeat = new HeartbeatPublisher({
@@ -131,6 +139,8 @@ export class Runner implements Service {
       });
       heartbeat.start();
       defer('heartbeat', () => heartbeat.stop());
+      prober.start();
+      defer('health prober', () => prober.stop());
 
       const follower = new EventFollower({
         eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,
@@ -138,12 +148,14 @@ export class Runner implements Service {
           // Apps destroyed while this runner was away go first, so nothing of theirs is adopted or inherited.
           await cleanup.sweep(snapshot.apps);
           manager.sync(snapshot.instances);
+          prober.loadChecks(snapshot.checks);
         },
         onEvent: (event: StateEvent) => {
           if (event.type === 'instance.changed') manager.apply(event.data as unknown as Instance);
           else if (event.type === 'instance.removed') manager.removed(String(event.data.id));
           else if (event.type === 'app.created' && event.app) cleanup.created(event.app, event.at);
           else if (event.type === 'app.destroyed' && event.app) void cleanup.destroyed(event.app);
+          else healthEvents.apply(event);
         },
       });
       // Stopped after the follower (defers run in reverse): a clean-up under way is finished, not cut short.

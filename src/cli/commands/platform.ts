@@ -18,6 +18,7 @@ import { ApiClient } from '../client.js';
 import { saveLogin } from '../credentials.js';
 import type { CliContext } from '../context.js';
 import { ago, print, printJson, printTable } from '../output.js';
+import { printOpenAlerts } from './health.js';
 import { action, jsonOption } from './shared.js';
 
 interface UpOptions {
@@ -173,6 +174,7 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
       }
       print();
       print(status.apps.length === 0 ? 'apps: none' : `apps: ${status.apps.length} (${status.apps.map((a) => a.name).join(', ')})`);
+      await printOpenAlerts(ctx);
     }),
   );
 
