@@ -117,7 +117,7 @@ describe('build and release phases', () => {
     expect(uid).toBeGreaterThan(0);
     // Release phase: once, as the app's user, with its config vars.
     // …in cgroups of its own (the release task's: named after the instance, `<app>-v1-…`).
-    expect(lines(join(record, `${app}-release.log`))).toEqual([expect.stringMatching(new RegExp(`^${uid} \\S+ hi v1 \\S*/${app}-v1-\\w+$`))]);
+    expect(lines(join(record, `${app}-release.log`))).toEqual([expect.stringMatching(new RegExp(`^${uid} \\S+ hi v1 \\S*/${app}-v1-release-\\w+$`))]);
     // Build: on both runners (one instance each), as the app's user, with the release's venv.
     const builds = lines(join(record, `${app}-build.log`));
     expect(builds).toHaveLength(2);
