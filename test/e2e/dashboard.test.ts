@@ -95,17 +95,24 @@ describe('dashboard in Chromium', () => {
     expect(await page.textContent('#summary')).toMatch(/^signed in as dash-owner-/);
     await waitFor(async () => {
       const row = (await rows('apps')).find((r) => r[0] === APP);
-      return row && row[4] === 'v2' && row[5] === '1/1 ready' ? row : undefined;
+      return row && row[4] === 'v2' && row[5] === '1/1 healthy' ? row : undefined;
     }, { name: 'app row with its live release', timeoutMs: 10_000, intervalMs: 200 });
     const row = (await rows('apps')).find((r) => r[0] === APP)!;
-    expect(row.slice(0, 6)).toEqual([APP, expect.stringMatching(/^dash-owner-/), '-', 'web=1', 'v2', '1/1 ready']);
+    expect(row.slice(0, 6)).toEqual([APP, expect.stringMatching(/^dash-owner-/), '-', 'web=1', 'v2', '1/1 healthy']);
     // An owner sees no nodes.
     expect(await page.isVisible('#nodes-section')).toBe(false);
   });
 
-  // One step per panel: an alert raised for the app shows here as a row `[app, instance, reason, since, 'active']`.
-  it('shows the alerts panel (an empty list while no alert is raised, or before /v1/alerts exists)', async () => {
+  it('shows the alerts panel: empty while nothing is wrong, then the alert raised when the app fails its check', async () => {
     expect(await rows('alerts')).toEqual([['no alerts']]);
+    // The app answers 200 everywhere; a check that expects 204 makes its only instance unhealthy (alert only: the
+    // last serving instance stays in rotation while it answers).
+    expect((await p.api('PUT', `/v1/apps/${APP}/checks`, { path: '/', status: 204, intervalMs: 1000, timeoutMs: 500 })).status).toBe(200);
+    const alert = await waitFor(async () => (await rows('alerts')).find((r) => r[0] === APP && r[4] === 'active'), {
+      name: 'the alert on the dashboard', timeoutMs: 20_000, intervalMs: 250,
+    });
+    expect(alert[1]).toMatch(new RegExp(`^${APP}-v2-`));
+    expect(alert[2]).toContain('answered 200 (expected 204)');
   });
 
   it('shows the selected app: its instance, its deploys and the explain timeline', async () => {
