@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi } from '../api/index.js';
 import type { PierConfig } from '../config/index.js';
+import { NodeLiveness } from '../core/liveness.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { createPool, migrate, upsertNexus, pruneRequests } from '../db/index.js';
 import {
@@ -66,6 +67,7 @@ export class Nexus implements Service {
       const { config } = this.options;
       const { cluster, nexus } = config;
       const deadAfterMs = cluster.heartbeatIntervalMs * cluster.heartbeatMisses;
+      const liveness = new NodeLiveness(deadAfterMs);
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
       const defer = this.lifecycle.defer.bind(this.lifecycle);
       const { curve } = this.options;
@@ -101,7 +103,7 @@ export class Nexus implements Service {
 
       const heartbeatSocket = sockets.subscriber('server', 'pier.heartbeats');
       await heartbeatSocket.bind(nexus.heartbeatsBind);
-      const intake = new HeartbeatIntake(heartbeatSocket, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log,
+      const intake = new HeartbeatIntake(heartbeatSocket, liveness, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log,
         access ? new ProofVerifier(access.serverSecretKey, keyring) : undefined);
       this.heartbeats = intake;
       intake.start();
@@ -116,7 +118,7 @@ export class Nexus implements Service {
       defer('verdicts', () => verdicts.stop());
 
       const scheduler = new SchedulerLoop({
-        pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, intervalMs: nexus.schedulerIntervalMs,
+        pool, isLeader: () => leader.isLeader, liveness, intervalMs: nexus.schedulerIntervalMs,
         startTimeoutMs: nexus.instanceStartTimeoutMs, deployLockLeaseMs: nexus.deployLockLeaseMs, verdictWindowMs: nexus.verdictWindowMs, log: this.log,
       });
       this.scheduler = scheduler;
@@ -126,7 +128,7 @@ export class Nexus implements Service {
       const router = sockets.router('pier.control');
       await router.bind(nexus.controlBind);
       const handlers = controlHandlers({
-        pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
+        pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, liveness, isLeader: () => leader.isLeader,
         onInstanceReport: () => scheduler.kick(), domains: [config.balancer.domain],
       });
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log, access);
@@ -142,7 +144,7 @@ export class Nexus implements Service {
         {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
           appUrl: (app) => `http://${app}.${config.balancer.domain}${config.balancer.port === 80 ? '' : `:${config.balancer.port}`}/`,
-          lastSeen: intake.lastSeen,
+          liveness,
           deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
           stats: statsClient,
           domains: [config.balancer.domain],

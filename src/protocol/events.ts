@@ -92,5 +92,11 @@ export const HeartbeatMessage = Type.Object({
   load: Type.Optional(Type.Number({ minimum: 0 })),
   /** Instances this node runs (runners). */
   instances: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Drift this node's integrity checks repaired since it started (runners: vassals; balancers: table reloads). */
+  repairs: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Balancers: digest of the route table they serve (routeDigest() in protocol/route-digest.ts) … */
+  routeDigest: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  /** … and the event version that table reflects. */
+  routeVersion: Type.Optional(Type.Integer({ minimum: 0 })),
 }, { additionalProperties: false });
 export type HeartbeatMessage = Static<typeof HeartbeatMessage>;
