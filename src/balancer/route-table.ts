@@ -3,7 +3,7 @@
  * Loaded from a nexus snapshot and then kept current by applying state events in order; it is never reloaded
  * from scratch unless the event follower falls back to a snapshot.
  */
-import { Instance, validatorFor, type Snapshot, type StateEvent } from '../protocol/index.js';
+import { backendKey, Instance, isRoutedIn, validatorFor, type RoutedApp, type Snapshot, type StateEvent } from '../protocol/index.js';
 import { HostIndex, normalizeHost } from './host-match.js';
 
 /** One instance the balancer may send requests to. */
@@ -49,8 +49,7 @@ interface AppEntry extends AppRoute {
 const isInstance = validatorFor(Instance);
 
 function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
-  const isInSlot = slot === 'live' ? instance.isLive : instance.isStage === true;
-  if (instance.state !== 'ready' || !isInSlot || instance.port === null) return undefined;
+  if (!isRoutedIn(instance, slot) || instance.port === null) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
   return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release };
 }
@@ -61,6 +60,8 @@ export class RouteTable {
   version = -1;
   /** Events whose data did not have the expected shape (ignored). */
   invalidEvents = 0;
+  /** Bumped at every load and applied event (a cached digest is stale once it changed). */
+  revision = 0;
   private readonly apps = new Map<string, AppEntry>();
   private readonly hosts: HostIndex;
 
@@ -70,6 +71,7 @@ export class RouteTable {
 
   /** Replaces the whole table with a snapshot's state. */
   load(snapshot: Snapshot): void {
+    this.revision += 1;
     this.apps.clear();
     this.hosts.clear();
     for (const app of snapshot.apps) {
@@ -84,6 +86,7 @@ export class RouteTable {
   /** Applies one event (in version order); returns true when routes may have changed. */
   apply(event: StateEvent): boolean {
     this.version = event.version;
+    this.revision += 1;
     const appName = event.app;
     switch (event.type) {
       case 'app.created':
@@ -192,6 +195,13 @@ export class RouteTable {
     const out = new Set<string>();
     for (const entry of this.apps.values()) for (const backend of [...entry.backends, ...entry.stage.backends]) out.add(backend.address);
     return out;
+  }
+
+  /** The routes this table serves, for the integrity digest (protocol/route-digest.ts). */
+  routes(): RoutedApp[] {
+    return [...this.apps.values()].map((entry) => ({
+      name: entry.name, hostnames: [...entry.hostnames], live: entry.backends.map(backendKey), stage: entry.stage.backends.map(backendKey), isStaged: entry.isStaged,
+    }));
   }
 
   /** Number of apps known. */

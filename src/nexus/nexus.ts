@@ -19,6 +19,7 @@ import { HeartbeatIntake } from './heartbeat-intake.js';
 import { VerdictLoop } from './verdict.js';
 import { LeaderElector } from './leader.js';
 import { SchedulerLoop } from './scheduler-loop.js';
+import { RouteIntegrity } from './route-integrity.js';
 
 export interface NexusOptions {
   config: PierConfig;
@@ -46,6 +47,8 @@ export class Nexus implements Service {
   heartbeats: HeartbeatIntake | undefined;
   relay: EventRelay | undefined;
   scheduler: SchedulerLoop | undefined;
+  /** The leader's check of each balancer's route digest. */
+  routeIntegrity: RouteIntegrity | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private pool: pg.Pool | undefined;
@@ -106,6 +109,11 @@ export class Nexus implements Service {
       const intake = new HeartbeatIntake(heartbeatSocket, liveness, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log,
         access ? new ProofVerifier(access.serverSecretKey, keyring) : undefined);
       this.heartbeats = intake;
+      const routeIntegrity = new RouteIntegrity({ pool, liveness, isLeader: () => leader.isLeader, intervalMs: cluster.integrityIntervalMs, log: this.log });
+      this.routeIntegrity = routeIntegrity;
+      intake.onBeat = (beat) => routeIntegrity.onBeat(beat);
+      routeIntegrity.start();
+      defer('route integrity', () => routeIntegrity.stop());
       intake.start();
       defer('heartbeat intake', async () => {
         closeQuietly(heartbeatSocket);

@@ -39,6 +39,11 @@ export const EVENT_TYPES = [
   /** data: { release } — stage.<app>.<domain> now routes to this release's ready instances (null: none). */
   'release.staged',
   'formation.changed',
+  /**
+   * data: { nodeId, version, expected, got } — the leader's integrity check found balancer nodeId's route table
+   * differs from the state at event version `version` (digests `got` ≠ `expected`): that balancer reloads a snapshot.
+   */
+  'routes.resync',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

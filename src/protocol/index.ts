@@ -6,3 +6,4 @@ export * from './codec.js';
 export * from './stats.js';
 export * from './limits.js';
 export * from './hostname-rules.js';
+export * from './route-digest.js';

@@ -23,6 +23,7 @@ import { waitForHttp, warmUp } from './probe.js';
 import type { Cgroups, InstanceLimits } from './cgroups.js';
 import type { LimitWatch } from './limit-watch.js';
 import { checkListener, PortSquattedError } from './listener.js';
+import type { HeldVassal } from './integrity.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -76,6 +77,8 @@ type Local = {
   abort: AbortController;
   /** Its app is gone: its log's last words are not shipped. */
   isDiscarded?: boolean;
+  /** The vassal file as written (or found, when adopted): what the integrity check restores. */
+  vassal?: HeldVassal;
 };
 
 export class InstanceManager {
@@ -103,10 +106,27 @@ export class InstanceManager {
     return this.local.size;
   }
 
+  /** Ready instances' vassals, as written: what the integrity check compares the emperor's folder with. */
+  heldVassals(): HeldVassal[] {
+    return [...this.local.values()].filter((l) => l.phase === 'ready' && l.vassal).map((l) => l.vassal!);
+  }
+
+  /** True while `id` is an instance of this runner (any phase). */
+  isKnown(id: string): boolean {
+    return this.local.has(id);
+  }
+
+  /** True while `id` is a ready instance of this runner. */
+  isReady(id: string): boolean {
+    return this.local.get(id)?.phase === 'ready';
+  }
+
   /** Vassals found running at start: kept as ready until the state says otherwise. */
-  adopt(id: string, app: string, port: number): void {
+  adopt(id: string, app: string, port: number, ini?: string): void {
     this.options.ports.claim(port);
-    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController() });
+    this.local.set(id, {
+      id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), ...(ini === undefined ? {} : { vassal: { name: id, ini, options: {} } }),
+    });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     void this.options.limitWatch?.watch(id, app);
     this.log.info({ instance: id, port }, 'adopted running vassal');
@@ -178,13 +198,16 @@ export class InstanceManager {
       const uid = user?.uid ?? process.getuid?.();
       for (let attempt = 1; ; attempt++) {
         entry.port = await ports.allocate();
-        await emperor.writeVassal(entry.id, renderVassal({
+        const ini = renderVassal({
           name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: webEntry(release, entry.id), host: this.bindHost, port: entry.port,
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
           logFile: emperor.vassalLogPath(entry.id),
           meta: { app: spec.app, port: entry.port, release: spec.release },
-        }), user ? { logOwner: { uid: user.uid, gid: user.gid } } : {});
+        });
+        const writeOptions = user ? { logOwner: { uid: user.uid, gid: user.gid } } : {};
+        await emperor.writeVassal(entry.id, ini, writeOptions);
+        entry.vassal = { name: entry.id, ini, options: writeOptions };
         await this.report(entry.id, 'starting', entry.port);
         try {
           await this.waitUntilServing(entry.id, entry.port, entry.abort.signal, uid);

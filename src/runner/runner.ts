@@ -22,6 +22,7 @@ import { LimitWatch } from './limit-watch.js';
 import { createHash } from 'node:crypto';
 import { ReleaseCache } from './release-cache.js';
 import { readVassalMeta } from './vassal.js';
+import { VassalIntegrity } from './integrity.js';
 
 /** Log lines waiting for the collectors; beyond this they are dropped (and counted). */
 const LOG_QUEUE_MAX = 50_000;
@@ -37,6 +38,8 @@ export interface RunnerOptions {
 export class Runner implements Service {
   readonly id: string;
   instances: InstanceManager | undefined;
+  /** Compares the emperor's vassals with the instances held, and repairs drift (counted). */
+  integrity: VassalIntegrity | undefined;
   /** Purges destroyed apps from this machine (tests await its work through `destroyed`). */
   cleanup: AppCleanup | undefined;
   private readonly lifecycle: Lifecycle;
@@ -103,8 +106,9 @@ export class Runner implements Service {
       this.cleanup = cleanup;
       cleanup.attach(manager);
       for (const name of await emperor.listVassals()) {
-        const meta = readVassalMeta((await emperor.readVassal(name)) ?? '');
-        if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port);
+        const ini = (await emperor.readVassal(name)) ?? '';
+        const meta = readVassalMeta(ini);
+        if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port, ini);
         else await emperor.removeVassal(name); // not ours to keep: no record of what it is
       }
       // Cgroups of instances a previous run left behind (and no vassal runs any more).
@@ -112,9 +116,14 @@ export class Runner implements Service {
       defer('instances', () => manager.close());
 
       await this.register(control);
+      const integrity = new VassalIntegrity({
+        emperor, held: () => manager.heldVassals(), isKnown: (name) => manager.isKnown(name), isHeld: (name) => manager.isReady(name),
+        intervalMs: cluster.integrityIntervalMs, log: this.log,
+      });
+      this.integrity = integrity;
       const heartbeat = new HeartbeatPublisher({
         nodeId: this.id, kind: 'runner', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
-        sample: () => ({ instances: manager.count }),
+        sample: () => ({ instances: manager.count, repairs: integrity.repairs }),
       });
       heartbeat.start();
       defer('heartbeat', () => heartbeat.stop());
@@ -137,6 +146,9 @@ export class Runner implements Service {
       defer('app clean-ups', () => cleanup.idle());
       await follower.start();
       defer('follower', () => follower.stop());
+      // After the first snapshot: until then, every adopted vassal is held and nothing is known to be extra.
+      integrity.start();
+      defer('integrity', () => integrity.stop());
       this.log.info({ dir: this.dir, adopted: manager.count }, 'runner ready');
     });
   }

@@ -26,6 +26,8 @@ import { waitFor } from './wait.js';
 
 export interface Platform {
   dir: string;
+  /** The platform's database (for tests that read or change PostgreSQL directly). */
+  dbUrl: string;
   nexus: NexusHandle;
   runner: Runner;
   balancer: Balancer;
@@ -54,6 +56,8 @@ export interface PlatformOptions {
   apps: string[];
   /** Prefix of the owners' names and the data folder. @default 'rl' */
   prefix?: string;
+  /** Overrides of the cluster section every daemon gets (e.g. integrityIntervalMs). */
+  cluster?: { integrityIntervalMs?: number };
 }
 
 /** Call at the top level of a test file. */
@@ -64,6 +68,7 @@ export function platformForFile(options: PlatformOptions): Platform {
   const created = new Set<string>();
   beforeAll(async () => {
     const dbUrl = await testDatabase();
+    p.dbUrl = dbUrl;
     const pool = testPool(dbUrl);
     const owner = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-owner-${randomId()}`));
     const admin = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-admin-${randomId()}`, true));
@@ -71,7 +76,7 @@ export function platformForFile(options: PlatformOptions): Platform {
     const collector = await collectorAddress();
     // Heartbeats as tolerant as in production (1.5 s): everything here shares one event loop on a busy machine,
     // and a runner declared dead for a 150 ms stall would have its instances moved mid-test.
-    const beats = { heartbeatIntervalMs: 100, heartbeatMisses: 15 };
+    const beats = { heartbeatIntervalMs: 100, heartbeatMisses: 15, ...options.cluster };
     p.nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector], ...beats } }, 'file');
     const cluster = { ...beats, nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api }], stats: [collector] };
     await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });
