@@ -191,8 +191,12 @@ export class EmbeddedPostgres implements Service {
     return found;
   }
 
-  /** After a postmaster died, waits for its backends to notice and exit (they hold its shared memory), then kills any left. */
-  private async reapLeftovers(graceMs = 5000): Promise<void> {
+  /**
+   * After a postmaster died, waits for its backends to notice and exit (they hold its shared memory), then kills any
+   * left. The grace is short: without their postmaster they serve nothing, and the new server cannot start until
+   * they are gone (PostgreSQL's own crash handling SIGQUITs them at once).
+   */
+  private async reapLeftovers(graceMs = 500): Promise<void> {
     const deadline = Date.now() + graceMs;
     while (this.leftoverProcesses().length > 0 && Date.now() < deadline) await sleep(50);
     for (const pid of this.leftoverProcesses()) {

@@ -174,7 +174,8 @@ export async function stopInstance(tx: Queryable, id: string): Promise<void> {
 
 export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
   const { rows } = await tx.query<{ app: string }>('DELETE FROM instances i USING apps a WHERE i.id = $1 AND a.id = i.app_id RETURNING a.name AS app', [id]);
-  if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id });
+  // forgotten: removed while it may still serve (its runner was declared dead), not stopped (see route-table.ts).
+  if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id, forgotten: true });
 }
 
 /** Routes the app to `releaseId`: it becomes live, the previous live release is superseded. */

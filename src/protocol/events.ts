@@ -20,7 +20,7 @@ export const EVENT_TYPES = [
   'release.created',
   /** data: the Instance (as in snapshots). */
   'instance.changed',
-  /** data: { id } */
+  /** data: { id, forgotten? } — forgotten: its runner was declared dead (it may still serve), not stopped. */
   'instance.removed',
   /** data: { release } — the balancer now routes the app to this release's ready instances. */
   'release.live',

@@ -79,6 +79,8 @@ type Local = {
   isDiscarded?: boolean;
   /** The vassal file as written (or found, when adopted): what the integrity check restores. */
   vassal?: HeldVassal;
+  /** Found running at start, not yet matched with the state. */
+  isAdopted?: boolean;
 };
 
 export class InstanceManager {
@@ -125,7 +127,8 @@ export class InstanceManager {
   adopt(id: string, app: string, port: number, ini?: string): void {
     this.options.ports.claim(port);
     this.local.set(id, {
-      id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), ...(ini === undefined ? {} : { vassal: { name: id, ini, options: {} } }),
+      id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), isAdopted: true,
+      ...(ini === undefined ? {} : { vassal: { name: id, ini, options: {} } }),
     });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     void this.options.limitWatch?.watch(id, app);
@@ -152,7 +155,25 @@ export class InstanceManager {
       if (current) this.stop(instance.id, false);
       return;
     }
-    if (!current) this.start(instance);
+    if (!current) return this.start(instance);
+    if (current.isAdopted) {
+      current.isAdopted = false;
+      // The runner died after writing this vassal and before reporting it ready: its emperor kept starting it.
+      if (current.phase === 'ready' && (instance.state === 'assigned' || instance.state === 'starting')) current.work = this.confirmAdopted(current);
+    }
+  }
+
+  /** Reports an adopted vassal the state still has as starting ready once it answers HTTP (failed if it never does). */
+  private async confirmAdopted(entry: Local): Promise<void> {
+    try {
+      await waitForHttp(this.probeHost, entry.port!, { timeoutMs: this.options.startTimeoutMs, signal: entry.abort.signal });
+      if (entry.phase === 'ready') await this.report(entry.id, 'ready', entry.port!);
+    } catch (err) {
+      if (entry.phase !== 'ready') return;
+      entry.phase = 'stopping';
+      await this.remove(entry);
+      await this.report(entry.id, 'failed', undefined, `the instance did not answer after its runner restarted (${(err as Error).message})`);
+    }
   }
 
   removed(id: string): void {

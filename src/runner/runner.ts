@@ -64,6 +64,15 @@ export class Runner implements Service {
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
       const control = new ControlClient({ endpoints: cluster.nexus.map((n) => n.control), timeoutMs: cluster.controlTimeoutMs, sockets, log: this.log });
       defer('control client', () => control.close());
+      // Beats from the first moment: a runner restarted after a crash (its emperor and apps kept serving) must be back
+      // within the dead-after budget, or the nexus forgets its instances and starts them elsewhere. A runner that
+      // fails to start exits, and its beats stop with it.
+      const heartbeat = new HeartbeatPublisher({
+        nodeId: this.id, kind: 'runner', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
+        sample: () => ({ ...(this.instances ? { instances: this.instances.count } : {}), repairs: this.integrity?.repairs ?? 0 }),
+      });
+      heartbeat.start();
+      defer('heartbeat', () => heartbeat.stop()); // only if the start fails: a running runner stops beating first (below)
 
       const isolated = runner.appUsers && AppUsers.isPossible();
       if (isolated) await openForAppUsers(this.dir);
@@ -116,17 +125,13 @@ export class Runner implements Service {
       defer('instances', () => manager.close());
 
       await this.register(control);
+      // Stopped before the instances and the emperor (defers run in reverse): a stopping runner goes silent at once.
+      defer('heartbeat', () => heartbeat.stop());
       const integrity = new VassalIntegrity({
         emperor, held: () => manager.heldVassals(), isKnown: (name) => manager.isKnown(name), isHeld: (name) => manager.isReady(name),
         intervalMs: cluster.integrityIntervalMs, log: this.log,
       });
       this.integrity = integrity;
-      const heartbeat = new HeartbeatPublisher({
-        nodeId: this.id, kind: 'runner', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
-        sample: () => ({ instances: manager.count, repairs: integrity.repairs }),
-      });
-      heartbeat.start();
-      defer('heartbeat', () => heartbeat.stop());
 
       const follower = new EventFollower({
         eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,

@@ -5,11 +5,11 @@ import { NodeLiveness } from '../../src/core/liveness.js';
 describe('RestartBackoff', () => {
   it('doubles the delay up to 30 s while a process dies right after each start', () => {
     const backoff = new RestartBackoff();
-    expect([0, 0, 0, 0, 0, 0, 0, 0].map((ran) => backoff.next(ran))).toEqual([1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+    expect(Array.from({ length: 10 }, () => backoff.next(0))).toEqual([250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
   });
 
   it('restarts after the base delay when the process served 3× its last delay', () => {
-    const backoff = new RestartBackoff();
+    const backoff = new RestartBackoff(1000);
     expect(backoff.next(0)).toBe(1000);
     expect(backoff.next(500)).toBe(2000);
     expect(backoff.next(5999)).toBe(4000);
