@@ -236,6 +236,12 @@ describe('chaos drill: kill -9 of a random daemon every 6 s for 90 s under pier 
         `[chaos] CLI back after each PostgreSQL death: ${cliBackMs.join(', ') || 'no PostgreSQL kill'} ms; settled ${settleMs} ms after the last kill; ` +
         `emperors per runner seen ${[...emperorCounts].join('/')}, at the end ${emperorsAtEnd.join('/')}`,
     );
+    // The supervisor's own account of each PostgreSQL restart (delay chosen, time to ready), for a failed budget's post-mortem.
+    const pgLines = readFileSync(join(dataDir, 'logs', 'up.log'), 'utf8').split('\n').filter((l) => l.includes('embedded PostgreSQL')).map((l) => {
+      const entry = JSON.parse(l) as { time: number; msg: string; restartInMs?: number; err?: string };
+      return `+${entry.time - started} ms ${entry.msg}${entry.restartInMs === undefined ? '' : ` (in ${entry.restartInMs} ms)`}${entry.err ? `: ${entry.err}` : ''}`;
+    });
+    console.log(`[chaos] supervisor on PostgreSQL:\n  ${pgLines.join('\n  ')}`);
     expect(kills.length).toBeGreaterThanOrEqual(14);
     expect(failedPct).toBeLessThanOrEqual(0.1);
     expect(total).toBeGreaterThan(5000);
