@@ -1,17 +1,18 @@
 /**
  * The restart back-off `pier up` uses for every child it supervises (daemons and the embedded PostgreSQL).
- * A process that dies right after its start (bad config, port taken, disk full) waits 0.25 s, 0.5 s, 1 s … up to
- * 30 s between tries, so it cannot spin. A process that served for a while before it died (kill -9, the OOM killer, a
+ * A process that dies right after its start (bad config, port taken, disk full) waits base, 2×, 4× … up to 30 s
+ * between tries, so it cannot spin. A process that served for a while before it died (kill -9, the OOM killer, a
  * crash under load) is restarted after the base delay again: it has shown it can run, and every second it stays
  * down is a second the control plane (or a runner's apps) is away. "A while" is RESET_FACTOR × the delay it was
- * last restarted after, so a server killed every few seconds is back within 0.25 s each time, while one that dies
+ * last restarted after, so a server killed every few seconds is back after the base delay each time, while one that dies
  * within that span of each restart keeps doubling. (Before: the streak reset only after a minute up, so three
  * kills in a minute left PostgreSQL down 4 s and more.)
  */
 
 /**
- * First restart delay. Short: a runner back within the dead-after budget (1.5 s by default) keeps its instances
- * where they are, and every 100 ms PostgreSQL stays down the control plane answers 503. @default 250
+ * Shortest first restart delay (the runner's and PostgreSQL's; the other daemons pass 1000). Short: a runner back
+ * within the dead-after budget (1.5 s by default) keeps its instances where they are, and every 100 ms PostgreSQL
+ * stays down the control plane answers 503. @default 250
  */
 export const RESTART_BASE_MS = 250;
 /** Longest restart delay. @default 30000 */
