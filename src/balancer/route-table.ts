@@ -16,6 +16,8 @@ export interface Backend {
   readonly address: string;
   /** Release version the instance runs. */
   readonly release: number;
+  /** The runner that runs it. */
+  readonly runnerId: string;
 }
 
 /** An app as routed: its current backends and the round-robin cursor over them. */
@@ -58,7 +60,7 @@ const isInstance = validatorFor(Instance);
 function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
   if (!isRoutedIn(instance, slot) || instance.port === null) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
-  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release };
+  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release, runnerId: instance.runnerId };
 }
 
 /** Host → app → backends, with round-robin picking; see the module comment. */
@@ -161,8 +163,13 @@ export class RouteTable {
         this.rebuild(entry, undefined, true);
         return true;
       }
+      case 'node.up':
+      case 'node.registered':
+        // Its runner is back and stops the vassals the state forgot: their ports are free for anyone to take, so a
+        // held backend there is no longer tried.
+        return this.releaseHeld(String(event.data.id ?? event.data.nodeId));
       default:
-        return false; // node.registered, config.changed, … do not change routes
+        return false; // config.changed, … do not change routes
     }
   }
 
@@ -279,6 +286,17 @@ export class RouteTable {
       }
       route.cursor = route.backends.length === 0 ? 0 : route.cursor % route.backends.length;
     }
+  }
+
+  private releaseHeld(runnerId: string): boolean {
+    let isChanged = false;
+    for (const entry of this.apps.values()) {
+      if (!entry.held.some((b) => b.runnerId === runnerId)) continue;
+      entry.held = entry.held.filter((b) => b.runnerId !== runnerId);
+      this.rebuild(entry);
+      isChanged = true;
+    }
+    return isChanged;
   }
 
   /** Backends held after their instances were forgotten (see rebuild), by app. */
