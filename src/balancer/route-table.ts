@@ -163,13 +163,8 @@ export class RouteTable {
         this.rebuild(entry, undefined, true);
         return true;
       }
-      case 'node.up':
-      case 'node.registered':
-        // Its runner is back and stops the vassals the state forgot: their ports are free for anyone to take, so a
-        // held backend there is no longer tried.
-        return this.releaseHeld(String(event.data.id ?? event.data.nodeId));
       default:
-        return false; // config.changed, … do not change routes
+        return false; // node.registered, config.changed, … do not change routes
     }
   }
 
@@ -286,17 +281,6 @@ export class RouteTable {
       }
       route.cursor = route.backends.length === 0 ? 0 : route.cursor % route.backends.length;
     }
-  }
-
-  private releaseHeld(runnerId: string): boolean {
-    let isChanged = false;
-    for (const entry of this.apps.values()) {
-      if (!entry.held.some((b) => b.runnerId === runnerId)) continue;
-      entry.held = entry.held.filter((b) => b.runnerId !== runnerId);
-      this.rebuild(entry);
-      isChanged = true;
-    }
-    return isChanged;
   }
 
   /** Backends held after their instances were forgotten (see rebuild), by app. */

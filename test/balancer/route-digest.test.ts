@@ -65,15 +65,6 @@ describe('RouteTable held backends', () => {
     expect(ids()).toEqual(['i2']);
     table.apply({ version: 14, type: 'instance.changed', app: 'blog', data: instance('i3', 'blog') as unknown as Record<string, unknown>, at: 0 });
     expect(ids()).toEqual(['i3']);
-    // Held no longer once its runner is back (it stops the forgotten vassal: the port is free for anyone).
-    table.apply({ version: 17, type: 'instance.changed', app: 'blog', data: instance('i3', 'blog', { state: 'stopping' }) as unknown as Record<string, unknown>, at: 0 });
-    table.apply({ version: 18, type: 'instance.changed', app: 'blog', data: instance('i5', 'blog', { runnerId: 'runner-2' }) as unknown as Record<string, unknown>, at: 0 });
-    table.apply({ version: 19, type: 'instance.removed', app: 'blog', data: { id: 'i5', forgotten: true }, at: 0 });
-    expect(ids()).toEqual(['i5']);
-    table.apply({ version: 20, type: 'node.up', app: null, data: { id: 'runner-2', kind: 'runner' }, at: 0 });
-    expect(ids()).toEqual([]);
-    table.apply({ version: 21, type: 'instance.changed', app: 'blog', data: instance('i3', 'blog') as unknown as Record<string, unknown>, at: 0 });
-    expect(ids()).toEqual(['i3']);
     // A stopped instance (out of rotation first) is never held.
     table.apply({ version: 15, type: 'instance.changed', app: 'blog', data: instance('i3', 'blog', { state: 'stopping' }) as unknown as Record<string, unknown>, at: 0 });
     table.apply({ version: 16, type: 'instance.removed', app: 'blog', data: { id: 'i3' }, at: 0 });
