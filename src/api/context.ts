@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import type { FastifyRequest } from 'fastify';
 import { ValidationError } from '../core/errors.js';
+import { NodeLiveness } from '../core/liveness.js';
 import { authenticate, type DeployClaim, type Principal } from '../db/index.js';
 import type { StatsClient } from '../transport/index.js';
 import type { OneOffSpec, ToRunnerMessage } from '../protocol/index.js';
@@ -30,8 +31,8 @@ export interface ApiContext {
   appUrl: (app: string) => string;
   /** Deploy locks the API takes: their lease, and the longest a request waits for one. */
   deployLock?: { leaseMs: number; waitMaxMs: number };
-  /** Node id → ms of the newest heartbeat this replica received (fresher than the stored time). */
-  lastSeen?: ReadonlyMap<string, number>;
+  /** The one liveness rule, with the heartbeats this replica received; without it, stored heartbeat times only. */
+  liveness?: NodeLiveness;
   /** The platform's app domains (`<app>.<domain>`): owners may not claim names under them. @default ['localhost'] */
   domains?: readonly string[];
   /** The stats collectors (logs); undefined when none is configured. */
@@ -40,6 +41,16 @@ export interface ApiContext {
   sessions?: SessionsPort;
   /** One-offs' default and longest time limits. @default 1 h, 24 h */
   run?: { timeoutMs: number; maxTimeoutMs: number };
+}
+
+const storedOnly = new WeakMap<ApiContext, NodeLiveness>();
+
+/** The liveness rule the routes use: the nexus's own, else one that knows stored heartbeat times only. */
+export function livenessOf(ctx: ApiContext): NodeLiveness {
+  if (ctx.liveness) return ctx.liveness;
+  let liveness = storedOnly.get(ctx);
+  if (!liveness) storedOnly.set(ctx, (liveness = new NodeLiveness(ctx.deadAfterMs)));
+  return liveness;
 }
 
 /** The request's bearer token, if it has one. */

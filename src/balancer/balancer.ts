@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { PierConfig } from '../config/index.js';
 import { Lifecycle, type Service } from '../core/service.js';
+import { routeDigest } from '../protocol/index.js';
 import { ControlClient, EventFollower, HeartbeatPublisher, SocketFactory, type CurveSettings } from '../transport/index.js';
 import { AccessLog } from './access-log.js';
 import { RouteTable } from './route-table.js';
@@ -32,6 +33,9 @@ export class Balancer implements Service {
   proxyServer: ProxyServer | undefined;
   accessLog: AccessLog | undefined;
   follower: EventFollower | undefined;
+  /** Route tables reloaded because the leader's integrity check found drift. */
+  repairs = 0;
+  private digest: { revision: number; routeDigest: string; routeVersion: number } | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
 
@@ -49,6 +53,16 @@ export class Balancer implements Service {
     const host = this.options.config.balancer.host;
     const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
     return `http://${shown}:${this.port}`;
+  }
+
+  /** The digest of the table served now and the version it reflects (recomputed only when the table changed). */
+  private routeDigest(): { routeDigest: string; routeVersion: number } | Record<string, never> {
+    const { table } = this;
+    if (table.version < 0) return {};
+    if (this.digest?.revision !== table.revision) {
+      this.digest = { revision: table.revision, routeDigest: routeDigest(table.routes()), routeVersion: table.version };
+    }
+    return { routeDigest: this.digest.routeDigest, routeVersion: this.digest.routeVersion };
   }
 
   start(): Promise<void> {
@@ -86,6 +100,12 @@ export class Balancer implements Service {
         },
         onEvent: (event) => {
           if (event.type === 'checks.changed' && event.app) hostProber.setCheck(event.app, (event.data.check ?? null) as Check | null);
+          if (event.type === 'routes.resync' && event.data.nodeId === this.id) {
+            // The leader's integrity check found this table differs from the state: reload it from a snapshot.
+            this.repairs += 1;
+            this.log.warn({ version: event.version, repairs: this.repairs }, 'route table differs from the state; reloading it');
+            this.follower?.requestResync();
+          }
           if (!table.apply(event)) return;
           if (event.type === 'instance.removed' || event.type === 'instance.changed' || event.type === 'app.destroyed' || event.type === 'release.live') {
             this.proxyServer?.upstreams.retain(table.addresses());
@@ -106,6 +126,7 @@ export class Balancer implements Service {
 
       const heartbeat = new HeartbeatPublisher({
         nodeId: this.id, kind: 'balancer', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
+        sample: () => ({ ...this.routeDigest(), repairs: this.repairs }),
       });
       heartbeat.start();
       defer('heartbeat', () => heartbeat.stop());

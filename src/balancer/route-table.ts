@@ -3,7 +3,7 @@
  * Loaded from a nexus snapshot and then kept current by applying state events in order; it is never reloaded
  * from scratch unless the event follower falls back to a snapshot.
  */
-import { Instance, validatorFor, type Snapshot, type StateEvent } from '../protocol/index.js';
+import { backendKey, Instance, isRoutedIn, validatorFor, type RoutedApp, type Snapshot, type StateEvent } from '../protocol/index.js';
 import { HostIndex, normalizeHost } from './host-match.js';
 
 /** One instance the balancer may send requests to. */
@@ -16,6 +16,8 @@ export interface Backend {
   readonly address: string;
   /** Release version the instance runs. */
   readonly release: number;
+  /** The runner that runs it. */
+  readonly runnerId: string;
 }
 
 /** An app as routed: its current backends and the round-robin cursor over them. */
@@ -38,6 +40,13 @@ export interface RouteTableOptions {
 }
 
 interface AppEntry extends AppRoute {
+  /** The live backends the state gives (what the digest covers); `backends` adds the held ones while this is empty. */
+  stateBackends: readonly Backend[];
+  /**
+   * Backends of instances the state forgot while they were serving (their runner was declared dead: its emperor
+   * and apps most likely still run, a killed runner leaves them serving), kept while the state offers no other.
+   */
+  held: readonly Backend[];
   hostnames: Set<string>;
   instances: Map<string, Instance>;
   /** stage.<app>.<domain>: ready instances of the stage release. */
@@ -49,11 +58,9 @@ interface AppEntry extends AppRoute {
 const isInstance = validatorFor(Instance);
 
 function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
-  const isInSlot = slot === 'live' ? instance.isLive : instance.isStage === true;
-  // Out of rotation: the remediation ladder is working on it (its runner still probes it directly).
-  if (instance.state !== 'ready' || !isInSlot || instance.port === null || instance.isOutOfRotation === true) return undefined;
+  if (!isRoutedIn(instance, slot) || instance.port === null || instance.isOutOfRotation === true) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
-  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release };
+  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release, runnerId: instance.runnerId };
 }
 
 /** Host → app → backends, with round-robin picking; see the module comment. */
@@ -62,6 +69,8 @@ export class RouteTable {
   version = -1;
   /** Events whose data did not have the expected shape (ignored). */
   invalidEvents = 0;
+  /** Bumped at every load and applied event (a cached digest is stale once it changed). */
+  revision = 0;
   private readonly apps = new Map<string, AppEntry>();
   private readonly hosts: HostIndex;
 
@@ -74,6 +83,10 @@ export class RouteTable {
 
   /** Replaces the whole table with a snapshot's state. */
   load(snapshot: Snapshot): void {
+    this.revision += 1;
+    // Backends served until now whose instances the new state no longer has (forgotten, as in rebuild).
+    const known = new Set(snapshot.instances.map((i) => i.id));
+    const serving = new Map([...this.apps.values()].map((e) => [e.name, e.backends.filter((b) => !known.has(b.id))]));
     this.apps.clear();
     this.hosts.clear();
     for (const app of snapshot.apps) {
@@ -81,13 +94,17 @@ export class RouteTable {
       for (const hostname of app.hostnames) this.addHost(entry, hostname);
     }
     for (const instance of snapshot.instances) this.ensureApp(instance.app).instances.set(instance.id, { ...instance });
-    for (const entry of this.apps.values()) this.rebuild(entry);
+    for (const entry of this.apps.values()) {
+      entry.held = serving.get(entry.name) ?? [];
+      this.rebuild(entry);
+    }
     this.version = snapshot.version;
   }
 
   /** Applies one event (in version order); returns true when routes may have changed. */
   apply(event: StateEvent): boolean {
     this.version = event.version;
+    this.revision += 1;
     const appName = event.app;
     switch (event.type) {
       case 'app.created':
@@ -122,7 +139,7 @@ export class RouteTable {
         return true;
       }
       case 'instance.removed':
-        return this.removeInstance(appName, event.data.id);
+        return this.removeInstance(appName, event.data.id, event.data.forgotten === true);
       case 'release.staged': {
         const release = event.data.release;
         const entry = appName === null ? undefined : this.apps.get(appName);
@@ -146,7 +163,7 @@ export class RouteTable {
         if (typeof release !== 'number') return this.invalid();
         if (!entry) return false;
         for (const instance of entry.instances.values()) instance.isLive = instance.release === release;
-        this.rebuild(entry);
+        this.rebuild(entry, undefined, true);
         return true;
       }
       default:
@@ -211,6 +228,13 @@ export class RouteTable {
     return out;
   }
 
+  /** The routes this table serves, for the integrity digest (protocol/route-digest.ts). */
+  routes(): RoutedApp[] {
+    return [...this.apps.values()].map((entry) => ({
+      name: entry.name, hostnames: [...entry.hostnames], live: entry.stateBackends.map(backendKey), stage: entry.stage.backends.map(backendKey), isStaged: entry.isStaged,
+    }));
+  }
+
   /** Number of apps known. */
   get size(): number {
     return this.apps.size;
@@ -219,7 +243,9 @@ export class RouteTable {
   private ensureApp(name: string): AppEntry {
     let entry = this.apps.get(name);
     if (!entry) {
-      entry = { name, backends: [], cursor: 0, hostnames: new Set(), instances: new Map(), stage: { name, backends: [], cursor: 0 }, isStaged: false };
+      entry = {
+        name, backends: [], stateBackends: [], held: [], cursor: 0, hostnames: new Set(), instances: new Map(), stage: { name, backends: [], cursor: 0 }, isStaged: false,
+      };
       this.apps.set(name, entry);
       this.hosts.addApp(name);
     }
@@ -231,20 +257,27 @@ export class RouteTable {
     this.hosts.addHost(entry.name, hostname);
   }
 
-  private removeInstance(appName: string | null, id: unknown): boolean {
+  private removeInstance(appName: string | null, id: unknown, isForgotten: boolean): boolean {
     if (typeof id !== 'string') return this.invalid();
     const entries = appName !== null && this.apps.has(appName) ? [this.apps.get(appName)!] : [...this.apps.values()];
     for (const entry of entries) {
-      if (entry.instances.delete(id)) {
-        this.rebuild(entry);
+      const instance = entry.instances.get(id);
+      if (instance && entry.instances.delete(id)) {
+        this.rebuild(entry, isForgotten ? backendOf(instance) : undefined);
         return true;
       }
     }
     return false;
   }
 
-  /** Recomputes an app's backends; keeps the cursor in range so round-robin continues smoothly. */
-  private rebuild(entry: AppEntry): void {
+  /**
+   * Recomputes an app's backends; keeps the cursor in range so round-robin continues smoothly. `lost` is a live
+   * backend whose instance the state just forgot while it was serving (its runner was declared dead; a stop takes
+   * an instance out of rotation first). When that leaves the app with no backend, the lost ones are held and
+   * still tried — a 502 from a vassal that really died is no worse than the 503 of an empty route — until the
+   * state offers a ready backend again, a release goes live, or the app is destroyed.
+   */
+  private rebuild(entry: AppEntry, lost?: Backend, dropsHeld = false): void {
     entry.isStaged = [...entry.instances.values()].some((i) => i.isStage === true);
     for (const [route, slot] of [[entry, 'live'], [entry.stage, 'stage']] as const) {
       const backends: Backend[] = [];
@@ -253,9 +286,22 @@ export class RouteTable {
         if (backend) backends.push(backend);
       }
       backends.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      route.backends = backends;
-      route.cursor = backends.length === 0 ? 0 : route.cursor % backends.length;
+      if (slot === 'live') {
+        const previous = entry.backends;
+        entry.stateBackends = backends;
+        if (backends.length > 0 || dropsHeld) entry.held = [];
+        else if (lost && previous.some((b) => b.id === lost.id)) entry.held = previous;
+        route.backends = backends.length > 0 ? backends : entry.held;
+      } else {
+        route.backends = backends;
+      }
+      route.cursor = route.backends.length === 0 ? 0 : route.cursor % route.backends.length;
     }
+  }
+
+  /** Backends held after their instances were forgotten (see rebuild), by app. */
+  heldBackends(app: string): readonly Backend[] {
+    return this.apps.get(app)?.held ?? [];
   }
 
   private invalid(): false {

@@ -88,6 +88,11 @@ export const PierConfig = Type.Object(
       controlTimeoutMs: Ms(1000, 10),
       /** Largest ZeroMQ message accepted or sent. @default 4194304 (4 MiB) */
       maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 256 * 1024 * 1024, default: 4 * 1024 * 1024 }),
+      /**
+       * How often the integrity checks run: each runner compares its vassal files and the emperor's processes with
+       * the instances it holds, and the leader compares each balancer's route digest with the state's. @default 10000
+       */
+      integrityIntervalMs: Ms(10_000, 50),
     }),
     security: Section({
       /** Encrypt every ZeroMQ socket with CURVE and admit only allowed node keys (ZAP). @default true */

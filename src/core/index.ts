@@ -8,3 +8,5 @@ export * from './process.js';
 export * from './coalesce.js';
 export * from './reach.js';
 export * from './privileges.js';
+export * from './liveness.js';
+export * from './backoff.js';

@@ -17,6 +17,7 @@ import { POSTGRES_REACH, assertReachableByOthers, isRoot, makeFolders } from '..
 import { Lifecycle, type Service } from '../core/service.js';
 import { isProcessAlive } from '../core/process.js';
 import { sleep } from '../core/wait.js';
+import { RestartBackoff } from '../core/backoff.js';
 import { binariesIn, packagedTree, reachableCopy, type PgBinaries } from './pg-binaries.js';
 
 export interface EmbeddedPostgresOptions {
@@ -52,8 +53,9 @@ function runAs(): { uid: number; gid: number } | undefined {
 }
 
 export class EmbeddedPostgres implements Service {
-  /** Restarts since the last run that lasted a minute (sets the back-off). */
+  /** Restarts by the watchdog since start. */
   restarts = 0;
+  private readonly backoff = new RestartBackoff();
   /** Called after each restart by the watchdog, once the new server accepts connections (its pid is `pid`). */
   onRestart: (() => void) | undefined;
   private readonly lifecycle: Lifecycle;
@@ -189,8 +191,12 @@ export class EmbeddedPostgres implements Service {
     return found;
   }
 
-  /** After a postmaster died, waits for its backends to notice and exit (they hold its shared memory), then kills any left. */
-  private async reapLeftovers(graceMs = 5000): Promise<void> {
+  /**
+   * After a postmaster died, waits for its backends to notice and exit (they hold its shared memory), then kills any
+   * left. The grace is short: without their postmaster they serve nothing, and the new server cannot start until
+   * they are gone (PostgreSQL's own crash handling SIGQUITs them at once).
+   */
+  private async reapLeftovers(graceMs = 500): Promise<void> {
     const deadline = Date.now() + graceMs;
     while (this.leftoverProcesses().length > 0 && Date.now() < deadline) await sleep(50);
     for (const pid of this.leftoverProcesses()) {
@@ -237,13 +243,14 @@ export class EmbeddedPostgres implements Service {
 
   /**
    * The watchdog: the server died after it was ready (kill -9, OOM killer, a crash). Restart it on the same data
-   * folder, port and password (clients reconnect by themselves) after 1 s, doubling up to 30 s while it keeps
-   * dying within a minute of its start.
+   * folder, port and password (clients reconnect by themselves) after 1 s, doubling up to 30 s only while it keeps
+   * dying soon after each start (core/backoff.ts: a server that served 3× its last delay is back after 1 s again).
    */
   private onServerExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.isStopping) return;
-    if (Date.now() - this.startedAt > 60_000) this.restarts = 0;
-    const delayMs = Math.min(30_000, 1000 * 2 ** Math.min(this.restarts, 5));
+    // A failed restart (code and signal null) never served: it counts as an early death.
+    const ranMs = code === null && signal === null ? 0 : Date.now() - this.startedAt;
+    const delayMs = this.backoff.next(ranMs);
     this.restarts += 1;
     this.log.warn({ code, signal, restartInMs: delayMs }, 'embedded PostgreSQL exited; restarting');
     clearTimeout(this.restartTimer);

@@ -1,4 +1,5 @@
 /** Nodes of the cluster (nexus replicas, runners, balancers, collectors): registration, heartbeats, listing. */
+import type { NodeLiveness } from '../core/liveness.js';
 import type { Node, NodeKind } from '../protocol/index.js';
 import { appendEvent } from './events.js';
 import { ADVISORY, type Queryable } from './pool.js';
@@ -42,37 +43,34 @@ export async function upsertNexus(q: Queryable, nodeId: string, address: string,
   );
 }
 
-type NodeRow = { id: string; kind: NodeKind; address: string; last_heartbeat_at: Date | null; info: Record<string, unknown>; is_alive: boolean; is_leader: boolean };
+type NodeRow = { id: string; kind: NodeKind; address: string; last_heartbeat_at: Date | null; info: Record<string, unknown>; is_leader: boolean };
 
-/**
- * Every node; a node is alive when its last heartbeat is younger than `deadAfterMs`. `lastSeen` (the caller's
- * in-memory heartbeat times) is trusted over the stored time, which is written in batches and so lags by up to
- * one write period.
- */
-export async function listNodes(q: Queryable, deadAfterMs: number, lastSeen?: ReadonlyMap<string, number>): Promise<Node[]> {
+/** Every node, its liveness by the one rule (core/liveness.ts) and what its newest heartbeat reported. */
+export async function listNodes(q: Queryable, liveness: NodeLiveness): Promise<Node[]> {
   const { rows } = await q.query<NodeRow>(
     `SELECT n.id, n.kind, n.address, n.last_heartbeat_at, n.info,
-            coalesce(n.last_heartbeat_at > now() - ($1 || ' milliseconds')::interval, false) AS is_alive,
             EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = n.leader_pid
-                    AND l.classid = $2 AND l.objid = $3 AND l.objsubid = 2) AS is_leader
+                    AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2) AS is_leader
      FROM nodes n ORDER BY n.kind, n.id`,
-    [String(deadAfterMs), ADVISORY.namespace, ADVISORY.leader],
+    [ADVISORY.namespace, ADVISORY.leader],
   );
-  return rows.map((r) => ({
-    id: r.id,
-    kind: r.kind,
-    address: r.address,
-    ...liveness(r, deadAfterMs, lastSeen?.get(r.id)),
-    isLeader: r.is_leader,
-    info: r.info,
-  }));
-}
-
-function liveness(r: NodeRow, deadAfterMs: number, seenMs: number | undefined): Pick<Node, 'status' | 'lastHeartbeatAt'> {
-  if (seenMs !== undefined && r.kind !== 'nexus') {
-    return { status: Date.now() - seenMs < deadAfterMs ? 'alive' : 'dead', lastHeartbeatAt: Math.max(seenMs, r.last_heartbeat_at?.getTime() ?? 0) };
-  }
-  return { status: r.last_heartbeat_at === null ? 'unknown' : r.is_alive ? 'alive' : 'dead', lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null };
+  const now = Date.now();
+  return rows.map((r) => {
+    const stored = r.last_heartbeat_at?.getTime() ?? null;
+    const summary = liveness.summaries.get(r.id) ?? {};
+    return {
+      id: r.id,
+      kind: r.kind,
+      address: r.address,
+      status: liveness.status(r.id, stored, now),
+      lastHeartbeatAt: liveness.newestBeat(r.id, stored),
+      isLeader: r.is_leader,
+      info: r.info,
+      ...(summary.load !== undefined ? { load: Math.round(summary.load * 100) / 100 } : {}),
+      ...(summary.instances !== undefined ? { instances: summary.instances } : {}),
+      ...(summary.repairs !== undefined ? { repairs: summary.repairs } : {}),
+    };
+  });
 }
 
 export async function nodeExists(q: Queryable, nodeId: string): Promise<boolean> {

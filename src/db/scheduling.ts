@@ -18,7 +18,8 @@ export interface SchedulingState {
     id: string; appId: number; releaseId: number; runnerId: string; state: InstanceState; error: string | null; ageMs: number; isRouted: boolean;
     processType: string; name: string | null;
   }>;
-  runners: Array<{ id: string; lastHeartbeatAt: number | null }>;
+  /** Every node but the nexus replicas (read once per pass): stored heartbeat time, and whether the last node event recorded it down. */
+  nodes: Array<{ id: string; kind: string; lastHeartbeatAt: number | null; isMarkedDown: boolean }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
@@ -38,7 +39,9 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
             process_type, process_name
      FROM instances ORDER BY created_at, id`,
   );
-  const runners = await q.query<{ id: string; last_heartbeat_at: Date | null }>("SELECT id, last_heartbeat_at FROM nodes WHERE kind = 'runner'");
+  const nodes = await q.query<{ id: string; kind: string; status: string; last_heartbeat_at: Date | null }>(
+    "SELECT id, kind, status, last_heartbeat_at FROM nodes WHERE kind <> 'nexus' ORDER BY id",
+  );
   return {
     apps: apps.rows.map((r) => ({
       id: r.id, name: r.name, scale: r.web_scale, targetReleaseId: r.release_id, liveReleaseId: r.live_release_id,
@@ -49,19 +52,11 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
       id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed,
       processType: r.process_type, name: r.process_name,
     })),
-    runners: runners.rows.map((r) => ({ id: r.id, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null })),
+    nodes: nodes.rows.map((r) => ({ id: r.id, kind: r.kind, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null, isMarkedDown: r.status === 'dead' })),
   };
 }
 
-/** Every node but the nexus replicas, with the liveness the leader last recorded (status 'alive' or 'dead'). */
-export async function loadNodeLiveness(q: Queryable): Promise<Array<{ id: string; kind: string; isDown: boolean; lastHeartbeatAt: number | null }>> {
-  const { rows } = await q.query<{ id: string; kind: string; status: string; last_heartbeat_at: Date | null }>(
-    "SELECT id, kind, status, last_heartbeat_at FROM nodes WHERE kind <> 'nexus' ORDER BY id",
-  );
-  return rows.map((r) => ({ id: r.id, kind: r.kind, isDown: r.status === 'dead', lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null }));
-}
-
-/** Records a node going down or coming back, with its event. */
+/** Records a node going down or coming back, with its event (status is only the memory of that event, see core/liveness.ts). */
 export async function setNodeDown(tx: Queryable, id: string, kind: string, isDown: boolean): Promise<void> {
   await tx.query('UPDATE nodes SET status = $2 WHERE id = $1', [id, isDown ? 'dead' : 'alive']);
   await appendEvent(tx, isDown ? 'node.down' : 'node.up', null, { id, kind });
@@ -164,7 +159,8 @@ export async function stopInstance(tx: Queryable, id: string): Promise<void> {
 
 export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
   const { rows } = await tx.query<{ app: string }>('DELETE FROM instances i USING apps a WHERE i.id = $1 AND a.id = i.app_id RETURNING a.name AS app', [id]);
-  if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id });
+  // forgotten: removed while it may still serve (its runner was declared dead), not stopped (see route-table.ts).
+  if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id, forgotten: true });
 }
 
 export type ReportedState = 'starting' | 'ready' | 'failed' | 'stopped';

@@ -6,14 +6,15 @@ import {
   getApp, getAppCheckByName, getConfigVars, instanceSpec, isSingletonInstance, recordHealthResults, releaseSingletonOf, renewSingleton, listApps, readArtifactChunk, registerNode, reportInstance, removeHostname, requireAdmin, resolveApp, runOnce, takeSnapshot,
   tokenShownOnce, withTransaction, type OnceOptions,
 } from '../db/index.js';
+import type { NodeLiveness } from '../core/liveness.js';
 import type { HandlerMap } from '../transport/index.js';
 
 export interface HandlerContext {
   pool: pg.Pool;
   nexusId: string;
   heartbeatIntervalMs: number;
-  /** A node is dead after this long without a heartbeat. */
-  deadAfterMs: number;
+  /** The one liveness rule (the snapshot's node statuses). */
+  liveness: NodeLiveness;
   isLeader: () => boolean;
   /** Called after a runner reported on an instance (wakes the scheduler on the leader). */
   onInstanceReport?: () => void;
@@ -46,7 +47,7 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
   const { pool } = ctx;
   return {
     ping: async () => ({ nexusId: ctx.nexusId, version: await currentVersion(pool), isLeader: ctx.isLeader(), at: Date.now() }),
-    snapshot: () => takeSnapshot(pool, ctx.deadAfterMs),
+    snapshot: () => takeSnapshot(pool, ctx.liveness),
     'events.since': async (r) => {
       const events = await eventsSince(pool, r.after, r.limit ?? 1000);
       return { version: events.at(-1)?.version ?? r.after, events };

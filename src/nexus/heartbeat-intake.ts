@@ -6,6 +6,7 @@
 import type * as zmq from 'zeromq';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { NodeLiveness } from '../core/liveness.js';
 import { recordHeartbeats } from '../db/index.js';
 import { decode, HeartbeatMessage } from '../protocol/index.js';
 import { isAdmitted, type KeyIdentity, type ProofVerifier } from '../transport/index.js';
@@ -15,8 +16,6 @@ const FORGET_AFTER_MS = 3_600_000;
 
 export class HeartbeatIntake {
   private lastPruneAt = 0;
-  /** Node id → time (ms) of the newest heartbeat received. */
-  readonly lastSeen = new Map<string, number>();
   readonly stats = { received: 0, invalid: 0 };
   private pending = new Map<string, number>();
   private loop: Promise<void> | undefined;
@@ -24,6 +23,8 @@ export class HeartbeatIntake {
 
   constructor(
     private readonly socket: zmq.Subscriber,
+    /** Where each beat goes: the one liveness rule reads it. */
+    readonly liveness: NodeLiveness,
     private readonly pool: pg.Pool,
     private readonly flushMs: number,
     private readonly maxBytes: number,
@@ -31,6 +32,14 @@ export class HeartbeatIntake {
     /** With CURVE: each beat must come with the proof of a node key named for the node it is about. */
     private readonly verifier?: ProofVerifier<KeyIdentity>,
   ) {}
+
+  /** Node id → time (ms) of the newest heartbeat received. */
+  get lastSeen(): ReadonlyMap<string, number> {
+    return this.liveness.lastSeen;
+  }
+
+  /** Called with each valid beat (after liveness recorded it), e.g. for the balancers' route digests. */
+  onBeat: ((beat: HeartbeatMessage) => void) | undefined;
 
   start(): void {
     this.socket.subscribe();
@@ -52,8 +61,9 @@ export class HeartbeatIntake {
             }
           }
           const now = Date.now();
-          this.lastSeen.set(beat.nodeId, now);
+          this.liveness.record(beat.nodeId, { load: beat.load, instances: beat.instances, repairs: beat.repairs }, now);
           this.pending.set(beat.nodeId, now);
+          this.onBeat?.(beat);
         } catch (err) {
           this.stats.invalid += 1;
           this.log.debug({ err: (err as Error).message }, 'invalid heartbeat dropped');
@@ -68,7 +78,7 @@ export class HeartbeatIntake {
     const now = Date.now();
     if (now - this.lastPruneAt > FORGET_AFTER_MS / 60) {
       this.lastPruneAt = now;
-      for (const [id, at] of this.lastSeen) if (now - at > FORGET_AFTER_MS) this.lastSeen.delete(id);
+      this.liveness.forget(FORGET_AFTER_MS, now);
     }
     if (this.pending.size === 0) return;
     const batch = this.pending;

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi } from '../api/index.js';
 import type { PierConfig } from '../config/index.js';
+import { NodeLiveness } from '../core/liveness.js';
 import { Lifecycle, type Service } from '../core/service.js';
 import { createPool, migrate, upsertNexus, pruneRequests } from '../db/index.js';
 import {
@@ -20,6 +21,7 @@ import { LeaderElector } from './leader.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 import { SessionsHub } from './sessions-hub.js';
 import { HealthLoop } from './health-loop.js';
+import { RouteIntegrity } from './route-integrity.js';
 
 export interface NexusOptions {
   config: PierConfig;
@@ -52,6 +54,8 @@ export class Nexus implements Service {
   sessions: SessionsHub | undefined;
   /** The leader's remediation ladder and alerts (tests read its webhook counters). */
   health: HealthLoop | undefined;
+  /** The leader's check of each balancer's route digest. */
+  routeIntegrity: RouteIntegrity | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private pool: pg.Pool | undefined;
@@ -73,6 +77,7 @@ export class Nexus implements Service {
       const { config } = this.options;
       const { cluster, nexus } = config;
       const deadAfterMs = cluster.heartbeatIntervalMs * cluster.heartbeatMisses;
+      const liveness = new NodeLiveness(deadAfterMs);
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
       const defer = this.lifecycle.defer.bind(this.lifecycle);
       const { curve } = this.options;
@@ -108,9 +113,14 @@ export class Nexus implements Service {
 
       const heartbeatSocket = sockets.subscriber('server', 'pier.heartbeats');
       await heartbeatSocket.bind(nexus.heartbeatsBind);
-      const intake = new HeartbeatIntake(heartbeatSocket, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log,
+      const intake = new HeartbeatIntake(heartbeatSocket, liveness, pool, Math.max(cluster.heartbeatIntervalMs, 250), cluster.maxMessageBytes, this.log,
         access ? new ProofVerifier(access.serverSecretKey, keyring) : undefined);
       this.heartbeats = intake;
+      const routeIntegrity = new RouteIntegrity({ pool, liveness, isLeader: () => leader.isLeader, intervalMs: cluster.integrityIntervalMs, log: this.log });
+      this.routeIntegrity = routeIntegrity;
+      intake.onBeat = (beat) => routeIntegrity.onBeat(beat);
+      routeIntegrity.start();
+      defer('route integrity', () => routeIntegrity.stop());
       intake.start();
       defer('heartbeat intake', async () => {
         closeQuietly(heartbeatSocket);
@@ -123,7 +133,7 @@ export class Nexus implements Service {
       defer('verdicts', () => verdicts.stop());
 
       const scheduler = new SchedulerLoop({
-        pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, intervalMs: nexus.schedulerIntervalMs,
+        pool, isLeader: () => leader.isLeader, liveness, intervalMs: nexus.schedulerIntervalMs,
         startTimeoutMs: nexus.instanceStartTimeoutMs, deployLockLeaseMs: nexus.deployLockLeaseMs, verdictWindowMs: nexus.verdictWindowMs, log: this.log,
         singletonLeaseMs: nexus.singletonLeaseMs,
       });
@@ -141,7 +151,7 @@ export class Nexus implements Service {
       const router = sockets.router('pier.control');
       await router.bind(nexus.controlBind);
       const handlers = controlHandlers({
-        pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, deadAfterMs, isLeader: () => leader.isLeader,
+        pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, liveness, isLeader: () => leader.isLeader,
         onInstanceReport: () => scheduler.kick(), onHealthTurn: () => health.kick(), domains: [config.balancer.domain], singletonLeaseMs: nexus.singletonLeaseMs,
       });
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log, access);
@@ -167,7 +177,7 @@ export class Nexus implements Service {
         {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
           appUrl: (app) => `http://${app}.${config.balancer.domain}${config.balancer.port === 80 ? '' : `:${config.balancer.port}`}/`,
-          lastSeen: intake.lastSeen,
+          liveness,
           deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
           stats: statsClient,
           domains: [config.balancer.domain],

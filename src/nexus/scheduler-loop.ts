@@ -2,19 +2,18 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
-  failRelease, failReleasePhase, failStage, finishReleasePhase, forgetInstance, loadNodeLiveness, markStaged, routeInstance, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
+  failRelease, failReleasePhase, failStage, finishReleasePhase, forgetInstance, markStaged, routeInstance, tendDeployLocks, loadSchedulingState, lockScheduling, makeLive, placeInstance, setNodeDown, stopInstance, withTransaction,
 } from '../db/index.js';
 import { Coalesced } from '../core/coalesce.js';
+import type { NodeLiveness } from '../core/liveness.js';
 import { plan, type Action } from './scheduler.js';
 import { placeSingleton, withProcessTypes } from './formation-state.js';
 
 export interface SchedulerLoopOptions {
   pool: pg.Pool;
   isLeader: () => boolean;
-  /** Node id → ms of the newest heartbeat this replica received. */
-  lastSeen: ReadonlyMap<string, number>;
-  /** A runner is dead after this long without a heartbeat. */
-  deadAfterMs: number;
+  /** The one liveness rule, with the heartbeats this replica received. */
+  liveness: NodeLiveness;
   intervalMs: number;
   /** An instance not ready this long after assignment fails its deploy. */
   startTimeoutMs: number;
@@ -56,16 +55,9 @@ export class SchedulerLoop {
    */
   private watchLiveness(): void {
     if (!this.options.isLeader()) return;
-    const now = Date.now();
-    let isChanged = false;
-    for (const [id, seen] of this.options.lastSeen) {
-      const isAlive = now - seen < this.options.deadAfterMs;
-      if (isAlive !== this.aliveSeen.has(id)) {
-        isChanged = true;
-        if (isAlive) this.aliveSeen.add(id);
-        else this.aliveSeen.delete(id);
-      }
-    }
+    const alive = this.options.liveness.aliveInMemory();
+    const isChanged = alive.size !== this.aliveSeen.size || [...alive].some((id) => !this.aliveSeen.has(id));
+    this.aliveSeen = alive;
     if (isChanged) this.kick();
   }
 
@@ -80,7 +72,8 @@ export class SchedulerLoop {
   }
 
   private async pass(): Promise<void> {
-    const { deadAfterMs } = this.options;
+    const { liveness } = this.options;
+    const { deadAfterMs } = liveness;
     const now = Date.now();
     // Right after taking over, heartbeats from every runner may not have arrived yet: keep their instances.
     const mayForget = now - (this.leaderSince ?? now) > deadAfterMs * 2;
@@ -91,21 +84,17 @@ export class SchedulerLoop {
         this.log.warn({ appId: lost.appId, releaseId: lost.releaseId, reason: lost.reason }, 'deploy lock lost');
       }
       const state = await withProcessTypes(tx, await loadSchedulingState(tx));
-      const runners = state.runners.map((r) => {
-        const seen = Math.max(this.options.lastSeen.get(r.id) ?? 0, r.lastHeartbeatAt ?? 0);
-        return { id: r.id, isAlive: now - seen < deadAfterMs };
-      });
+      const runners = state.nodes.filter((n) => n.kind === 'runner').map((r) => ({ id: r.id, isAlive: liveness.isAlive(r.id, r.lastHeartbeatAt, now) }));
       const planned = plan(state.apps, state.instances, runners, {
         startTimeoutMs: this.options.startTimeoutMs, mayForget, keepsPreviousLive: (this.options.verdictWindowMs ?? 0) > 0,
       });
       for (const action of planned) await apply(tx, action, this.options.verdictWindowMs ?? 0, this.options.singletonLeaseMs ?? 4000);
       // Node liveness as events (node.down / node.up), recorded once by whichever replica leads.
-      for (const node of await loadNodeLiveness(tx)) {
-        const seen = Math.max(this.options.lastSeen.get(node.id) ?? 0, node.lastHeartbeatAt ?? 0);
-        const isDown = now - seen >= deadAfterMs;
-        if (isDown !== node.isDown && (!isDown || mayForget)) {
+      for (const node of state.nodes) {
+        const isDown = !liveness.isAlive(node.id, node.lastHeartbeatAt, now);
+        if (isDown !== node.isMarkedDown && (!isDown || mayForget)) {
           await setNodeDown(tx, node.id, node.kind, isDown);
-          this.log.info({ node: node.id, kind: node.kind, silentMs: now - seen }, isDown ? 'node down' : 'node up');
+          this.log.info({ node: node.id, kind: node.kind, silentMs: now - (liveness.newestBeat(node.id, node.lastHeartbeatAt) ?? 0) }, isDown ? 'node down' : 'node up');
         }
       }
       return planned;

@@ -112,6 +112,12 @@ export const Node = Type.Object({
   lastHeartbeatAt: Type.Union([Timestamp, Type.Null()]),
   isLeader: Type.Boolean(),
   info: Type.Record(Type.String(), Type.Unknown()),
+  /** From its newest heartbeat, when the answering replica received one: 1-minute load average of its machine. */
+  load: Type.Optional(Type.Number({ minimum: 0 })),
+  /** From its newest heartbeat: instances it runs (runners). */
+  instances: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** From its newest heartbeat: drift its integrity checks repaired since it started (runners, balancers). */
+  repairs: Type.Optional(Type.Integer({ minimum: 0 })),
 }, { additionalProperties: false });
 export type Node = Static<typeof Node>;
 

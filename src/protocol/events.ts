@@ -20,7 +20,7 @@ export const EVENT_TYPES = [
   'release.created',
   /** data: the Instance (as in snapshots). */
   'instance.changed',
-  /** data: { id } */
+  /** data: { id, forgotten? } — forgotten: its runner was declared dead (it may still serve), not stopped. */
   'instance.removed',
   /** data: { release } — the balancer now routes the app to this release's ready instances. */
   'release.live',
@@ -51,6 +51,11 @@ export const EVENT_TYPES = [
   'alert.cleared',
   /** data: { instance, rung, reason } — the remediation ladder acted on an instance (rung: out-of-rotation, rewrite, restart, move, restored). */
   'remediation.rung',
+  /**
+   * data: { nodeId, version, expected, got } — the leader's integrity check found balancer nodeId's route table
+   * differs from the state at event version `version` (digests `got` ≠ `expected`): that balancer reloads a snapshot.
+   */
+  'routes.resync',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -104,5 +109,11 @@ export const HeartbeatMessage = Type.Object({
   load: Type.Optional(Type.Number({ minimum: 0 })),
   /** Instances this node runs (runners). */
   instances: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Drift this node's integrity checks repaired since it started (runners: vassals; balancers: table reloads). */
+  repairs: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Balancers: digest of the route table they serve (routeDigest() in protocol/route-digest.ts) … */
+  routeDigest: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  /** … and the event version that table reflects. */
+  routeVersion: Type.Optional(Type.Integer({ minimum: 0 })),
 }, { additionalProperties: false });
 export type HeartbeatMessage = Static<typeof HeartbeatMessage>;

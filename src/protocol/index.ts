@@ -9,3 +9,4 @@ export * from './hostname-rules.js';
 export * from './explain.js';
 export * from './sessions.js';
 export * from './health.js';
+export * from './route-digest.js';

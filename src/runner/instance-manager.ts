@@ -29,6 +29,7 @@ import type { PhaseOutput } from './phase-output.js';
 import { runReleasePhase } from './phase-runner.js';
 import { WorkerProcess } from './workers.js';
 import { lostLeaseError, SingletonLease } from './singleton-lease.js';
+import type { HeldVassal } from './integrity.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -100,8 +101,10 @@ type Local = {
   worker?: WorkerProcess;
   /** A singleton type's lease, renewed while the instance runs. */
   lease?: SingletonLease;
-  /** The vassal as written, so remediation can rewrite it from the runner's record (not from the file). */
-  vassal?: { text: string; options: WriteVassalOptions };
+  /** The vassal file as written (or found, when adopted): what the integrity check restores and remediation rewrites. */
+  vassal?: HeldVassal;
+  /** Found running at start, not yet matched with the state. */
+  isAdopted?: boolean;
   /** Remediation is restarting it (its vassal is off for a moment): not probed meanwhile. */
   isRestarting?: boolean;
 };
@@ -142,10 +145,28 @@ export class InstanceManager {
     return this.local.size;
   }
 
+  /** Ready instances' vassals, as written: what the integrity check compares the emperor's folder with. */
+  heldVassals(): HeldVassal[] {
+    return [...this.local.values()].filter((l) => l.phase === 'ready' && l.vassal).map((l) => l.vassal!);
+  }
+
+  /** True while `id` is an instance of this runner (any phase). */
+  isKnown(id: string): boolean {
+    return this.local.has(id);
+  }
+
+  /** True while `id` is a ready instance of this runner. */
+  isReady(id: string): boolean {
+    return this.local.get(id)?.phase === 'ready';
+  }
+
   /** Vassals found running at start: kept as ready until the state says otherwise. */
-  adopt(id: string, app: string, port: number): void {
+  adopt(id: string, app: string, port: number, ini?: string): void {
     this.options.ports.claim(port);
-    this.local.set(id, { id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), processType: 'web', name: id });
+    this.local.set(id, {
+      id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), processType: 'web', name: id, isAdopted: true,
+      ...(ini === undefined ? {} : { vassal: { name: id, ini, options: {} } }),
+    });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     void this.options.limitWatch?.watch(id, app);
     this.log.info({ instance: id, port }, 'adopted running vassal');
@@ -171,7 +192,25 @@ export class InstanceManager {
       if (current) this.stop(instance.id, false);
       return;
     }
-    if (!current) this.start(instance);
+    if (!current) return this.start(instance);
+    if (current.isAdopted) {
+      current.isAdopted = false;
+      // The runner died after writing this vassal and before reporting it ready: its emperor kept starting it.
+      if (current.phase === 'ready' && (instance.state === 'assigned' || instance.state === 'starting')) current.work = this.confirmAdopted(current);
+    }
+  }
+
+  /** Reports an adopted vassal the state still has as starting ready once it answers HTTP (failed if it never does). */
+  private async confirmAdopted(entry: Local): Promise<void> {
+    try {
+      await waitForHttp(this.probeHost, entry.port!, { timeoutMs: this.options.startTimeoutMs, signal: entry.abort.signal });
+      if (entry.phase === 'ready') await this.report(entry.id, 'ready', entry.port!);
+    } catch (err) {
+      if (entry.phase !== 'ready') return;
+      entry.phase = 'stopping';
+      await this.remove(entry);
+      await this.report(entry.id, 'failed', undefined, `the instance did not answer after its runner restarted (${(err as Error).message})`);
+    }
   }
 
   removed(id: string): void {
@@ -225,15 +264,16 @@ export class InstanceManager {
       const uid = user?.uid ?? process.getuid?.();
       for (let attempt = 1; ; attempt++) {
         entry.port = await ports.allocate();
-        const text = renderVassal({
+        const ini = renderVassal({
           name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: webEntry(release, entry.id), host: this.bindHost, port: entry.port,
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
           logFile: emperor.vassalLogPath(entry.id),
           meta: { app: spec.app, port: entry.port, release: spec.release },
         });
-        entry.vassal = { text, options: user ? { logOwner: { uid: user.uid, gid: user.gid } } : {} };
-        await emperor.writeVassal(entry.id, text, entry.vassal.options);
+        const writeOptions = user ? { logOwner: { uid: user.uid, gid: user.gid } } : {};
+        await emperor.writeVassal(entry.id, ini, writeOptions);
+        entry.vassal = { name: entry.id, ini, options: writeOptions };
         await this.report(entry.id, 'starting', entry.port);
         try {
           await this.waitUntilServing(entry.id, entry.port, entry.abort.signal, uid);
@@ -291,7 +331,7 @@ export class InstanceManager {
     if (!entry || entry.phase !== 'ready') return false;
     const vassal = entry.vassal ?? await this.recordedVassal(entry);
     if (!vassal) return false;
-    await this.options.emperor.writeVassal(id, vassal.text, vassal.options);
+    await this.options.emperor.writeVassal(id, vassal.ini, vassal.options);
     this.log.info({ instance: id }, 'vassal rewritten (remediation)');
     return true;
   }
@@ -315,7 +355,7 @@ export class InstanceManager {
         await sleep(100);
       }
       if (this.local.get(id) !== entry || entry.phase !== 'ready') return false; // stopped meanwhile: stays stopped
-      await this.options.emperor.writeVassal(id, vassal.text, vassal.options);
+      await this.options.emperor.writeVassal(id, vassal.ini, vassal.options);
       this.log.info({ instance: id }, 'vassal restarted (remediation)');
       return true;
     } finally {
@@ -325,10 +365,10 @@ export class InstanceManager {
 
   /** An adopted instance's vassal as its file holds it (root's own folder: not a path an app controls). */
   private async recordedVassal(entry: Local): Promise<Local['vassal']> {
-    const text = await this.options.emperor.readVassal(entry.id);
-    if (text === undefined) return undefined;
+    const ini = await this.options.emperor.readVassal(entry.id);
+    if (ini === undefined) return undefined;
     const user = this.options.appUsers ? await this.options.appUsers.ensure(entry.app) : undefined;
-    entry.vassal = { text, options: user ? { logOwner: { uid: user.uid, gid: user.gid } } : {} };
+    entry.vassal = { name: entry.id, ini, options: user ? { logOwner: { uid: user.uid, gid: user.gid } } : {} };
     return entry.vassal;
   }
 

@@ -26,6 +26,7 @@ import { readVassalMeta } from './vassal.js';
 import { OneOffs } from './one-offs.js';
 import { HealthProber } from './health-prober.js';
 import { HealthEvents } from './health-events.js';
+import { VassalIntegrity } from './integrity.js';
 
 /** Log lines waiting for the collectors; beyond this they are dropped (and counted). */
 const LOG_QUEUE_MAX = 50_000;
@@ -41,6 +42,8 @@ export interface RunnerOptions {
 export class Runner implements Service {
   readonly id: string;
   instances: InstanceManager | undefined;
+  /** Compares the emperor's vassals with the instances held, and repairs drift (counted). */
+  integrity: VassalIntegrity | undefined;
   /** Purges destroyed apps from this machine (tests await its work through `destroyed`). */
   cleanup: AppCleanup | undefined;
   /** One-offs (`pier run`) running here. */
@@ -67,6 +70,15 @@ export class Runner implements Service {
       const sockets = new SocketFactory({ maxMessageBytes: cluster.maxMessageBytes, curve: this.options.curve });
       const control = new ControlClient({ endpoints: cluster.nexus.map((n) => n.control), timeoutMs: cluster.controlTimeoutMs, sockets, log: this.log });
       defer('control client', () => control.close());
+      // Beats from the first moment: a runner restarted after a crash (its emperor and apps kept serving) must be back
+      // within the dead-after budget, or the nexus forgets its instances and starts them elsewhere. A runner that
+      // fails to start exits, and its beats stop with it.
+      const heartbeat = new HeartbeatPublisher({
+        nodeId: this.id, kind: 'runner', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
+        sample: () => ({ ...(this.instances ? { instances: this.instances.count } : {}), repairs: this.integrity?.repairs ?? 0 }),
+      });
+      heartbeat.start();
+      defer('heartbeat', () => heartbeat.stop()); // only if the start fails: a running runner stops beating first (below)
 
       const isolated = runner.appUsers && AppUsers.isPossible();
       if (isolated) await openForAppUsers(this.dir);
@@ -110,8 +122,9 @@ export class Runner implements Service {
       this.cleanup = cleanup;
       cleanup.attach(manager);
       for (const name of await emperor.listVassals()) {
-        const meta = readVassalMeta((await emperor.readVassal(name)) ?? '');
-        if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port);
+        const ini = (await emperor.readVassal(name)) ?? '';
+        const meta = readVassalMeta(ini);
+        if (meta && typeof meta.app === 'string' && typeof meta.port === 'number') manager.adopt(name, meta.app, meta.port, ini);
         else await emperor.removeVassal(name); // not ours to keep: no record of what it is
       }
       // Cgroups of instances a previous run left behind (and no vassal runs any more).
@@ -133,14 +146,15 @@ export class Runner implements Service {
       const healthEvents = new HealthEvents({ manager, prober, pusher, log: this.log });
 
       await this.register(control);
-      const heartbeat = new HeartbeatPublisher({
-        nodeId: this.id, kind: 'runner', endpoints: cluster.nexus.map((n) => n.heartbeats), intervalMs: cluster.heartbeatIntervalMs, sockets,
-        sample: () => ({ instances: manager.count }),
-      });
-      heartbeat.start();
+      // Stopped before the instances and the emperor (defers run in reverse): a stopping runner goes silent at once.
       defer('heartbeat', () => heartbeat.stop());
       prober.start();
       defer('health prober', () => prober.stop());
+      const integrity = new VassalIntegrity({
+        emperor, held: () => manager.heldVassals(), isKnown: (name) => manager.isKnown(name), isHeld: (name) => manager.isReady(name),
+        intervalMs: cluster.integrityIntervalMs, log: this.log,
+      });
+      this.integrity = integrity;
 
       const follower = new EventFollower({
         eventEndpoints: cluster.nexus.map((n) => n.events), control, sockets, log: this.log,
@@ -162,6 +176,9 @@ export class Runner implements Service {
       defer('app clean-ups', () => cleanup.idle());
       await follower.start();
       defer('follower', () => follower.stop());
+      // After the first snapshot: until then, every adopted vassal is held and nothing is known to be extra.
+      integrity.start();
+      defer('integrity', () => integrity.stop());
       this.log.info({ dir: this.dir, adopted: manager.count }, 'runner ready');
     });
   }

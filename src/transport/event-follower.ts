@@ -83,6 +83,11 @@ export class EventFollower {
     }
   }
 
+  /** Reloads the state from a fresh snapshot, after the work already queued (an integrity check found drift). */
+  requestResync(): void {
+    this.push({ kind: 'resync' });
+  }
+
   private push(work: Work): void {
     this.queue.push(work);
     this.draining ??= this.drain().finally(() => (this.draining = undefined));

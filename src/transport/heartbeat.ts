@@ -11,8 +11,8 @@ export interface HeartbeatOptions {
   endpoints: readonly string[];
   intervalMs: number;
   sockets: SocketFactory;
-  /** Extra fields sampled at each beat (instance count). */
-  sample?: () => Pick<HeartbeatMessage, 'instances'>;
+  /** Extra fields sampled at each beat (instance count, integrity repairs, a balancer's route digest). */
+  sample?: () => Pick<HeartbeatMessage, 'instances' | 'repairs' | 'routeDigest' | 'routeVersion'>;
 }
 
 export class HeartbeatPublisher {

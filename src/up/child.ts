@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fchmodSync, openSync, readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { RestartBackoff } from '../core/backoff.js';
 
 export interface ChildSpec {
   name: string;
@@ -11,10 +12,14 @@ export interface ChildSpec {
   logFile: string;
   /** Time a child gets between SIGTERM and SIGKILL. @default 10000 */
   stopGraceMs?: number;
+  /** First restart delay after it served a while (core/backoff.ts). @default 1000 */
+  restartBaseMs?: number;
 }
 
 export class SupervisedChild {
+  /** Restarts since `pier up` started it. */
   restarts = 0;
+  private readonly backoff: RestartBackoff;
   /** Called after each (re)start, once the new pid is known. */
   onStart: (() => void) | undefined;
   private child: ChildProcess | undefined;
@@ -25,7 +30,9 @@ export class SupervisedChild {
   constructor(
     readonly spec: ChildSpec,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.backoff = new RestartBackoff(spec.restartBaseMs ?? 1000);
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -69,10 +76,9 @@ export class SupervisedChild {
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child !== child || this.isStopping) return;
-    // Back off when a daemon keeps dying right after start (bad config, port taken): 1 s, 2 s, … 30 s.
-    const ranMs = Date.now() - this.startedAt;
-    if (ranMs > 60_000) this.restarts = 0;
-    const delayMs = Math.min(30_000, 1000 * 2 ** Math.min(this.restarts, 5));
+    // Back off when a daemon keeps dying right after start (bad config, port taken): 1 s, 2 s, … 30 s; one that
+    // served a while comes back after the base delay again (core/backoff.ts).
+    const delayMs = this.backoff.next(Date.now() - this.startedAt);
     this.restarts += 1;
     this.log.warn({ child: this.spec.name, code, signal, restartInMs: delayMs }, 'daemon exited; restarting');
     this.restartTimer = setTimeout(() => this.start(), delayMs);

@@ -204,6 +204,10 @@ export class Platform implements Service {
         logFile: join(this.paths.logsDir, `${name}.log`),
         // A runner stops its emperor and every app before exiting: give it the emperor's grace and more.
         stopGraceMs: kind === 'runner' ? 30_000 : 10_000,
+        // A killed runner leaves its emperor and apps serving: back within the dead-after budget (1.5 s by default),
+        // it keeps its instances where they are. The others wait 1 s: a nexus restarted at once competes with the
+        // survivor's takeover while PostgreSQL still holds the dead replica's session (the failover drill).
+        restartBaseMs: kind === 'runner' ? 250 : 1000,
       },
       this.log,
     );

@@ -26,6 +26,8 @@ import { waitFor } from './wait.js';
 
 export interface Platform {
   dir: string;
+  /** The platform's database (for tests that read or change PostgreSQL directly). */
+  dbUrl: string;
   nexus: NexusHandle;
   runner: Runner;
   /** Every runner (`runner` first), with PlatformOptions.runners > 1. */
@@ -58,6 +60,8 @@ export interface PlatformOptions {
   prefix?: string;
   /** How many runners (each its own folder, id and half of the port range). @default 1 */
   runners?: number;
+  /** Overrides of the cluster section every daemon gets (e.g. integrityIntervalMs). */
+  cluster?: { integrityIntervalMs?: number };
 }
 
 /** Call at the top level of a test file. */
@@ -68,6 +72,7 @@ export function platformForFile(options: PlatformOptions): Platform {
   const created = new Set<string>();
   beforeAll(async () => {
     const dbUrl = await testDatabase();
+    p.dbUrl = dbUrl;
     const pool = testPool(dbUrl);
     const owner = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-owner-${randomId()}`));
     const admin = await withTransaction(pool, (tx) => createOwner(tx, `${prefix}-admin-${randomId()}`, true));
@@ -75,7 +80,7 @@ export function platformForFile(options: PlatformOptions): Platform {
     const collector = await collectorAddress();
     // Heartbeats as tolerant as in production (1.5 s): everything here shares one event loop on a busy machine,
     // and a runner declared dead for a 150 ms stall would have its instances moved mid-test.
-    const beats = { heartbeatIntervalMs: 100, heartbeatMisses: 15 };
+    const beats = { heartbeatIntervalMs: 100, heartbeatMisses: 15, ...options.cluster };
     p.nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector], ...beats } }, 'file');
     const cluster = { ...beats, nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api, sessions: p.nexus.sessions }], stats: [collector] };
     await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });

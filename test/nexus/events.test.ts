@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { ensureAdmin, eventsSince, takeSnapshot, withTransaction } from '../../src/db/index.js';
+import { NodeLiveness } from '../../src/core/liveness.js';
 import {
   decode, encode, PubMessage, TOPIC_EVENT_PREFIX, TOPIC_TICK,
   type EventMessage, type Snapshot, type StateEvent, type TickMessage,
@@ -101,7 +102,7 @@ async function follow(eventEndpoints: string[], control: ControlClient): Promise
 
 /** Asserts the follower applied each event once, in order, with no hole, up to the database's newest event. */
 async function expectCaughtUp(handle: FollowerHandle): Promise<void> {
-  const snapshot = await takeSnapshot(pool, 1500);
+  const snapshot = await takeSnapshot(pool, new NodeLiveness(1500));
   expect(handle.follower.version).toBe(snapshot.version);
   const base = handle.snapshots.at(-1)!.version;
   const versions = handle.applied.filter((e) => e.version > base).map((e) => e.version);
@@ -237,7 +238,7 @@ describe('nexus events', () => {
     await client.call('host.add', { token, app: missed, hostname: `${missed}.example.test` });
     await client.call('host.add', { token, app: missed, hostname: `www.${missed}.example.test` });
     await client.call('app.destroy', { token, app: live });
-    const target = (await takeSnapshot(pool, 1500)).version;
+    const target = (await takeSnapshot(pool, new NodeLiveness(1500))).version;
     expect(f.applied.some((e) => e.app === missed)).toBe(false);
 
     // A fresh replica C binds A's former events endpoint: the follower's SUB reconnects and learns it is behind.
@@ -313,7 +314,7 @@ describe('nexus events', () => {
     const app = name('tick');
     await client.call('app.create', { token, name: app });
     await client.call('app.destroy', { token, app });
-    const target = (await takeSnapshot(pool, 1500)).version;
+    const target = (await takeSnapshot(pool, new NodeLiveness(1500))).version;
     expect(f.applied).toEqual([]);
     await pub.publish(tick(target));
     await waitFor(() => f.follower.version === target, { name: 'tick replay', timeoutMs: 5000 });

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin, tokenShownOnce, type OnceOptions } from '../../db/index.js';
 import { CreateOwnerBody, EventsQuery, type Owner } from '../../protocol/index.js';
-import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
+import { idempotencyKey, livenessOf, principalOf, type ApiContext } from '../context.js';
 
 /**
  * The token is answered once and never stored: a retry with the same Idempotency-Key answers
@@ -22,7 +22,7 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/v1/status', async (request) => {
     const principal = await principalOf(ctx, request);
     const apps = await listApps(ctx.pool, principal);
-    const nodes = principal.isAdmin ? await listNodes(ctx.pool, ctx.deadAfterMs, ctx.lastSeen) : [];
+    const nodes = principal.isAdmin ? await listNodes(ctx.pool, livenessOf(ctx)) : [];
     return {
       nexusId: ctx.nexusId,
       isLeader: ctx.isLeader(),
@@ -49,7 +49,7 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/v1/nodes', async (request) => {
     requireAdmin(await principalOf(ctx, request));
-    return { nodes: await listNodes(ctx.pool, ctx.deadAfterMs, ctx.lastSeen) };
+    return { nodes: await listNodes(ctx.pool, livenessOf(ctx)) };
   });
 
   app.get<{ Querystring: EventsQuery }>('/v1/events', { schema: { querystring: EventsQuery } }, async (request) => {

@@ -167,10 +167,7 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
       print(`answered by ${status.nexusId} · event version ${status.version} · signed in as ${status.owner}${status.isAdmin ? ' (operator)' : ''}`);
       if (status.nodes.length > 0) {
         print();
-        printTable(
-          ['node', 'kind', 'status', 'leader', 'address', 'heartbeat'],
-          status.nodes.map((n) => [n.id, n.kind, n.status, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt)]),
-        );
+        printTable(NODE_COLUMNS, status.nodes.map(nodeRow));
       }
       print();
       print(status.apps.length === 0 ? 'apps: none' : `apps: ${status.apps.length} (${status.apps.map((a) => a.name).join(', ')})`);
@@ -182,7 +179,7 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
     action(ctx, async (opts: { json?: boolean }) => {
       const { nodes } = await ctx.api().get<{ nodes: Node[] }>('/v1/nodes');
       if (opts.json) return printJson(nodes);
-      printTable(['node', 'kind', 'status', 'leader', 'address', 'heartbeat'], nodes.map((n) => [n.id, n.kind, n.status, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt)]));
+      printTable(NODE_COLUMNS, nodes.map(nodeRow));
     }),
   );
 
@@ -223,4 +220,14 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
         }),
       );
   }
+}
+
+/** Columns of `pier nodes` and `pier status`: liveness, then what each node's newest heartbeat reported. */
+const NODE_COLUMNS = ['node', 'kind', 'status', 'leader', 'address', 'heartbeat', 'load', 'instances', 'repairs'];
+
+function nodeRow(n: Node): string[] {
+  return [
+    n.id, n.kind, n.status, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt),
+    n.load === undefined ? '' : n.load.toFixed(2), n.instances === undefined ? '' : String(n.instances), n.repairs === undefined ? '' : String(n.repairs),
+  ];
 }
