@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { Nexus } from '../../src/nexus/nexus.js';
-import { decode, decodeReply, encode, LogLines, tailTopic, type HeartbeatMessage, type LogMessage } from '../../src/protocol/index.js';
+import { decode, decodeReply, decodeToRunner, encode, LogLines, tailTopic, type HeartbeatMessage, type LogMessage } from '../../src/protocol/index.js';
 import { StatsDaemon } from '../../src/stats/stats.js';
 import { closeQuietly, curveKeyPair, HeartbeatPublisher, StatsClient } from '../../src/transport/index.js';
 import { testConfig } from '../helpers/config.js';
@@ -118,7 +118,31 @@ const logLine = (app: string, line: string): LogMessage => ({ v: 1, type: 'log',
 describe('a keyless ZeroMQ peer on every port the platform binds', () => {
   it('binds only the intake, tail and query sockets on the collector: the plain uWSGI intake (7503) is gone', () => {
     expect(Object.keys(stats.endpoints!).sort()).toEqual(['intake', 'query', 'tail']);
-    expect(Object.keys(nexus.endpoints!).sort()).toEqual(['api', 'control', 'events', 'heartbeats']);
+    expect(Object.keys(nexus.endpoints!).sort()).toEqual(['api', 'control', 'events', 'heartbeats', 'sessions']);
+  });
+
+  it("gets no welcome from the nexus sessions ROUTER without a runner's key; the runner's own key does", async () => {
+    const sessionsEndpoint = nexus.endpoints!.sessions!;
+    /** Says hello as `ky-runner-1` and resolves with the decoded first answer, or undefined after SILENCE_MS. */
+    const hello = async (who: Who): Promise<unknown> => {
+      const dealer = track(new zmq.Dealer({ ...as(who, keys.server.publicKey), receiveTimeout: SILENCE_MS, sendTimeout: SILENCE_MS }));
+      dealer.connect(sessionsEndpoint);
+      const payload = encode({ v: 1, type: 'session.hello', nodeId: 'ky-runner-1', running: [] });
+      const signer = who === 'no key' ? undefined : keys.sockets(who === 'unknown key' ? stranger : PAIRS[who]);
+      try {
+        const proof = signer?.proof(payload);
+        await dealer.send(proof ? [proof, payload] : [payload]);
+        const frames = await dealer.receive();
+        return decodeToRunner(frames[frames.length - 1]!);
+      } catch {
+        return undefined;
+      } finally {
+        closeQuietly(dealer);
+      }
+    };
+    const answers = await Promise.all((['no key', 'unknown key', 'balancer key', 'nexus key', 'runner key'] as const).map(hello));
+    expect(answers.slice(0, 4)).toEqual([undefined, undefined, undefined, undefined]);
+    expect(answers[4]).toMatchObject({ type: 'session.welcome' });
   });
 
   it("gets no answer to 'ping' from the nexus control ROUTER without an allowed key; a runner key does", async () => {
