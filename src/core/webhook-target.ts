@@ -26,13 +26,20 @@ const WHAT: Record<WebhookAddressRule, string> = {
 };
 
 /** The rule an IP address (v4 or v6, no brackets) breaks as an owner's webhook target, or undefined when it is public. */
-export function addressRule(address: string): WebhookAddressRule | undefined {
+export function addressRule(address: string, ownAddresses: readonly string[] = hostAddresses()): WebhookAddressRule | undefined {
   const ip = address.replace(/^\[|\]$/g, '');
   const v4 = parseIPv4(ip);
-  if (v4 !== undefined) return ipv4Rule(v4) ?? (isThisHost(ip) ? 'this-host' : undefined);
-  const words = parseIPv6(ip);
-  if (!words) return 'reserved'; // not an address we can judge: refuse rather than guess
-  return ipv6Rule(words) ?? (isThisHost(ip) ? 'this-host' : undefined);
+  const words = v4 === undefined ? parseIPv6(ip) : undefined;
+  if (v4 === undefined && !words) return 'reserved'; // not an address we can judge: refuse rather than guess
+  const rule = v4 !== undefined ? ipv4Rule(v4) : ipv6Rule(words!);
+  if (rule) return rule;
+  const want = normalise(ip);
+  return ownAddresses.some((own) => normalise(own) === want) ? 'this-host' : undefined;
+}
+
+/** Every address of this host's interfaces (a public one may serve the nexus's API or PostgreSQL). */
+export function hostAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }
 
 /** One line naming the refused host, the address it came to, its rule, and what to do instead. */
@@ -57,7 +64,7 @@ export function resolveAll(host: string): Promise<ResolvedAddress[]> {
 }
 
 export interface TargetCheck {
-  /** The rule an address breaks, or undefined when allowed. @default addressRule */
+  /** The rule an address breaks, or undefined when allowed. @default addressRule (with this host's addresses) */
   rule?: (address: string) => string | undefined;
   /** @default resolveAll */
   resolve?: (host: string) => Promise<ResolvedAddress[]>;
@@ -124,14 +131,6 @@ export function guardedLookup(check: TargetCheck = {}): (host: string, options: 
 /** A URL's hostname without IPv6 brackets. */
 export function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, '');
-}
-
-function isThisHost(ip: string): boolean {
-  const want = normalise(ip);
-  for (const list of Object.values(networkInterfaces())) {
-    for (const i of list ?? []) if (normalise(i.address) === want) return true;
-  }
-  return false;
 }
 
 function normalise(ip: string): string {
