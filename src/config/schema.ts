@@ -161,7 +161,8 @@ export const PierConfig = Type.Object(
       instanceStartTimeoutMs: Ms(120_000, 100),
       /**
        * Where every app's alerts (raised and cleared) are POSTed as JSON, besides each app's own webhook
-       * (`pier alerts:webhook`); retried with back-off, never blocking. @default '' (none)
+       * (`pier alerts:webhook`); retried with back-off, never blocking. Set by the operator, so it may point anywhere
+       * (loopback and private addresses included): owners' webhooks are the ones checked. @default '' (none)
        */
       alertWebhookUrl: Type.String({ maxLength: 2048, pattern: '^$|^https?://', default: '' }),
       /**
