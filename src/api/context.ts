@@ -35,6 +35,8 @@ export interface ApiContext {
   liveness?: NodeLiveness;
   /** The platform's app domains (`<app>.<domain>`): owners may not claim names under them. @default ['localhost'] */
   domains?: readonly string[];
+  /** nexus.alertWebhookAllowPrivate: owners' webhooks may point at private addresses too. @default false */
+  webhookAllowPrivate?: boolean;
   /** The stats collectors (logs); undefined when none is configured. */
   stats?: StatsClient;
   /** One-off sessions (`pier run`); undefined when this nexus has no sessions socket. */

@@ -161,9 +161,16 @@ export const PierConfig = Type.Object(
       instanceStartTimeoutMs: Ms(120_000, 100),
       /**
        * Where every app's alerts (raised and cleared) are POSTed as JSON, besides each app's own webhook
-       * (`pier alerts:webhook`); retried with back-off, never blocking. @default '' (none)
+       * (`pier alerts:webhook`); retried with back-off, never blocking. Set by the operator, so it may point anywhere
+       * (loopback and private addresses included): owners' webhooks are the ones checked. @default '' (none)
        */
       alertWebhookUrl: Type.String({ maxLength: 2048, pattern: '^$|^https?://', default: '' }),
+      /**
+       * Lets owners aim their app's webhook at loopback, private and link-local addresses too (a platform whose
+       * owners are all trusted, with their receivers on a private network). Off, an owner's webhook must reach a
+       * public address; the operator's alertWebhookUrl may always point anywhere. @default false
+       */
+      alertWebhookAllowPrivate: Type.Boolean({ default: false }),
       /** How long raw health-check results are kept (the newest per target stays while the target exists). @default 3600000 (1 h) */
       healthRetentionMs: Ms(3_600_000, 60_000),
       /** Largest release upload (tar.gz). @default 104857600 (100 MiB) */

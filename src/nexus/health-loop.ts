@@ -25,6 +25,8 @@ export interface HealthLoopOptions {
   retentionMs?: number;
   /** The platform's webhook, which gets every app's alerts. @default none */
   webhookUrl?: string;
+  /** nexus.alertWebhookAllowPrivate: owners' webhooks are not guarded. @default false */
+  webhookAllowPrivate?: boolean;
   webhook?: AlertWebhook;
   log: Logger;
 }
@@ -41,7 +43,7 @@ export class HealthLoop {
 
   constructor(private readonly options: HealthLoopOptions) {
     this.log = options.log.child({ component: 'nexus.health' });
-    this.webhook = options.webhook ?? new AlertWebhook({ log: options.log });
+    this.webhook = options.webhook ?? new AlertWebhook({ allowPrivate: options.webhookAllowPrivate ?? false, log: options.log });
   }
 
   start(): void {
@@ -70,9 +72,10 @@ export class HealthLoop {
       });
       for (const action of actions) if (action.kind === 'rung' || action.kind === 'restore') this.log.info({ ...action }, 'remediation');
       for (const s of sent) {
-        for (const url of new Set([this.options.webhookUrl, s.webhook].filter((u): u is string => !!u))) {
-          this.webhook.send({ url, body: { type: s.type, alert: s.alert } });
-        }
+        const body = { type: s.type, alert: s.alert };
+        // The operator's URL may point anywhere; the owner's is guarded (sent once when both are the same URL).
+        if (this.options.webhookUrl) this.webhook.send({ url: this.options.webhookUrl, body, isOperator: true });
+        if (s.webhook && s.webhook !== this.options.webhookUrl) this.webhook.send({ url: s.webhook, body });
       }
     }
     if (now - this.lastPrune > PRUNE_EVERY_MS) {

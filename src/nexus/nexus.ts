@@ -142,7 +142,7 @@ export class Nexus implements Service {
       defer('scheduler', () => scheduler.stop());
       const health = new HealthLoop({
         pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, retentionMs: nexus.healthRetentionMs,
-        ...(nexus.alertWebhookUrl ? { webhookUrl: nexus.alertWebhookUrl } : {}), log: this.log,
+        ...(nexus.alertWebhookUrl ? { webhookUrl: nexus.alertWebhookUrl } : {}), webhookAllowPrivate: nexus.alertWebhookAllowPrivate, log: this.log,
       });
       this.health = health;
       health.start();
@@ -181,6 +181,7 @@ export class Nexus implements Service {
           deployLock: { leaseMs: nexus.deployLockLeaseMs, waitMaxMs: nexus.deployLockWaitMaxMs },
           stats: statsClient,
           domains: [config.balancer.domain],
+          webhookAllowPrivate: nexus.alertWebhookAllowPrivate,
           sessions, run: { timeoutMs: nexus.runTimeoutMs, maxTimeoutMs: nexus.runMaxTimeoutMs },
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },

@@ -3,11 +3,11 @@
  * nothing public changes and `pier deploy` says why in one line; hostnames are checked through the balancer; an
  * instance uWSGI keeps restarting is unhealthy with a reason saying so.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import type { Release } from '../../src/protocol/index.js';
 import { runCli } from '../helpers/cli.js';
-import { eventReader, healthApp, healthOf, publicGet } from '../helpers/health.js';
+import { eventReader, healthApp, healthOf, publicGet, webhookServer } from '../helpers/health.js';
 import { SteadyLoad } from '../helpers/load.js';
 import { platformForFile } from '../helpers/platform.js';
 import { waitFor } from '../helpers/wait.js';
@@ -16,7 +16,10 @@ import { controlClient } from '../helpers/daemons.js';
 const apps: string[] = [];
 // 8 threads per instance: more than the load's 4 connections, so the balancer's keep-alive connections (each holds
 // a uWSGI thread) never take every thread and the checks are answered at once (see the report on #11).
-const p = platformForFile({ prefix: 'hc', apps, runner: { threads: 8 } });
+// The operator's platform webhook (nexus.alertWebhookUrl) may point anywhere, loopback included: it gets every alert.
+const platformHook = await webhookServer([]);
+afterAll(() => platformHook.close());
+const p = platformForFile({ prefix: 'hc', apps, runner: { threads: 8 }, nexus: { alertWebhookUrl: platformHook.url } });
 const events = eventReader(p);
 const health = (app: string) => healthOf(p, app);
 
@@ -91,6 +94,11 @@ describe('health gate e2e', () => {
     const hook = await runCli(['alerts:webhook', 'ftp://example.com/x', '-a', app], env);
     expect(hook.code).not.toBe(0);
     expect(hook.stderr.trim()).toBe('error: webhook must be an http:// or https:// URL (got ftp:) (PIER_VALIDATION)');
+    // The owner may not aim their app's webhook where the operator's points (loopback); the operator's got the alert.
+    const own = await runCli(['alerts:webhook', platformHook.url, '-a', app], env);
+    expect(own.stderr.trim()).toMatch(/^error: webhook host 127\.0\.0\.1 is a loopback address \(rule loopback\);.* \(PIER_VALIDATION\)$/);
+    await waitFor(() => platformHook.got.some((g) => g.type === 'alert.raised' && g.alert.instance === instance!.id) || undefined,
+      { name: 'platform webhook got the crash-loop alert', timeoutMs: 10_000 });
     console.log(`[health] ${sick.reason}`);
   });
 

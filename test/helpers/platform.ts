@@ -62,6 +62,8 @@ export interface PlatformOptions {
   runners?: number;
   /** Overrides of the cluster section every daemon gets (e.g. integrityIntervalMs). */
   cluster?: { integrityIntervalMs?: number };
+  /** Overrides of the nexus's config section (e.g. alertWebhookUrl, alertWebhookAllowPrivate). */
+  nexus?: ConfigInput;
 }
 
 /** Call at the top level of a test file. */
@@ -81,7 +83,7 @@ export function platformForFile(options: PlatformOptions): Platform {
     // Heartbeats as tolerant as in production (1.5 s): everything here shares one event loop on a busy machine,
     // and a runner declared dead for a 150 ms stall would have its instances moved mid-test.
     const beats = { heartbeatIntervalMs: 100, heartbeatMisses: 15, ...options.cluster };
-    p.nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 }, cluster: { stats: [collector], ...beats } }, 'file');
+    p.nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100, ...options.nexus }, cluster: { stats: [collector], ...beats } }, 'file');
     const cluster = { ...beats, nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api, sessions: p.nexus.sessions }], stats: [collector] };
     await startCollector(dbUrl, { dataDir: dir, cluster }, collector, { flushIntervalMs: 200 });
     const base = 24000 + (process.pid % 50) * 100;

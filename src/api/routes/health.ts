@@ -10,6 +10,8 @@ import {
 import {
   AlertsQuery, AppParams, checkFromBody, checkWebhookUrl, DEFAULT_CHECK, PutCheckBody, WebhookBody, type CheckReply,
 } from '../../protocol/index.js';
+import { ValidationError } from '../../core/errors.js';
+import { webhookTargetRefusal } from '../../core/webhook-target.js';
 import { idempotencyKey, principalOf, type ApiContext } from '../context.js';
 
 export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -53,6 +55,9 @@ export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
     async (request) => {
       const principal = await principalOf(ctx, request);
       const url = request.body.url === null ? null : checkWebhookUrl(request.body.url);
+      // Before any write: an address an app's alerts must not go to is a 400 naming its rule.
+      const refusal = url === null || ctx.webhookAllowPrivate ? undefined : await webhookTargetRefusal(new URL(url));
+      if (refusal) throw new ValidationError(refusal);
       return mutate(ctx.pool, idempotencyKey(request, principal), 'alerts.webhook', async (tx) => {
         const ref = await resolveApp(tx, principal, request.params.app, true);
         await setAlertWebhook(tx, ref.id, url);

@@ -119,7 +119,7 @@ export function registerHealthCommands(program: Command, ctx: CliContext): void 
   );
 
   jsonOption(appOption(program.command('alerts:webhook')
-    .description("POST the app's alerts (raised and cleared) as JSON to URL; --remove stops it")
+    .description("POST the app's alerts (raised and cleared) as JSON to URL (a public http(s) address; no redirects followed); --remove stops it")
     .argument('[url]').option('--remove', 'remove the webhook'))).action(
     action(ctx, async (url: string | undefined, opts: { app?: string; json?: boolean; remove?: boolean }) => {
       const app = ctx.app(opts);
