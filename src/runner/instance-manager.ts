@@ -13,7 +13,7 @@ import type { PortPool } from './ports.js';
 import type { PreparedRelease, ReleaseCache } from './release-cache.js';
 import type { WsgiEntry } from './app-detect.js';
 import { renderVassal } from './vassal.js';
-import { summarizeFailure } from './log-tail.js';
+import { summarize } from './log-tail.js';
 import type { LogShipper } from './log-shipper.js';
 import type { AppUser, AppUsers } from './app-users.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
@@ -297,8 +297,10 @@ export class InstanceManager {
       const lines = await this.options.emperor.readVassalLog(entry.id, 200).catch(() => []);
       const message = toPierError(err).message === 'internal error' ? String((err as Error).message) : toPierError(err).message;
       // What the owner needs first is the app's own error (its traceback), then what the runner saw.
-      const summary = err instanceof CheckFailedError ? undefined : summarizeFailure(lines);
-      const error = summary ? `${summary}\n(${message})` : message;
+      const summary = err instanceof CheckFailedError ? undefined : summarize(lines);
+      // A log without an error (the app started, then did not answer in time) says less than the runner's reason:
+      // that reason is then the error's last line, the one `pier deploy` shows.
+      const error = !summary ? message : summary.isAppError ? `${summary.text}\n(${message})` : `${summary.text}\n${message}`;
       this.log.warn({ instance: entry.id, err: message }, 'instance failed to start');
       await this.remove(entry);
       await this.report(entry.id, 'failed', undefined, error);

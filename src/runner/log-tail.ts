@@ -39,6 +39,15 @@ export async function readLastLines(path: string, maxLines = 50, maxBytes = 64 *
  * last lines uWSGI flags as errors, else the last few lines. Undefined for an empty log.
  */
 export function summarizeFailure(lines: readonly string[]): string | undefined {
+  return summarize(lines)?.text;
+}
+
+/**
+ * `summarizeFailure`, saying whether the lines picked are the app's error (a traceback, or lines uWSGI flags as
+ * errors) or only the last lines of a log that shows none (then the runner's own reason says more).
+ */
+export function summarize(lines: readonly string[]): { text: string; isAppError: boolean } | undefined {
+  let isAppError = true;
   const start = lines.map((l) => l.startsWith('Traceback (most recent call last):')).lastIndexOf(true);
   let picked: readonly string[];
   if (start !== -1) {
@@ -48,9 +57,10 @@ export function summarizeFailure(lines: readonly string[]): string | undefined {
     picked = lines.slice(start, end + 1);
   } else {
     const flagged = lines.filter((l) => /error|unable|cannot|failed|no such|not found|invalid|unknown config/i.test(l));
-    picked = flagged.length > 0 ? flagged.slice(-5) : lines.slice(-5);
+    isAppError = flagged.length > 0;
+    picked = isAppError ? flagged.slice(-5) : lines.slice(-5);
   }
   const text = picked.join('\n').trim();
   if (text === '') return undefined;
-  return text.length > MAX_SUMMARY_CHARS ? `…${text.slice(-MAX_SUMMARY_CHARS)}` : text;
+  return { text: text.length > MAX_SUMMARY_CHARS ? `…${text.slice(-MAX_SUMMARY_CHARS)}` : text, isAppError };
 }

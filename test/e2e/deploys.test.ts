@@ -129,6 +129,8 @@ describe('deploys under load', () => {
     const silent = await settled(await upload(appVersion('v4-silent', 'import time\ntime.sleep(3600)\n' + answering('never'))));
     expect(silent.status).toBe('failed');
     expect(silent.error).toMatch(/did not answer|not ready|timed out/i);
+    // A quiet log shows no error of the app's: the runner's reason is the last line, the one `pier deploy` prints.
+    expect(silent.error!.split('\n').at(-1)).toMatch(/did not answer HTTP within \d+ ms/);
     const result = await traffic.stop();
     console.log(`[deploys] failing releases: ${result.ok} ok / ${result.failed} failed; silent: ${silent.error?.split('\n').at(-1)}`);
     expect(result.failures).toEqual([]);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readLastLines, summarizeFailure } from '../../src/runner/log-tail.js';
+import { readLastLines, summarize, summarizeFailure } from '../../src/runner/log-tail.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pier-tail-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,5 +38,13 @@ describe('summarizeFailure', () => {
     expect(summarizeFailure(['ok', '[strict-mode] unknown config directive: foo', 'bye'])).toBe('[strict-mode] unknown config directive: foo');
     expect(summarizeFailure(['a', 'b'])).toBe('a\nb');
     expect(summarizeFailure([])).toBeUndefined();
+  });
+});
+
+describe('summarize', () => {
+  it("says whether it found the app's error or only the last lines of a quiet log", () => {
+    expect(summarize(['Traceback (most recent call last):', '  File "x"', 'ValueError: boom'])).toEqual({ text: 'Traceback (most recent call last):\n  File "x"\nValueError: boom', isAppError: true });
+    expect(summarize(['spawned uWSGI master process', 'spawned uWSGI worker 1 (pid: 7, cores: 4)'])).toEqual({ text: 'spawned uWSGI master process\nspawned uWSGI worker 1 (pid: 7, cores: 4)', isAppError: false });
+    expect(summarize([])).toBeUndefined();
   });
 });
