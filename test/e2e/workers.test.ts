@@ -1,6 +1,6 @@
 /**
  * Procfile background process types through the whole platform, as root with app users and real uWSGI (issue #12,
- * Must show 1 (worker parts) and 6 (ps:scale / Procfile)). The test app's web part queues job files into a folder
+ * Must show 1 and 6 (ps:scale / Procfile)). The test app's web part queues job files into a folder
  * the app's user made (under the file's sticky `record/`), and its `worker:` consumes them by renaming each into
  * `done/` with its process name and pid; each worker notes itself in `alive/<pid>` and `alive/<pid>.term` when it
  * gets SIGTERM. App names start with `wk`.
@@ -24,7 +24,16 @@ const cli = (args: string[]) => runCli(args, { PIER_API_URL: p.nexus.api, PIER_T
 
 function appFiles(jobs: string, version: string): Record<string, string> {
   return {
-    Procfile: 'web: wsgi:application\nworker: python3 worker.py\n',
+    Procfile: 'web: wsgi:application\nworker: python3 worker.py\nbuild: python3 phase.py build\nrelease: python3 phase.py release\n',
+    // Each phase notes itself (phase, version, uid) in the app's job folder: proof that it ran, how often and as whom.
+    'phase.py': [
+      'import os, sys',
+      `JOBS = ${JSON.stringify(jobs)}`,
+      'os.makedirs(JOBS, exist_ok=True)',
+      'with open(JOBS + "/phases.log", "a") as f:',
+      '    f.write("%s %s %d\\n" % (sys.argv[1], open("version.txt").read().strip(), os.getuid()))',
+      '',
+    ].join('\n'),
     'version.txt': `${version}\n`,
     'wsgi.py': [
       'import os, time',
@@ -120,6 +129,9 @@ describe.runIf(isRoot)('Procfile workers on a root runner', () => {
 
     const v1 = await p.deploy(app, p.writeApp(app, appFiles(jobs, 'v1')));
     expect(v1.error ?? v1.status).toBe('live');
+    const uidOfApp = Number(execFileSync('id', ['-u', appUserName(app)], { encoding: 'utf8' }).trim());
+    // The same app's build: and release: lines ran, as the app's user: the build on the (one) runner, the release once.
+    expect(readFileSync(join(jobs, 'phases.log'), 'utf8').trim().split('\n').sort()).toEqual([`build v1 ${uidOfApp}`, `release v1 ${uidOfApp}`]);
     // New types start at 0.
     expect((await p.api('GET', `/v1/apps/${app}/formation`)).json).toEqual({ web: 1, worker: 0 });
     const scaled = await cli(['ps:scale', 'worker=2', '-a', app]);
@@ -171,6 +183,7 @@ describe.runIf(isRoot)('Procfile workers on a root runner', () => {
     expect(v1Pids).toHaveLength(2);
     const v2 = await p.deploy(app, p.writeApp(app, appFiles(jobs, 'v2')));
     expect(v2.status).toBe('live');
+    expect(readFileSync(join(jobs, 'phases.log'), 'utf8').trim().split('\n').filter((l) => l.includes(' v2 ')).sort()).toEqual([`build v2 ${uidOfApp}`, `release v2 ${uidOfApp}`]);
     const v2Workers = await waitFor(() => {
       const list = running(jobs);
       return list.length === 2 && list.every((w) => w.version === 'v2') ? list : undefined;
