@@ -4,7 +4,7 @@
  * (temp folder, free port), an in-process nexus and an in-process root runner (app users, cgroups), deploys a
  * one-file WSGI app, and runs the built CLI (dist/cli/main.js: run `npm run build` first) as a user would.
  *
- *   sudo npm run bench:run -- [--n 30] [--mib 10]
+ *   sudo npm run bench:run -- [--n 30] [--mib 10] [--compare OTHER/dist/cli/main.js]
  *
  * Start-to-first-byte is from spawning `pier run -a APP -- echo hi` to its first stdout byte (CLI start, POST
  * /dynos, upgrade, nexus → runner over ZeroMQ, helper, exec); the goal is p50 ≤ 500 ms. Throughput streams
@@ -33,6 +33,8 @@ import { freePort, intArg, percentile } from './common.js';
 
 const n = intArg('n', 30);
 const mib = intArg('mib', 10);
+/** Another build's dist/cli/main.js (e.g. the commit before a change), timed beside this one's in the same runs. */
+const compare = process.argv.includes('--compare') ? process.argv[process.argv.indexOf('--compare') + 1] : undefined;
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const APP = `rn-bench-${process.pid % 10000}`;
 const log = silentLogger();
@@ -171,17 +173,19 @@ try {
     ['API alone: POST /dynos + attach, echo hi (no CLI)', () => apiRun(e.api, token, APP, ['echo', 'hi'])],
     ['pier run -a APP (CLI start on the run path; exit)', runPathStart],
   ];
-  for (const [name, run] of cases) {
-    const first: number[] = [];
-    const total: number[] = [];
-    for (let i = 0; i < n; i++) {
+  if (compare) cases.splice(1, 0, [`pier run -a APP -- echo hi, CLI of --compare`, () => timed(process.execPath, [compare, 'run', '-a', APP, '--', 'echo', 'hi'], cliEnv)]);
+  // Round-robin: the i-th run of every row in turn, so a load swing on this machine touches every row alike.
+  const first = cases.map((): number[] => []);
+  const total = cases.map((): number[] => []);
+  for (let i = 0; i < n; i++) {
+    for (const [at, [name, run]] of cases.entries()) {
       const t = await run();
       if (t.code !== 0) throw new Error(`${name} exited ${t.code}`);
-      first.push(t.firstByteMs);
-      total.push(t.totalMs);
+      first[at]!.push(t.firstByteMs);
+      total[at]!.push(t.totalMs);
     }
-    rows.push([name, summary(first), summary(total)]);
   }
+  for (const [at, [name]] of cases.entries()) rows.push([name, summary(first[at]!), summary(total[at]!)]);
   console.log(`start-to-first-byte, ${n} runs each (ms)`);
   console.log(`${'command'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)} ${'exit p50'.padStart(9)} ${'exit p99'.padStart(9)}`);
   for (const [name, first, total] of rows) console.log(`${name.padEnd(52)} ${first.p50.toFixed(1).padStart(8)} ${first.p99.toFixed(1).padStart(8)} ${total.p50.toFixed(1).padStart(9)} ${total.p99.toFixed(1).padStart(9)}`);
@@ -202,7 +206,7 @@ try {
     rates.push(bestStream);
     console.log(`${name.padEnd(60)} stream ${bestStream.toFixed(1).padStart(8)}   whole ${bestWhole.toFixed(1).padStart(8)}`);
   }
-  console.log(`\ngoals: start-to-first-byte p50 ≤ 500 ms (got ${rows[0]![1].p50.toFixed(0)} ms, of which the API alone ${rows[3]![1].p50.toFixed(0)} ms and the CLI's start on the run path ${rows[4]![1].p50.toFixed(0)} ms); stream ≥ 20 MiB/s (got ${rates[0]!.toFixed(1)} MiB/s)`);
+  console.log(`\ngoals: start-to-first-byte p50 ≤ 500 ms (got ${rows[0]![1].p50.toFixed(0)} ms, of which the API alone ${rows[compare ? 4 : 3]![1].p50.toFixed(0)} ms and the CLI's start on the run path ${rows[compare ? 5 : 4]![1].p50.toFixed(0)} ms); stream ≥ 20 MiB/s (got ${rates[0]!.toFixed(1)} MiB/s)`);
 } finally {
   await runner?.stop().catch((err: unknown) => console.error('runner stop failed:', err));
   await nexus?.stop().catch((err: unknown) => console.error('nexus stop failed:', err));

@@ -72,27 +72,43 @@ describe('the command table', () => {
   });
 });
 
-describe("pier run's start-up", () => {
-  it('loads commander and the run path only: no TypeBox, undici, msgpackr, zeromq, pg, pino or daemon code', async () => {
-    const file = join(dir, 'trace.txt');
-    const url = await serve((req, res) => {
+/** Runs the built CLI with every loaded module's URL traced; resolves with its stderr, exit code and the URLs. */
+async function traced(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stderr: string; loaded: string[] }> {
+  const file = join(dir, `trace-${Math.random().toString(36).slice(2)}.txt`);
+  const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--import', TRACE, CLI, ...args], {
+      env: { PATH: process.env.PATH, HOME: dir, PIER_TEST_TRACE_FILE: file, ...env },
+    }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
+  });
+  return { code, stderr, loaded: readFileSync(file, 'utf8').trim().split('\n') };
+}
+
+/** The npm packages among `loaded`. */
+function packagesOf(loaded: string[]): string[] {
+  return [...new Set(loaded.filter((u) => u.includes('/node_modules/')).map((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)![1]!))];
+}
+
+describe("the CLI's start-up", () => {
+  it('pier run loads commander and the run path only: no TypeBox, undici, msgpackr, zeromq, pg, pino or daemon code', async () => {
+    const url = await serve((_req, res) => {
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'PIER_NOT_FOUND', message: "app 'fa-start' does not exist" } }));
     });
-    const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', TRACE, CLI, 'run', '-a', 'fa-start', '--', 'echo', 'hi'], {
-        env: { PATH: process.env.PATH, HOME: dir, PIER_API_URL: url, PIER_TOKEN: 't', PIER_TEST_TRACE_FILE: file },
-      }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }));
-    });
+    const { code, stderr, loaded } = await traced(['run', '-a', 'fa-start', '--', 'echo', 'hi'], { PIER_API_URL: url, PIER_TOKEN: 't' });
     expect(stderr).toBe("error: app 'fa-start' does not exist (PIER_NOT_FOUND)\n");
-    expect(code).not.toBe(0);
-    const loaded = readFileSync(file, 'utf8').trim().split('\n');
+    expect(code).toBe(66);
     expect(loaded.some((u) => u.endsWith('/dist/cli/commands/run.js'))).toBe(true); // the trace sees the CLI's modules
-    const packages = [...new Set(loaded.filter((u) => u.includes('/node_modules/')).map((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)![1]))];
-    expect(packages).toEqual(['commander']);
+    expect(packagesOf(loaded)).toEqual(['commander']);
     const ours = loaded.filter((u) => u.includes('/dist/')).map((u) => u.replace(/^.*\/dist\//, ''));
     expect(ours.filter((m) => !/^(cli\/|core\/errors\.js$|config\/paths\.js$|protocol\/(patterns|session-frames)\.js$)/.test(m))).toEqual([]);
     expect(ours).not.toContain('cli/commands/platform.js');
+  });
+
+  it('pier --help loads every command module and still no TypeBox, undici, pino or daemon code', async () => {
+    const { code, loaded } = await traced(['--help'], {});
+    expect(code).toBe(0);
+    for (const name of ['platform', 'apps', 'limits', 'health', 'logs', 'explain', 'run']) expect(loaded.some((u) => u.endsWith(`/dist/cli/commands/${name}.js`))).toBe(true);
+    expect(packagesOf(loaded)).toEqual(['commander']);
   });
 });
 
