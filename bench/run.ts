@@ -4,13 +4,18 @@
  * (temp folder, free port), an in-process nexus and an in-process root runner (app users, cgroups), deploys a
  * one-file WSGI app, and runs the built CLI (dist/cli/main.js: run `npm run build` first) as a user would.
  *
- *   sudo npm run bench:run -- [--n 30] [--mib 10]
+ *   sudo npm run bench:run -- [--n 30] [--mib 10] [--compare OTHER/dist/cli/main.js]
  *
  * Start-to-first-byte is from spawning `pier run -a APP -- echo hi` to its first stdout byte (CLI start, POST
  * /dynos, upgrade, nexus → runner over ZeroMQ, helper, exec); the goal is p50 ≤ 500 ms. Throughput streams
  * `head -c MIB MiB /dev/zero` out through the runner, the nexus and the CLI into this process (goal ≥ 20 MiB/s).
+ * Two rows split that time: "API alone" is the same one-off started from this process (POST /dynos and the upgrade
+ * on fresh connections, no CLI process), and "CLI start on the run path" is `pier run -a APP` with no command (it
+ * loads the run path and fails validation before any request), timed to its exit.
  */
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,11 +27,14 @@ import { silentLogger } from '../src/core/logger.js';
 import { EmbeddedPostgres, createOwner, createPool, migrate, withTransaction } from '../src/db/index.js';
 import { Nexus } from '../src/nexus/nexus.js';
 import { appUserName } from '../src/runner/app-users.js';
+import { FRAME, FrameReader, SESSION_UPGRADE } from '../src/protocol/index.js';
 import { Runner } from '../src/runner/runner.js';
 import { freePort, intArg, percentile } from './common.js';
 
 const n = intArg('n', 30);
 const mib = intArg('mib', 10);
+/** Another build's dist/cli/main.js (e.g. the commit before a change), timed beside this one's in the same runs. */
+const compare = process.argv.includes('--compare') ? process.argv[process.argv.indexOf('--compare') + 1] : undefined;
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const APP = `rn-bench-${process.pid % 10000}`;
 const log = silentLogger();
@@ -34,11 +42,11 @@ const log = silentLogger();
 interface Timing { firstByteMs: number; totalMs: number; bytes: number; code: number }
 
 /** Spawns `command args`, counting stdout bytes and timing the first one and the exit. */
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Timing> {
+function timed(command: string, args: string[], env: NodeJS.ProcessEnv, stderr: 'inherit' | 'ignore' = 'inherit'): Promise<Timing> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const ms = (): number => Number(process.hrtime.bigint() - started) / 1e6;
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', stderr] });
     let firstByteMs = NaN;
     let bytes = 0;
     child.stdout.on('data', (chunk: Buffer) => {
@@ -47,6 +55,52 @@ function timed(command: string, args: string[], env: NodeJS.ProcessEnv): Promise
     });
     child.once('error', reject);
     child.once('close', (code) => resolve({ firstByteMs, totalMs: ms(), bytes, code: code ?? 1 }));
+  });
+}
+
+/** One HTTP request on a fresh connection; resolves with the status and body, or the socket of an upgrade. */
+function call(url: string, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string; socket?: Socket }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, agent: false });
+    req.once('upgrade', (res, socket, head) => {
+      if (head.length > 0) socket.unshift(head);
+      resolve({ status: res.statusCode ?? 0, text: '', socket });
+    });
+    req.once('response', (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+/** `pier run -a app -- command` without the CLI: POST /dynos, attach, first STDOUT frame, EXIT frame. */
+async function apiRun(api: string, token: string, app: string, command: string[]): Promise<Timing> {
+  const started = process.hrtime.bigint();
+  const ms = (): number => Number(process.hrtime.bigint() - started) / 1e6;
+  const auth = { authorization: `Bearer ${token}` };
+  const created = await call(`${api}/v1/apps/${app}/dynos`, 'POST', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ command }));
+  if (created.status !== 201) throw new Error(`POST /dynos answered ${created.status}: ${created.text}`);
+  const { socket } = await call(`${api}${(JSON.parse(created.text) as { attach: string }).attach}`, 'GET', { ...auth, connection: 'Upgrade', upgrade: SESSION_UPGRADE });
+  if (!socket) throw new Error('the attach was not upgraded');
+  return new Promise((resolve) => {
+    const reader = new FrameReader();
+    let firstByteMs = NaN;
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      for (const { type, payload } of reader.push(chunk)) {
+        if (type === FRAME.STDOUT) {
+          if (bytes === 0) firstByteMs = ms();
+          bytes += payload.length;
+        } else if (type === FRAME.EXIT) {
+          const code = (JSON.parse(payload.toString('utf8')) as { code: number | null }).code ?? 1;
+          socket.destroy();
+          resolve({ firstByteMs, totalMs: ms(), bytes, code });
+        }
+      }
+    });
   });
 }
 
@@ -108,17 +162,30 @@ try {
   // Warm-up: the release is prepared on the runner at the first one-off; the page cache holds the CLI after it.
   for (let i = 0; i < 3; i++) await pierRun(['echo', 'hi']);
   const rows: Array<[string, ReturnType<typeof summary>, ReturnType<typeof summary>]> = [];
-  for (const [name, run] of [['pier run -a APP -- echo hi', () => pierRun(['echo', 'hi'])], ['runuser -u p-APP -- echo hi (local baseline)', () => local(['echo', 'hi'])], ['node dist/cli/main.js help (CLI start alone)', () => timed(process.execPath, [CLI, 'help'], cliEnv)]] as const) {
-    const first: number[] = [];
-    const total: number[] = [];
-    for (let i = 0; i < n; i++) {
+  const runPathStart = async (): Promise<Timing> => {
+    const t = await timed(process.execPath, [CLI, 'run', '-a', APP], cliEnv, 'ignore');
+    return { ...t, firstByteMs: t.totalMs, code: t.code === 64 ? 0 : t.code || 1 }; // 64: "no command given", as asked
+  };
+  const cases: Array<readonly [string, () => Promise<Timing>]> = [
+    ['pier run -a APP -- echo hi', () => pierRun(['echo', 'hi'])],
+    ['runuser -u p-APP -- echo hi (local baseline)', () => local(['echo', 'hi'])],
+    ['node dist/cli/main.js help (CLI start alone)', () => timed(process.execPath, [CLI, 'help'], cliEnv)],
+    ['API alone: POST /dynos + attach, echo hi (no CLI)', () => apiRun(e.api, token, APP, ['echo', 'hi'])],
+    ['pier run -a APP (CLI start on the run path; exit)', runPathStart],
+  ];
+  if (compare) cases.splice(1, 0, [`pier run -a APP -- echo hi, CLI of --compare`, () => timed(process.execPath, [compare, 'run', '-a', APP, '--', 'echo', 'hi'], cliEnv)]);
+  // Round-robin: the i-th run of every row in turn, so a load swing on this machine touches every row alike.
+  const first = cases.map((): number[] => []);
+  const total = cases.map((): number[] => []);
+  for (let i = 0; i < n; i++) {
+    for (const [at, [name, run]] of cases.entries()) {
       const t = await run();
       if (t.code !== 0) throw new Error(`${name} exited ${t.code}`);
-      first.push(t.firstByteMs);
-      total.push(t.totalMs);
+      first[at]!.push(t.firstByteMs);
+      total[at]!.push(t.totalMs);
     }
-    rows.push([name, summary(first), summary(total)]);
   }
+  for (const [at, [name]] of cases.entries()) rows.push([name, summary(first[at]!), summary(total[at]!)]);
   console.log(`start-to-first-byte, ${n} runs each (ms)`);
   console.log(`${'command'.padEnd(52)} ${'p50'.padStart(8)} ${'p99'.padStart(8)} ${'exit p50'.padStart(9)} ${'exit p99'.padStart(9)}`);
   for (const [name, first, total] of rows) console.log(`${name.padEnd(52)} ${first.p50.toFixed(1).padStart(8)} ${first.p99.toFixed(1).padStart(8)} ${total.p50.toFixed(1).padStart(9)} ${total.p99.toFixed(1).padStart(9)}`);
@@ -139,7 +206,7 @@ try {
     rates.push(bestStream);
     console.log(`${name.padEnd(60)} stream ${bestStream.toFixed(1).padStart(8)}   whole ${bestWhole.toFixed(1).padStart(8)}`);
   }
-  console.log(`\ngoals: start-to-first-byte p50 ≤ 500 ms (got ${rows[0]![1].p50.toFixed(0)} ms, of which the CLI's own start ${rows[2]![1].p50.toFixed(0)} ms); stream ≥ 20 MiB/s (got ${rates[0]!.toFixed(1)} MiB/s)`);
+  console.log(`\ngoals: start-to-first-byte p50 ≤ 500 ms (got ${rows[0]![1].p50.toFixed(0)} ms, of which the API alone ${rows[compare ? 4 : 3]![1].p50.toFixed(0)} ms and the CLI's start on the run path ${rows[compare ? 5 : 4]![1].p50.toFixed(0)} ms); stream ≥ 20 MiB/s (got ${rates[0]!.toFixed(1)} MiB/s)`);
 } finally {
   await runner?.stop().catch((err: unknown) => console.error('runner stop failed:', err));
   await nexus?.stop().catch((err: unknown) => console.error('nexus stop failed:', err));

@@ -1,7 +1,7 @@
 /** What every command needs: the environment, credentials, the API client, the app name, the data folder. */
-import { defaultDataDir } from '../config/index.js';
+import { defaultDataDir } from '../config/paths.js';
 import { PierError, ValidationError } from '../core/errors.js';
-import { APP_NAME_PATTERN, PATTERN_HINTS } from '../protocol/common.js';
+import { APP_NAME_PATTERN, PATTERN_HINTS } from '../protocol/patterns.js';
 import { ApiClient } from './client.js';
 import { resolveCredentials, type Credentials } from './credentials.js';
 

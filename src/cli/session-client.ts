@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { PierError, exitCodeFor, isErrorCode } from '../core/errors.js';
 import {
   FRAME, FrameReader, INPUT_WINDOW_BYTES, SESSION_CHUNK_BYTES, SESSION_UPGRADE, creditFrame, encodeFrame, resizeFrame,
-} from '../protocol/index.js';
+} from '../protocol/session-frames.js';
 
 /** Silence from the nexus (it pings every 2 s) after which the session counts as lost. */
 const SILENCE_MS = 10_000;

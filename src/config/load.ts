@@ -1,12 +1,12 @@
 /** Loads configuration: schema defaults < TOML file < PIER_* env < explicit overrides, validated and frozen. */
 import { readFileSync } from 'node:fs';
-import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from '../core/errors.js';
+import { defaultDataDir } from './paths.js';
 import { PierConfig, REMOVED_SETTINGS } from './schema.js';
 
 const checker = TypeCompiler.Compile(PierConfig);
@@ -23,12 +23,8 @@ export interface LoadConfigOptions {
   overrides?: ConfigInput;
 }
 
-/** The data folder used when none is configured. */
-export function defaultDataDir(env: Record<string, string | undefined> = {}): string {
-  if (env.PIER_DATA) return env.PIER_DATA;
-  // Embedded PostgreSQL runs as the `postgres` user, which must be able to enter the data folder: not /root.
-  return userInfo().uid === 0 ? '/var/lib/pier' : join(homedir(), '.local', 'share', 'pier');
-}
+// The data folder used when none is configured: paths.ts (the CLI needs it without loading the schema).
+export { defaultDataDir } from './paths.js';
 
 export function loadConfig(options: LoadConfigOptions = {}): PierConfig {
   const env = options.env ?? {};

@@ -1,25 +1,18 @@
 /** Field schemas shared by every conversation: names, hostnames, config keys, node ids. */
 import { Type, type Static } from '@sinclair/typebox';
+import { APP_NAME_PATTERN, CONFIG_KEY_PATTERN, CONFIG_VALUE_PATTERN, HOSTNAME_PATTERN } from './patterns.js';
 
-/** Heroku's rule: lowercase letters, digits and dashes, starting with a letter, at most 30 characters. */
-export const APP_NAME_PATTERN = '^[a-z][a-z0-9-]{0,29}$';
+// The patterns and their wording live in patterns.ts (no TypeBox, so the CLI loads fast).
+export { APP_NAME_PATTERN, CONFIG_KEY_PATTERN, CONFIG_VALUE_PATTERN, HOSTNAME_PATTERN, PATTERN_HINTS } from './patterns.js';
+
 export const AppName = Type.String({ pattern: APP_NAME_PATTERN, maxLength: 30 });
 
 /** Owners follow the same rule as apps. */
 export const OwnerName = Type.String({ pattern: APP_NAME_PATTERN, maxLength: 30 });
 
-/** A DNS name (lowercase) or a wildcard `*.example.com`; at most 253 characters. */
-export const HOSTNAME_PATTERN = '^(\\*\\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 export const Hostname = Type.String({ pattern: HOSTNAME_PATTERN, minLength: 1, maxLength: 253 });
 
-/** Config var names are shell-style environment variable names. */
-export const CONFIG_KEY_PATTERN = '^[A-Za-z_][A-Za-z0-9_]{0,254}$';
 export const ConfigKey = Type.String({ pattern: CONFIG_KEY_PATTERN, maxLength: 255 });
-/**
- * Values must fit a uWSGI ini line (the runner writes them into the vassal): one line, no control characters,
- * no trailing space or tab, and no '%(' (an option reference uWSGI expands and cannot escape).
- */
-export const CONFIG_VALUE_PATTERN = '^(?!.*%\\()[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*(?<![ \\t])$';
 export const ConfigValue = Type.String({ maxLength: 32 * 1024, pattern: CONFIG_VALUE_PATTERN });
 /** Keys outside the pattern are rejected, not ignored (a Record is patternProperties underneath). */
 export const ConfigVars = Type.Record(Type.String({ pattern: CONFIG_KEY_PATTERN }), ConfigValue, { maxProperties: 500, additionalProperties: false });
@@ -128,11 +121,3 @@ export const Owner = Type.Object({
 }, { additionalProperties: false });
 export type Owner = Static<typeof Owner>;
 
-/** Human wording for the patterns above, used in validation errors instead of the raw regular expression. */
-export const PATTERN_HINTS: Record<string, string> = {
-  [APP_NAME_PATTERN]: 'must be lowercase letters, digits and dashes, start with a letter, and be at most 30 characters',
-  [HOSTNAME_PATTERN]: "must be a lowercase hostname such as 'www.example.com' or '*.example.com'",
-  [CONFIG_KEY_PATTERN]: 'must be letters, digits and underscores, not starting with a digit',
-  [CONFIG_VALUE_PATTERN]: "must be one line with no control characters, no trailing space and no '%('",
-  '^[a-z0-9][a-z0-9.-]{0,62}$': 'must be lowercase letters, digits, dots and dashes',
-};

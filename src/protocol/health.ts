@@ -5,6 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ValidationError } from '../core/errors.js';
 import { AppName, Hostname, NodeId, Timestamp } from './common.js';
+import { formatMs } from './units.js';
 
 const strict = { additionalProperties: false } as const;
 
@@ -133,13 +134,8 @@ export type WebhookBody = Static<typeof WebhookBody>;
 export const RUNGS = ['out-of-rotation', 'rewrite', 'restart', 'move'] as const;
 export type Rung = (typeof RUNGS)[number];
 
-/** `1s`, `500ms`, `2m` as the CLI shows them. */
-export function formatMs(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}
+// formatMs: units.ts (no TypeBox, so the CLI loads fast).
+export { formatMs } from './units.js';
 
 /**
  * The check a PUT body asks for, defaults filled in, or a ValidationError naming what is wrong and the bound.

@@ -4,23 +4,10 @@
  * (`runner.limits.*` in its config).
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { LIMIT_BOUNDS, type LimitName } from './units.js';
 
-/** Bounds of each limit: low enough bounds that an instance can still start, high enough for any real app. */
-export const LIMIT_BOUNDS = {
-  /** Memory of an instance's processes together, in MiB. */
-  memoryMb: { minimum: 32, maximum: 1_048_576 },
-  /** Processes and threads of an instance at once. */
-  processes: { minimum: 8, maximum: 65_536 },
-  /** Open files per process. */
-  openFiles: { minimum: 64, maximum: 1_048_576 },
-  /** CPU weight (1024 = one normal share). */
-  cpuShares: { minimum: 2, maximum: 262_144 },
-  /** Longest request, in ms (applied in whole seconds). */
-  requestTimeoutMs: { minimum: 1000, maximum: 86_400_000 },
-} as const;
-
-export type LimitName = keyof typeof LIMIT_BOUNDS;
-export const LIMIT_NAMES = Object.keys(LIMIT_BOUNDS) as LimitName[];
+// The bounds and names: units.ts (no TypeBox, so the CLI loads fast).
+export { LIMIT_BOUNDS, LIMIT_NAMES, type LimitName } from './units.js';
 
 const limit = (name: LimitName) => Type.Integer(LIMIT_BOUNDS[name]);
 

@@ -166,14 +166,5 @@ export type StatsQuery = Static<typeof StatsQuery>;
 export const StatsResponse = Type.Object({ stats: Type.Array(StatsRow) }, { additionalProperties: false });
 export type StatsResponse = Static<typeof StatsResponse>;
 
-/** Longest `since` window: 30 days. */
-export const MAX_SINCE_MS = 30 * 86_400_000;
-
-/** Turns `15m`/`1h`/`2d`/`90` (minutes) into milliseconds, or undefined when it does not parse or exceeds 30 days. */
-export function parseSince(since: string): number | undefined {
-  const match = /^([1-9][0-9]{0,4})([mhd]?)$/.exec(since);
-  if (!match) return undefined;
-  const unitMs = match[2] === 'h' ? 3_600_000 : match[2] === 'd' ? 86_400_000 : 60_000;
-  const ms = Number(match[1]) * unitMs;
-  return ms <= MAX_SINCE_MS ? ms : undefined;
-}
+// MAX_SINCE_MS and parseSince: units.ts (no TypeBox, so the CLI loads fast).
+export { MAX_SINCE_MS, parseSince } from './units.js';

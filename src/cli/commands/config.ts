@@ -1,7 +1,7 @@
 /** pier config, config:set K=V…, config:unset K…. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { CONFIG_KEY_PATTERN, CONFIG_VALUE_PATTERN, PATTERN_HINTS } from '../../protocol/common.js';
+import { CONFIG_KEY_PATTERN, CONFIG_VALUE_PATTERN, PATTERN_HINTS } from '../../protocol/patterns.js';
 import { seg, type CliContext } from '../context.js';
 import { print, printJson } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

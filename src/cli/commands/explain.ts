@@ -1,7 +1,8 @@
 /** pier explain -a APP [--since 1h] [--json]: the app's timeline, one line per entry, oldest first. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { parseSince, type ExplainResponse } from '../../protocol/index.js';
+import type { ExplainResponse } from '../../protocol/index.js';
+import { parseSince } from '../../protocol/units.js';
 import { seg, type CliContext } from '../context.js';
 import { print, printJson } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

@@ -4,7 +4,8 @@
  */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { formatMs, type AlertsReply, type CheckReply, type HealthReply, type Check } from '../../protocol/index.js';
+import type { AlertsReply, CheckReply, HealthReply, Check } from '../../protocol/index.js';
+import { formatMs } from '../../protocol/units.js';
 import { seg, type CliContext } from '../context.js';
 import { ago, print, printJson, printTable } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

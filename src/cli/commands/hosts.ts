@@ -1,7 +1,7 @@
 /** pier hosts, hosts:add, hosts:remove. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { HOSTNAME_PATTERN, PATTERN_HINTS } from '../../protocol/common.js';
+import { HOSTNAME_PATTERN, PATTERN_HINTS } from '../../protocol/patterns.js';
 import { seg, type CliContext } from '../context.js';
 import { print, printJson } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

@@ -5,7 +5,8 @@
  */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { LIMIT_BOUNDS, LIMIT_NAMES, type LimitName, type LimitsReply } from '../../protocol/index.js';
+import type { LimitsReply } from '../../protocol/index.js';
+import { LIMIT_BOUNDS, LIMIT_NAMES, type LimitName } from '../../protocol/units.js';
 import { seg, type CliContext } from '../context.js';
 import { print, printJson } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

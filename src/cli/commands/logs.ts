@@ -1,7 +1,8 @@
 /** pier logs [-n N] [-f], pier stats [--since 1h]. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
-import { parseSince, type StatsResponse, type StatsRow } from '../../protocol/index.js';
+import type { StatsResponse, StatsRow } from '../../protocol/index.js';
+import { parseSince } from '../../protocol/units.js';
 import { seg, type CliContext } from '../context.js';
 import { print, printJson, printTable } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';

@@ -4,11 +4,8 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { pino } from 'pino';
-import { loadConfig, type PierConfig } from '../../config/index.js';
+import type { PierConfig } from '../../config/index.js';
 import { PierError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
-import { runDaemon } from '../../core/daemon.js';
 import { sleep } from '../../core/wait.js';
 import type { App, Node } from '../../protocol/common.js';
 import type { PlatformState } from '../../up/index.js';
@@ -29,7 +26,8 @@ interface UpOptions {
   supervise?: boolean;
 }
 
-function upConfig(ctx: CliContext, opts: UpOptions): PierConfig {
+async function upConfig(ctx: CliContext, opts: UpOptions): Promise<PierConfig> {
+  const { loadConfig } = await import('../../config/index.js');
   const dataDir = ctx.dataDir(opts.data);
   const fileInData = join(dataDir, 'pier.toml');
   const file = opts.config ?? (existsSync(fileInData) ? fileInData : undefined);
@@ -64,9 +62,10 @@ function runnerCount(opts: UpOptions): number {
 
 /** Runs the supervisor in this process until SIGTERM/SIGINT. */
 async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Promise<void> {
-  const config = upConfig(ctx, opts);
+  const config = await upConfig(ctx, opts);
   const runners = runnerCount(opts);
   const { Platform, platformPaths, prepareDataDir } = await loadUp();
+  const [{ pino }, { createLogger }, { runDaemon }] = await Promise.all([import('pino'), import('../../core/logger.js'), import('../../core/daemon.js')]);
   const paths = platformPaths(config.dataDir);
   prepareDataDir(config, runners);
   mkdirSync(paths.logsDir, { recursive: true });
@@ -83,7 +82,7 @@ async function supervise(ctx: CliContext, opts: UpOptions, isQuiet: boolean): Pr
 
 /** Starts the supervisor in the background and returns once it is ready (or reports why it is not). */
 async function detach(ctx: CliContext, opts: UpOptions): Promise<void> {
-  const config = upConfig(ctx, opts);
+  const config = await upConfig(ctx, opts);
   const runners = runnerCount(opts);
   const { platformPaths, prepareDataDir, readState } = await loadUp();
   const paths = platformPaths(config.dataDir);
@@ -149,6 +148,7 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
     .action(
       action(ctx, async (opts: { data?: string }) => {
         const { platformPaths, isAlive, terminate, cleanupStale } = await loadUp();
+        const { createLogger } = await import('../../core/logger.js');
         const paths = platformPaths(ctx.dataDir(opts.data));
         const pid = existsSync(paths.pidFile) ? Number(readFileSync(paths.pidFile, 'utf8').trim()) : 0;
         if (isAlive(pid)) {
