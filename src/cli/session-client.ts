@@ -82,6 +82,7 @@ function relay(socket: Socket, options: AttachOptions): Promise<number> {
   let isStdinDone = false;
   let isEofSent = false;
   let lastHeardAt = Date.now();
+  let isExitSeen = false;
   const send = (frame: Buffer): void => {
     if (!socket.destroyed) socket.write(frame);
   };
@@ -165,6 +166,7 @@ function relay(socket: Socket, options: AttachOptions): Promise<number> {
           credit += payload.readUInt32BE(0);
           flushInput();
         } else if (type === FRAME.EXIT) {
+          isExitSeen = true; // the nexus closes right after the exit frame: that close is not a lost connection
           const exit = JSON.parse(payload.toString('utf8')) as { code: number | null; signal: string | null; error?: string; errorCode?: string };
           // Whatever is still being written reaches the terminal before the exit.
           const done = (): void => {
@@ -177,7 +179,9 @@ function relay(socket: Socket, options: AttachOptions): Promise<number> {
         }
       }
     });
-    socket.once('close', () => finish(1, 'error: the connection to the nexus was lost mid-session; the one-off was hung up (PIER_NEXUS_UNAVAILABLE)'));
+    socket.once('close', () => {
+      if (!isExitSeen) finish(1, 'error: the connection to the nexus was lost mid-session; the one-off was hung up (PIER_NEXUS_UNAVAILABLE)');
+    });
     socket.on('error', () => undefined); // 'close' follows and says it
     if (options.isTty && stdin.isTTY) send(resizeFrame(Math.max(1, process.stdout.rows || 24), Math.max(1, process.stdout.columns || 80)));
   });

@@ -11,7 +11,7 @@ import { randomId } from '../../src/core/ids.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { CLI } from '../helpers/cli.js';
 import { platformForFile } from '../helpers/platform.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
 const apps: string[] = [];
@@ -95,6 +95,27 @@ describe.runIf(isRoot)('pier run', () => {
     expect(zeros.stderr).toBe('');
     expect(zeros.stdout.length).toBe(10 * 1024 * 1024);
     expect(lines.every((line, i) => i === 10 * 1024 ? line === '' : line === `${String(i).padStart(7, '0')}${'.'.repeat(1016)}`)).toBe(true);
+  }, 60_000);
+
+  it('exits with the remote status even when the exit arrives while its output still waits for a late reader', async () => {
+    const app = await deployed('late');
+    // The one-off prints 3 MiB and ends at once; nobody reads the CLI's stdout for a second, so the exit frame (and
+    // the nexus closing the connection after it) arrive while output is still queued: that close is not a loss.
+    const child = spawn(process.execPath, [CLI, 'run', '-a', app, '--', 'python', '-c', 'import sys; sys.stdout.write("y" * 3145728); sys.exit(4)'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, PIER_API_URL: p.nexus.api, PIER_TOKEN: p.tokens.owner },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout!.pause();
+    const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+    await sleep(1500);
+    let bytes = 0;
+    child.stdout!.on('data', (c: Buffer) => (bytes += c.length));
+    child.stdout!.resume();
+    expect(await exited).toBe(4);
+    expect(stderr).toBe('');
+    expect(bytes).toBe(3 * 1024 * 1024);
   }, 60_000);
 
   it('slows a fast producer to a slow reader: no more than the credit window is in flight', async () => {
