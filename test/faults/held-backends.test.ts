@@ -10,11 +10,13 @@
  * runner). Before this fix the restarted runner stopped the forgotten vassal at once, freeing its port while the
  * balancer still sent the victim's traffic there until the replacement was ready.
  *
+ * The victim takes 3 s to load (as a real app's imports do), so its replacement is ready seconds after the restart.
+ *
  * Asserted: the attacker does get the port once the old vassal stopped (the window this test looks for is real),
  * yet receives no request for the victim; the replacement got another port; the public sees at most 0.5% failures.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,9 +115,12 @@ beforeAll(async () => {
   expect(up.stderr).toBe('');
   token = (JSON.parse(readFileSync(join(dataDir, 'admin.json'), 'utf8')) as { token: string }).token;
   const hello = fileURLToPath(new URL('../../examples/hello', import.meta.url));
+  const slow = join(dataDir, 'slow-app');
+  mkdirSync(slow);
+  writeFileSync(join(slow, 'wsgi.py'), `import time\ntime.sleep(3)\n${readFileSync(join(hello, 'wsgi.py'), 'utf8')}`);
   for (const app of [VICTIM, EVIL]) {
     expect((await runCli(['apps:create', app], env)).code).toBe(0);
-    const deployed = await runCli(['deploy', hello, '-a', app], env);
+    const deployed = await runCli(['deploy', app === VICTIM ? slow : hello, '-a', app], env);
     expect(deployed.stderr).toBe('');
   }
   await waitFor(async () => (await instances()).some((i) => i.state === 'ready' && i.isLive), { name: 'the victim ready', timeoutMs: 40_000, intervalMs: 200 });
