@@ -107,7 +107,7 @@ export class Balancer implements Service {
             this.follower?.requestResync();
           }
           if (!table.apply(event)) return;
-          if (event.type === 'instance.removed' || event.type === 'instance.changed' || event.type === 'app.destroyed' || event.type === 'release.live') {
+          if (event.type === 'instance.removed' || event.type === 'instance.released' || event.type === 'instance.changed' || event.type === 'app.destroyed' || event.type === 'release.live') {
             this.proxyServer?.upstreams.retain(table.addresses());
           }
           this.log.debug({ version: event.version, type: event.type, app: event.app }, 'routes updated');
@@ -116,6 +116,12 @@ export class Balancer implements Service {
       this.follower = follower;
       defer('event follower', () => follower.stop());
       await follower.start();
+      // Held backends get HELD_MAX_MS at most (route-table.ts), even when no event says their vassal stopped.
+      const heldTimer = setInterval(() => {
+        if (table.expireHeld()) this.proxyServer?.upstreams.retain(table.addresses());
+      }, 1000);
+      heldTimer.unref();
+      defer('held backends', async () => clearInterval(heldTimer));
 
       const proxyServer = new ProxyServer({ table, settings: balancer, log: this.log, onAccess: (record) => {
         if (!record.requestId.startsWith(probeIds)) accessLog.record(record); // its own hostname checks are not traffic

@@ -37,7 +37,16 @@ export type RouteLookup =
 export interface RouteTableOptions {
   /** Every app answers at `<app>.<domain>`. */
   domain: string;
+  /** The clock held backends are timed by. @default Date.now */
+  now?: () => number;
 }
+
+/**
+ * Longest time a forgotten backend is held. A restarted runner keeps such a vassal serving for at most
+ * runner/forgotten-vassals.ts KEEP_FORGOTTEN_MS (longer, counted from later), and tells the balancers
+ * (`instance.released`) before it stops one: a balancer that missed that still lets go before the port can be free.
+ */
+export const HELD_MAX_MS = 20_000;
 
 interface AppEntry extends AppRoute {
   /** The live backends the state gives (what the digest covers); `backends` adds the held ones while this is empty. */
@@ -75,9 +84,13 @@ export class RouteTable {
   private readonly hosts: HostIndex;
 
   private readonly domain: string;
+  private readonly now: () => number;
+  /** When each held backend (by instance id) was first held; kept across snapshot loads. */
+  private readonly heldSince = new Map<string, number>();
 
   constructor(options: RouteTableOptions) {
     this.domain = options.domain.toLowerCase();
+    this.now = options.now ?? Date.now;
     this.hosts = new HostIndex(options.domain.toLowerCase());
   }
 
@@ -98,6 +111,7 @@ export class RouteTable {
       entry.held = serving.get(entry.name) ?? [];
       this.rebuild(entry);
     }
+    this.noteHeld();
     this.version = snapshot.version;
   }
 
@@ -116,6 +130,7 @@ export class RouteTable {
         if (!entry) return false;
         this.hosts.removeApp(entry.name, entry.hostnames);
         this.apps.delete(entry.name);
+        this.noteHeld();
         return true;
       }
       case 'host.added':
@@ -139,7 +154,13 @@ export class RouteTable {
         return true;
       }
       case 'instance.removed':
-        return this.removeInstance(appName, event.data.id, event.data.forgotten === true);
+        return this.noteHeld(this.removeInstance(appName, event.data.id, event.data.forgotten === true));
+      case 'instance.released': {
+        // The runner of a forgotten instance is stopping its vassal: its port is about to be free for anyone.
+        const { id, runnerId } = event.data;
+        if (typeof id !== 'string' || typeof runnerId !== 'string') return this.invalid();
+        return this.dropHeld((b) => b.id === id && b.runnerId === runnerId);
+      }
       case 'release.staged': {
         const release = event.data.release;
         const entry = appName === null ? undefined : this.apps.get(appName);
@@ -297,6 +318,46 @@ export class RouteTable {
       }
       route.cursor = route.backends.length === 0 ? 0 : route.cursor % route.backends.length;
     }
+  }
+
+  /**
+   * Drops held backends held for HELD_MAX_MS (see there); the balancer calls it every second. Returns true when
+   * routes changed.
+   */
+  expireHeld(): boolean {
+    const now = this.now();
+    const isExpired = (b: Backend): boolean => now - (this.heldSince.get(b.id) ?? now) >= HELD_MAX_MS;
+    return this.dropHeld(isExpired);
+  }
+
+  /** Removes the held backends `isGone` selects from every app; true when any was. */
+  private dropHeld(isGone: (backend: Backend) => boolean): boolean {
+    let isChanged = false;
+    for (const entry of this.apps.values()) {
+      if (!entry.held.some(isGone)) continue;
+      entry.held = entry.held.filter((b) => !isGone(b));
+      this.rebuild(entry);
+      isChanged = true;
+    }
+    if (isChanged) {
+      this.revision += 1;
+      this.noteHeld();
+    }
+    return isChanged;
+  }
+
+  /** Starts the clock of newly held backends and forgets the ones no longer held; passes `result` through. */
+  private noteHeld<T>(result?: T): T {
+    const held = new Set<string>();
+    const now = this.now();
+    for (const entry of this.apps.values()) {
+      for (const backend of entry.held) {
+        held.add(backend.id);
+        if (!this.heldSince.has(backend.id)) this.heldSince.set(backend.id, now);
+      }
+    }
+    for (const id of this.heldSince.keys()) if (!held.has(id)) this.heldSince.delete(id);
+    return result as T;
   }
 
   /** Backends held after their instances were forgotten (see rebuild), by app. */

@@ -163,6 +163,25 @@ export async function forgetInstance(tx: Queryable, id: string): Promise<void> {
   if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id, forgotten: true });
 }
 
+/** How far back (in events) a forgotten instance is looked for when its runner reports its vassal stopped. */
+const RELEASE_LOOKBACK_EVENTS = 20_000;
+
+/**
+ * A runner reports stopped an instance the state no longer has: when the state forgot it recently (its runner was
+ * declared dead while it served), balancers may still hold it — `instance.released` tells them to let go now.
+ */
+async function releaseForgotten(tx: Queryable, runnerId: string, id: string): Promise<void> {
+  const { rows } = await tx.query<{ app: string }>(
+    `SELECT app FROM events
+     WHERE id > (SELECT coalesce(max(id), 0) FROM events) - $2 AND type = 'instance.removed' AND data->>'id' = $1 AND data->>'forgotten' = 'true'
+     ORDER BY id DESC LIMIT 1`,
+    [id, RELEASE_LOOKBACK_EVENTS],
+  );
+  if (rows[0] && !(await tx.query('SELECT 1 FROM instances WHERE id = $1', [id])).rowCount) {
+    await appendEvent(tx, 'instance.released', rows[0].app, { id, runnerId });
+  }
+}
+
 export type ReportedState = 'starting' | 'ready' | 'failed' | 'stopped';
 
 /**
@@ -175,6 +194,7 @@ export async function reportInstance(tx: Queryable, runnerId: string, id: string
       'DELETE FROM instances i USING apps a WHERE i.id = $1 AND i.runner_id = $2 AND a.id = i.app_id RETURNING a.name AS app', [id, runnerId],
     );
     if (rows[0]) await appendEvent(tx, 'instance.removed', rows[0].app, { id });
+    else await releaseForgotten(tx, runnerId, id);
     return rows.length > 0;
   }
   const result = await tx.query(

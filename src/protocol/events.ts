@@ -22,6 +22,11 @@ export const EVENT_TYPES = [
   'instance.changed',
   /** data: { id, forgotten? } — forgotten: its runner was declared dead (it may still serve), not stopped. */
   'instance.removed',
+  /**
+   * data: { id, runnerId } — a restarted runner is stopping the vassal of an instance the state had forgotten (it
+   * kept it serving meanwhile): balancers still trying it (held) drop it before its port can be free.
+   */
+  'instance.released',
   /** data: { release } — the balancer now routes the app to this release's ready instances. */
   'release.live',
   /** data: { release, error, stage? } — the deploy failed; nothing public changed. */

@@ -30,6 +30,7 @@ import { runReleasePhase } from './phase-runner.js';
 import { WorkerProcess } from './workers.js';
 import { lostLeaseError, SingletonLease } from './singleton-lease.js';
 import type { HeldVassal } from './integrity.js';
+import { KEEP_FORGOTTEN_MS, RELEASE_GRACE_MS, RoutedInstances } from './forgotten-vassals.js';
 
 export interface InstanceManagerOptions {
   runnerId: string;
@@ -107,6 +108,8 @@ type Local = {
   isAdopted?: boolean;
   /** Remediation is restarting it (its vassal is off for a moment): not probed meanwhile. */
   isRestarting?: boolean;
+  /** The state forgot it while it served (forgotten-vassals.ts): kept serving until this timer or a replacement. */
+  forgotten?: { since: number; timer?: NodeJS.Timeout };
 };
 
 /** Times the check is tried on a new instance before its start fails, and the pause between tries. */
@@ -126,6 +129,8 @@ export class InstanceManager {
   private readonly teardowns = new Set<Promise<void>>();
   private readonly log: Logger;
   private isClosed = false;
+  /** Instances of every runner the state routes to, by app (whether a forgotten vassal is still needed). */
+  private readonly routed = new RoutedInstances();
 
   constructor(private readonly options: InstanceManagerOptions) {
     this.log = options.log.child({ component: 'runner.instances' });
@@ -176,12 +181,45 @@ export class InstanceManager {
   sync(instances: Instance[]): void {
     const mine = instances.filter((i) => i.runnerId === this.options.runnerId);
     const ids = new Set(mine.map((i) => i.id));
-    for (const id of [...this.local.keys()]) if (!ids.has(id)) this.stop(id, false);
+    this.routed.load(instances);
+    for (const id of [...this.local.keys()]) if (!ids.has(id)) this.forget(id);
     for (const instance of mine) this.apply(instance);
+    this.releaseReplaced();
+  }
+
+  /**
+   * The state no longer has instance `id`. A web vassal that serves is kept while the state routes its app to no
+   * other instance (balancers hold it meanwhile; see forgotten-vassals.ts); anything else stops now.
+   */
+  private forget(id: string): void {
+    const entry = this.local.get(id);
+    if (!entry || entry.forgotten) return;
+    if (entry.phase !== 'ready' || entry.processType !== 'web' || entry.port === null || this.isClosed) return this.stop(id, false);
+    entry.isAdopted = false;
+    entry.forgotten = { since: Date.now() };
+    if (this.routed.isRouted(entry.app)) return this.stop(id, false); // balancers route the app elsewhere: nothing holds it
+    entry.forgotten.timer = setTimeout(() => {
+      this.log.info({ instance: id, keptMs: KEEP_FORGOTTEN_MS }, 'forgotten vassal kept long enough; stopping it');
+      this.stop(id, false);
+    }, KEEP_FORGOTTEN_MS);
+    entry.forgotten.timer.unref();
+    this.log.info({ instance: id, port: entry.port }, 'the state forgot a serving vassal and its app has no other; keeping it until a replacement is ready');
+  }
+
+  /** Stops the forgotten vassals whose apps the state routes to another instance again. */
+  private releaseReplaced(): void {
+    for (const entry of [...this.local.values()]) {
+      if (entry.forgotten && entry.phase === 'ready' && this.routed.isRouted(entry.app)) {
+        this.log.info({ instance: entry.id, keptMs: Date.now() - entry.forgotten.since }, 'a replacement of a forgotten vassal is ready; stopping it');
+        this.stop(entry.id, false);
+      }
+    }
   }
 
   /** Applies one instance's new state. */
   apply(instance: Instance): void {
+    this.routed.update(instance);
+    if (this.routed.isRouted(instance.app)) this.releaseReplaced();
     if (instance.runnerId !== this.options.runnerId || this.isClosed) {
       if (this.local.has(instance.id)) this.stop(instance.id, false);
       return;
@@ -213,8 +251,12 @@ export class InstanceManager {
     }
   }
 
-  removed(id: string): void {
-    if (this.local.has(id)) this.stop(id, false);
+  /** The state removed instance `id`; `isForgotten`: its runner was declared dead (it may still serve). */
+  removed(id: string, isForgotten = false): void {
+    this.routed.remove(id);
+    if (!this.local.has(id)) return;
+    if (isForgotten) this.forget(id);
+    else this.stop(id, false);
   }
 
   /**
@@ -320,7 +362,7 @@ export class InstanceManager {
   /** This runner's serving instances with their ports (what the health prober checks). */
   serving(): Array<{ id: string; app: string; port: number }> {
     return [...this.local.values()]
-      .filter((l) => l.phase === 'ready' && l.port !== null && !l.isRestarting)
+      .filter((l) => l.phase === 'ready' && l.port !== null && !l.isRestarting && !l.forgotten)
       .map((l) => ({ id: l.id, app: l.app, port: l.port! }));
   }
 
@@ -489,6 +531,7 @@ export class InstanceManager {
       return;
     }
     if (entry.phase === 'stopping') return;
+    if (entry.forgotten) return this.stopForgotten(entry);
     const wasStarting = entry.phase === 'starting';
     // A serving instance the nexus retires (a deploy switched away from it, a scale-down) keeps running for the
     // drain time: balancers stopped routing new requests to it, the ones in flight finish.
@@ -501,6 +544,21 @@ export class InstanceManager {
       if (drainMs > 0 && !this.isClosed) await this.drain(drainMs);
       await this.remove(entry);
       if (isReported) await this.report(id, 'stopped');
+    })();
+  }
+
+  /**
+   * Stops a forgotten vassal without ever leaving its port free while a balancer may send it the app's traffic:
+   * the balancers are told first (the report becomes `instance.released`), get RELEASE_GRACE_MS to let go, and
+   * the port is quarantined (remove).
+   */
+  private stopForgotten(entry: Local): void {
+    clearTimeout(entry.forgotten?.timer);
+    entry.phase = 'stopping';
+    entry.work = (async () => {
+      await this.report(entry.id, 'stopped');
+      if (!this.isClosed) await this.drain(RELEASE_GRACE_MS);
+      await this.remove(entry);
     })();
   }
 
@@ -572,7 +630,9 @@ export class InstanceManager {
       });
       if (!isGone) this.log.warn({ instance: entry.id }, 'HOME not fully removed: a process of the app keeps writing to it');
     }
-    if (entry.port !== null) this.options.ports.release(entry.port);
+    // A forgotten vassal's port may still be in a lagging balancer's table: no other instance gets it for a while.
+    if (entry.port !== null && entry.forgotten) this.options.ports.quarantine(entry.port);
+    else if (entry.port !== null) this.options.ports.release(entry.port);
     this.local.delete(entry.id);
     if (this.options.cgroups) this.tearDown(entry.id, this.options.cgroups);
     // uWSGI writes the vassal's last words as the emperor stops it: keep shipping for a moment.
@@ -625,6 +685,7 @@ export class InstanceManager {
    */
   async close(graceMs = 2000): Promise<void> {
     this.isClosed = true;
+    for (const entry of this.local.values()) if (entry.forgotten) clearTimeout(entry.forgotten.timer);
     // Background processes are the runner's own children (no emperor keeps them): each gets SIGTERM and a grace
     // capped so the runner still stops its emperor before a supervisor (pier up: 10 s) gives up on it.
     const grace = Math.min(this.options.stopGraceMs ?? 10_000, SHUTDOWN_WORKER_GRACE_MS);

@@ -166,7 +166,7 @@ export class Runner implements Service {
         },
         onEvent: (event: StateEvent) => {
           if (event.type === 'instance.changed') manager.apply(event.data as unknown as Instance);
-          else if (event.type === 'instance.removed') manager.removed(String(event.data.id));
+          else if (event.type === 'instance.removed') manager.removed(String(event.data.id), event.data.forgotten === true);
           else if (event.type === 'app.created' && event.app) cleanup.created(event.app, event.at);
           else if (event.type === 'app.destroyed' && event.app) void cleanup.destroyed(event.app);
           else healthEvents.apply(event);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RouteTable } from '../../src/balancer/route-table.js';
+import { HELD_MAX_MS, RouteTable } from '../../src/balancer/route-table.js';
 import { routeDigest, routesOfSnapshot, type App, type Instance, type Snapshot, type StateEvent } from '../../src/protocol/index.js';
 
 function app(name: string, hostnames: string[] = []): App {
@@ -69,5 +69,52 @@ describe('RouteTable held backends', () => {
     table.apply({ version: 15, type: 'instance.changed', app: 'blog', data: instance('i3', 'blog', { state: 'stopping' }) as unknown as Record<string, unknown>, at: 0 });
     table.apply({ version: 16, type: 'instance.removed', app: 'blog', data: { id: 'i3' }, at: 0 });
     expect(ids()).toEqual([]);
+  });
+});
+
+describe('RouteTable held backends let go before their port can be free', () => {
+  const forget = (version: number, id: string): StateEvent => ({ version, type: 'instance.removed', app: 'blog', data: { id, forgotten: true }, at: 0 });
+
+  it('drops a held backend when its own runner says its vassal stops (instance.released), not on a stranger\'s word', () => {
+    const table = new RouteTable({ domain: 'pier.test' });
+    table.load(snapshot([app('blog'), app('shop')], [instance('i1', 'blog'), instance('i2', 'shop')], 10));
+    table.apply(forget(11, 'i1'));
+    expect(table.heldBackends('blog').map((b) => b.id)).toEqual(['i1']);
+    // Another runner, an unknown id, a malformed event: nothing changes.
+    expect(table.apply({ version: 12, type: 'instance.released', app: 'blog', data: { id: 'i1', runnerId: 'runner-2' }, at: 0 })).toBe(false);
+    expect(table.apply({ version: 13, type: 'instance.released', app: 'blog', data: { id: 'i9', runnerId: 'runner-1' }, at: 0 })).toBe(false);
+    expect(table.apply({ version: 14, type: 'instance.released', app: 'blog', data: { id: 'i1' }, at: 0 })).toBe(false);
+    expect(table.invalidEvents).toBe(1);
+    expect(table.route('blog')!.backends.map((b) => b.id)).toEqual(['i1']);
+    expect(table.apply({ version: 15, type: 'instance.released', app: 'blog', data: { id: 'i1', runnerId: 'runner-1' }, at: 0 })).toBe(true);
+    expect(table.route('blog')!.backends).toEqual([]);
+    expect(table.heldBackends('blog')).toEqual([]);
+    expect(table.addresses().has('127.0.0.1:20001')).toBe(false);
+    // A later snapshot does not bring it back, and the other app was never touched.
+    table.load(snapshot([app('blog'), app('shop')], [instance('i2', 'shop')], 16));
+    expect(table.route('blog')!.backends).toEqual([]);
+    expect(table.route('shop')!.backends.map((b) => b.id)).toEqual(['i2']);
+  });
+
+  it('holds a forgotten backend HELD_MAX_MS at most, counted from the forget, also across a snapshot reload', () => {
+    let now = 1_000_000;
+    const table = new RouteTable({ domain: 'pier.test', now: () => now });
+    table.load(snapshot([app('blog')], [instance('i1', 'blog')], 10));
+    table.apply(forget(11, 'i1'));
+    now += HELD_MAX_MS - 1000;
+    expect(table.expireHeld()).toBe(false);
+    table.load(snapshot([app('blog')], [], 11)); // reloaded meanwhile: still held, its clock not reset
+    expect(table.route('blog')!.backends.map((b) => b.id)).toEqual(['i1']);
+    now += 999;
+    expect(table.expireHeld()).toBe(false);
+    now += 1;
+    expect(table.expireHeld()).toBe(true);
+    expect(table.route('blog')!.backends).toEqual([]);
+    // A backend held later gets its own full time.
+    table.apply({ version: 12, type: 'instance.changed', app: 'blog', data: instance('i2', 'blog') as unknown as Record<string, unknown>, at: 0 });
+    table.apply(forget(13, 'i2'));
+    now += HELD_MAX_MS - 1;
+    expect(table.expireHeld()).toBe(false);
+    expect(table.route('blog')!.backends.map((b) => b.id)).toEqual(['i2']);
   });
 });
