@@ -11,7 +11,7 @@
  * vassals, app workers).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -21,7 +21,7 @@ import { isAlive } from '../../src/up/index.js';
 import { runCli } from '../helpers/cli.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
 import { SteadyLoad } from '../helpers/load.js';
-import { freePort } from '../helpers/ports.js';
+import { writeUpConfig } from '../helpers/up-config.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const APP = 'ch-drill';
@@ -147,17 +147,7 @@ async function durableState(): Promise<Record<string, unknown>> {
 
 beforeAll(async () => {
   dataDir = searchableTempDir('pier-ch-');
-  const [pg, c1, e1, h1, a1, web, si, st, sq] = await Promise.all(Array.from({ length: 9 }, () => freePort()));
-  webPort = web!;
-  apiUrl = `http://127.0.0.1:${a1}`;
-  const instancePorts = 35000 + (process.pid % 100) * 40;
-  writeFileSync(
-    join(dataDir, 'pier.toml'),
-    `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n[runner]\nportMin = ${instancePorts}\nportMax = ${instancePorts + 39}\n` +
-      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\n` +
-      `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "${apiUrl}"\n`,
-  );
-  env = { PIER_DATA: dataDir, XDG_CONFIG_HOME: join(dataDir, 'xdg') };
+  ({ webPort, apiUrl, env } = await writeUpConfig(dataDir, { portBase: 35000, portCount: 40 }));
   const up = await runCli(['up', '--detach', '--runners', '2'], env, 90_000);
   expect(up.stderr).toBe('');
   token = (JSON.parse(readFileSync(join(dataDir, 'admin.json'), 'utf8')) as { token: string }).token;

@@ -5,7 +5,7 @@
  * control plane works again without `pier down` / `pier up`. `pier down` afterwards leaves no postgres behind.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { isAlive } from '../../src/up/index.js';
 import { runCli } from '../helpers/cli.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
 import { SteadyLoad } from '../helpers/load.js';
-import { freePort } from '../helpers/ports.js';
+import { writeUpConfig } from '../helpers/up-config.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const APP = 'sv-steady';
@@ -69,17 +69,7 @@ async function killPostgres(): Promise<{ oldPid: number; newPid: number; backMs:
 
 beforeAll(async () => {
   dataDir = searchableTempDir('pier-sv-');
-  const [pg, c1, e1, h1, a1, web, si, st, sq] = await Promise.all(Array.from({ length: 9 }, () => freePort()));
-  webPort = web!;
-  apiUrl = `http://127.0.0.1:${a1}`;
-  const instancePorts = 33000 + (process.pid % 100) * 20;
-  writeFileSync(
-    join(dataDir, 'pier.toml'),
-    `[log]\nlevel = "info"\n[db]\nembeddedPort = ${pg}\n[balancer]\nport = ${web}\n[runner]\nportMin = ${instancePorts}\nportMax = ${instancePorts + 19}\n` +
-      `[[cluster.stats]]\nintake = "tcp://127.0.0.1:${si}"\ntail = "tcp://127.0.0.1:${st}"\nquery = "tcp://127.0.0.1:${sq}"\n` +
-      `[[cluster.nexus]]\ncontrol = "tcp://127.0.0.1:${c1}"\nevents = "tcp://127.0.0.1:${e1}"\nheartbeats = "tcp://127.0.0.1:${h1}"\napi = "${apiUrl}"\n`,
-  );
-  env = { PIER_DATA: dataDir, XDG_CONFIG_HOME: join(dataDir, 'xdg') };
+  ({ webPort, apiUrl, env } = await writeUpConfig(dataDir, { portBase: 33000, portCount: 20 }));
   const up = await runCli(['up', '--detach'], env, 90_000);
   expect(up.stderr).toBe('');
   token = (JSON.parse(readFileSync(join(dataDir, 'admin.json'), 'utf8')) as { token: string }).token;
