@@ -95,7 +95,12 @@ beforeAll(async () => {
   await waitFor(async () => {
     const ready = await p.readyInstances(APP);
     return ready.length === 2 && new Set(ready.map((i) => i.runnerId)).size === 2;
-  }, { name: 'v1 on both runners', timeoutMs: 30_000, intervalMs: 100 });
+  }, { name: 'v1 on both runners', timeoutMs: 30_000, intervalMs: 100 }).catch(async (err: unknown) => {
+    // Say where the instances are, so a failure here can be read without rerunning it.
+    const { instances } = (await p.api<{ instances: unknown[] }>('GET', `/v1/apps/${APP}/instances`)).json;
+    const nodes = (await p.admin<{ nodes: unknown[] }>('GET', '/v1/status')).json.nodes;
+    throw new Error(`${(err as Error).message}; instances ${JSON.stringify(instances)}; nodes ${JSON.stringify(nodes)}`);
+  });
 
   // A burst of 5xx through the balancer (12 of 12 requests in the minute).
   for (let i = 0; i < 12; i++) {
