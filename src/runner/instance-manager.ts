@@ -328,9 +328,6 @@ export class InstanceManager {
           this.log.warn({ instance: entry.id, port: entry.port, attempt, reason: err.message }, 'instance port held by another process; moving');
           ports.quarantine(entry.port);
           entry.port = null;
-          // A vassal rewritten in place is only reloaded by the emperor, and a reloading uWSGI keeps the sockets it
-          // already holds: stop this one and start afresh on the next port.
-          await this.stopVassal(entry.id, entry.abort.signal);
         }
       }
       if (entry.phase !== 'starting') return;
@@ -349,17 +346,6 @@ export class InstanceManager {
       this.log.warn({ instance: entry.id, err: message }, 'instance failed to start');
       await this.remove(entry);
       await this.report(entry.id, 'failed', undefined, error);
-    }
-  }
-
-  /** Removes a vassal and waits (10 s at most) until the emperor no longer runs it. */
-  private async stopVassal(id: string, signal: AbortSignal): Promise<void> {
-    await this.options.emperor.removeVassal(id);
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && !signal.aborted) {
-      const status = await this.options.emperor.status().catch(() => undefined);
-      if (status && !status.vassals.some((v) => v.name === id)) return;
-      await sleep(100, signal).catch(() => undefined);
     }
   }
 
