@@ -71,7 +71,8 @@ function vassals(): string[] {
 beforeAll(async () => {
   nexus = await startNexus(dbUrl, { nexus: { schedulerIntervalMs: 100 } }, 'file');
   const cluster = { nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }], stats: [] };
-  const base = 24000 + (process.pid % 80) * 100;
+  // A range of its own, below the ephemeral range and apart from the other files' runners (they run in parallel).
+  const base = 10000 + (process.pid % 20) * 100;
   for (const [i, id] of ['runner-d1', 'runner-d2'].entries()) {
     const runner = new Runner({
       config: testConfig({ dataDir: dir, cluster, runner: { id, portMin: base + i * 50, portMax: base + i * 50 + 49, startTimeoutMs: 5000, drainMs: DRAIN_MS } }),
