@@ -59,7 +59,9 @@ describe('request timeout (tenant boundary)', () => {
     const tookMs = Date.now() - started;
     console.log(`harakiri: a request sleeping 8 s with a 2 s timeout ended after ${tookMs} ms (${cut})`);
     expect(cut).toMatch(/other side closed|socket hang up|ECONNRESET/);
-    expect(tookMs).toBeLessThan(5000);
+    // Cut before the 8 s the request asked for (one thread per worker: uWSGI's master checks once a second and
+    // measured 3–6 s here, depending on where the worker's timer stood).
+    expect(tookMs).toBeLessThan(7500);
     const after = await waitFor(async () => {
       const r = await send(p.balancer.port!, 'rl-slow.localhost');
       return r.status === 200 ? r.body : undefined;
