@@ -70,8 +70,7 @@ beforeAll(async () => {
     nexus: { controlBind: `tcp://${hostIp}:*`, eventsBind: `tcp://${hostIp}:*`, heartbeatsBind: `tcp://${hostIp}:*`, schedulerIntervalMs: 200 },
   }, 'file');
   const cluster = { ...timing, stats: [], nexus: [{ control: nexus.control, events: nexus.events, heartbeats: nexus.heartbeats, api: nexus.api }] };
-  // Below the ephemeral range (32768+), where the servers other test files bind on free ports would collide.
-  const base = 14000 + (process.pid % 60) * 100;
+  const base = 32000 + (process.pid % 80) * 100;
   runnerA = new Runner({ config: testConfig({ dataDir: join(dir, 'a'), cluster, runner: { id: 'runner-a', portMin: base, portMax: base + 49, startTimeoutMs: 15_000 } }), log: silentLogger() });
   await runnerA.start();
   balancer = new Balancer({ config: testConfig({ cluster, balancer: { id: 'balancer-p', host: '127.0.0.1', port: 0, connectTimeoutMs: 300 } }), log: silentLogger() });
