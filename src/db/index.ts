@@ -25,3 +25,4 @@ export * from './singletons.js';
 export * from './one-offs.js';
 export * from './health.js';
 export * from './alerts.js';
+export * from './addons.js';
