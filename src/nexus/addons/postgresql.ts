@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { PierError } from '../../core/errors.js';
 import {
-  appDatabaseName, closePlatformDatabases, createAppDatabase, dropAppDatabase, type Addon, type AppDatabase,
+  appDatabaseName, closePlatformDatabases, createAppDatabase, dropAppDatabase, openDatabases, type Addon, type AppDatabase,
 } from '../../db/index.js';
 import type { AddonKindDeps, AddonKindDriver, AddonRemains, ProvisionedAddon } from './kinds.js';
 
@@ -90,6 +90,11 @@ export function postgresqlKind(deps: AddonKindDeps): AddonKindDriver {
       await withAdmin('create the database', async (admin) => {
         // Before anything is made: a failure here leaves nothing behind.
         await closePlatformDatabases(admin, target.keepRoles);
+        const open = await openDatabases(admin);
+        if (open.length > 0) {
+          // Not fatal (they may hold nothing), but app roles can connect there: the operator closes them.
+          log.warn({ server, databases: open }, "app roles can connect to these databases: run 'REVOKE CONNECT ON DATABASE … FROM PUBLIC' as their owner");
+        }
         await createAppDatabase(admin, db, password, connectionLimit);
       });
       log.info({ appId: app.id, app: app.name, database: db.database }, 'app database created');
