@@ -176,4 +176,29 @@ describe('services.postgresUrl', () => {
       await admin18.end();
     }
   });
+
+  it('answers one line and creates nothing when the services server is away or its role may not create', async () => {
+    const closed = await freePort();
+    const weakPassword = randomId(12);
+    await admin15.query(`CREATE ROLE pier_weak LOGIN PASSWORD '${weakPassword}'`);
+    await admin15.query('GRANT CONNECT ON DATABASE postgres TO pier_weak');
+    const cases = [
+      { url: `postgres://nobody:x@127.0.0.1:${closed}/postgres`, status: 503, code: 'PIER_DB_UNAVAILABLE', message: /^cannot create the database: the platform's PostgreSQL for add-ons is unreachable; try again later or ask the operator to check services.postgresUrl$/ },
+      { url: pg15.url('pier_weak', weakPassword), status: 500, code: 'PIER_CONFIG', message: /^cannot create the database: the add-ons PostgreSQL role may not create roles or databases; ask the operator to give services.postgresUrl's role CREATEDB and CREATEROLE$/ },
+    ];
+    for (const c of cases) {
+      const n = await startNexus(dbUrl, { services: { postgresUrl: c.url } });
+      const api = apiCaller(() => n.api, await owner());
+      const app = `ad-sx-${randomId(3)}`;
+      expect((await api('POST', '/v1/apps', { name: app })).status).toBe(201);
+      const refused = await api<{ error: { code: string; message: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'postgresql' });
+      expect(refused.status, c.url).toBe(c.status);
+      expect(refused.json.error.code).toBe(c.code);
+      expect(refused.json.error.message).toMatch(c.message);
+      expect((await pool.query('SELECT 1 FROM addons WHERE app_name = $1', [app])).rows).toHaveLength(0);
+      expect((await api<{ vars: Record<string, string> }>('GET', `/v1/apps/${app}/config`)).json.vars).toEqual({});
+      const left = await admin15.query("SELECT 1 FROM pg_roles WHERE rolname ~ '^addon_ad_sx_' UNION ALL SELECT 1 FROM pg_database WHERE datname ~ '^addon_ad_sx_'");
+      expect(left.rows).toHaveLength(0);
+    }
+  });
 });

@@ -112,13 +112,13 @@ describe('postgresql add-ons', () => {
       expect(text).not.toContain(password);
     }
 
+    const dbB = new URL(urlB).pathname.slice(1);
     const a = await connectAs(urlA);
     // Its own database: tables work.
     await a.query('CREATE TABLE notes (id serial PRIMARY KEY, body text)');
     await a.query("INSERT INTO notes (body) VALUES ('hello')");
     expect((await a.query('SELECT body FROM notes')).rows).toEqual([{ body: 'hello' }]);
     // Not B's database, nor the platform's, nor the maintenance database.
-    const dbB = new URL(urlB).pathname.slice(1);
     for (const other of [dbB, new URL(dbUrl).pathname.slice(1), 'postgres', 'template1']) {
       const refused = await pgError(() => connectAs(urlA, other));
       expect(refused.code, `${other}: ${refused.message}`).toBe('42501');
@@ -135,6 +135,15 @@ describe('postgresql add-ons', () => {
       "SELECT lo_import('/etc/passwd')",
       'ALTER ROLE CURRENT_USER SUPERUSER',
       'ALTER ROLE CURRENT_USER CONNECTION LIMIT -1',
+      // Other roles' password verifiers, their identity, the server's files and settings.
+      'SELECT rolpassword FROM pg_authid',
+      `SET ROLE ${decodeURIComponent(new URL(urlB).username)}`,
+      'SET ROLE postgres',
+      "COPY notes TO '/tmp/ad-stolen'",
+      "SELECT lo_export(lo_creat(-1), '/tmp/ad-stolen')",
+      "ALTER SYSTEM SET log_statement = 'all'",
+      'SELECT pg_reload_conf()',
+      `ALTER DATABASE ${dbB} OWNER TO CURRENT_USER`,
     ]) {
       const refused = await pgError(() => a.query(sql));
       expect(refused.code, `${sql}: ${refused.message}`).toBe('42501');
@@ -205,6 +214,17 @@ describe('postgresql add-ons', () => {
     expect(await catalogOf(app)).toEqual(before);
     expect(before.roles).toHaveLength(1);
     expect(await rowsOf(app)).toBe(1);
+  });
+
+  it('lets one of two concurrent creates win and leaves one database', async () => {
+    const app = await newApp('race');
+    const answers = await Promise.all([1, 2].map(() => alice('POST', `/v1/apps/${app}/addons`, { kind: 'postgresql' })));
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 409]);
+    expect(await rowsOf(app)).toBe(1);
+    const left = await catalogOf(app);
+    expect(left.roles).toHaveLength(1);
+    expect(left.databases).toEqual(left.roles);
+    expect(new URL((await configOf(app)).DATABASE_URL!).pathname).toBe(`/${left.databases[0]}`);
   });
 
   it('applies a retried create once (Idempotency-Key)', async () => {
