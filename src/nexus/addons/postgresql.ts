@@ -89,7 +89,8 @@ export function postgresqlKind(deps: AddonKindDeps): AddonKindDriver {
       const connectionLimit = deps.config.services.postgresConnectionLimit;
       await withAdmin('create the database', async (admin) => {
         // Before anything is made: a failure here leaves nothing behind.
-        await closePlatformDatabases(admin, target.keepRoles);
+        const closed = await closePlatformDatabases(admin, target.keepRoles);
+        if (closed.length > 0) log.info({ server, databases: closed }, 'databases closed to PUBLIC: only roles granted CONNECT reach them now');
         const open = await openDatabases(admin);
         if (open.length > 0) {
           // Not fatal (they may hold nothing), but app roles can connect there: the operator closes them.
