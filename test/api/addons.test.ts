@@ -227,6 +227,17 @@ describe('postgresql add-ons', () => {
     expect(new URL((await configOf(app)).DATABASE_URL!).pathname).toBe(`/${left.databases[0]}`);
   });
 
+  it("keeps a DATABASE_URL the owner put in place of the add-on's when the add-on is destroyed", async () => {
+    const app = await newApp('own');
+    const created = await alice<{ addon: AddonView }>('POST', `/v1/apps/${app}/addons`, { kind: 'postgresql' });
+    expect(created.status).toBe(201);
+    const mine = 'postgres://me:secret@db.example.test:5432/mine';
+    expect((await alice('PATCH', `/v1/apps/${app}/config`, { DATABASE_URL: mine })).status).toBe(200);
+    expect((await alice('DELETE', `/v1/apps/${app}/addons/${created.json.addon.name}`)).status).toBe(200);
+    expect(await configOf(app)).toEqual({ DATABASE_URL: mine });
+    expect(await catalogOf(app)).toEqual({ roles: [], databases: [] });
+  });
+
   it('applies a retried create once (Idempotency-Key)', async () => {
     const app = await newApp('idem');
     const key = { 'idempotency-key': `ad-${randomId()}` };
