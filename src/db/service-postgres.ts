@@ -108,24 +108,35 @@ export async function closePlatformDatabases(admin: pg.Client, keep: readonly st
   );
   const changed: string[] = [];
   for (const { datname } of rows) {
-    if (APP_DATABASE_NAME_PATTERN.test(datname)) {
-      await admin.query(`REVOKE ALL ON DATABASE ${ident(datname)} FROM PUBLIC`);
-      continue;
+    try {
+      if (await closeDatabase(admin, datname, keep)) changed.push(datname);
+    } catch (err) {
+      // Dropped meanwhile (3D000), or a role in it was (42704): nothing to close there.
+      const code = (err as { code?: string }).code;
+      if (code !== '3D000' && code !== '42704') throw err;
     }
-    const users = await admin.query<{ usename: string }>(
-      `SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = $1 AND usename IS NOT NULL
-       UNION SELECT unnest($2::text[]) UNION SELECT current_user::text`,
-      [datname, keep],
-    );
-    for (const { usename } of users.rows) {
-      if (APP_DATABASE_NAME_PATTERN.test(usename)) continue;
-      const exists = (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [usename])).rows.length > 0;
-      if (exists) await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${ident(datname)} TO ${ident(usename)}`);
-    }
-    await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(datname)} FROM PUBLIC`);
-    changed.push(datname);
   }
   return changed;
+}
+
+/** Closes one database to PUBLIC (after granting CONNECT to the roles that use it); false for an app's own. */
+async function closeDatabase(admin: pg.Client, datname: string, keep: readonly string[]): Promise<boolean> {
+  if (APP_DATABASE_NAME_PATTERN.test(datname)) {
+    await admin.query(`REVOKE ALL ON DATABASE ${ident(datname)} FROM PUBLIC`);
+    return false;
+  }
+  const users = await admin.query<{ usename: string }>(
+    `SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = $1 AND usename IS NOT NULL
+     UNION SELECT unnest($2::text[]) UNION SELECT current_user::text`,
+    [datname, keep],
+  );
+  for (const { usename } of users.rows) {
+    if (APP_DATABASE_NAME_PATTERN.test(usename)) continue;
+    const exists = (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [usename])).rows.length > 0;
+    if (exists) await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${ident(datname)} TO ${ident(usename)}`);
+  }
+  await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(datname)} FROM PUBLIC`);
+  return true;
 }
 
 /** Databases (not apps') that any role may still connect to: ones this role could not close (not its own). */

@@ -7,9 +7,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
+import { silentLogger } from '../../src/core/logger.js';
 import { createOwner, withTransaction } from '../../src/db/index.js';
+import { postgresqlKind } from '../../src/nexus/addons/postgresql.js';
 import type { AddonView } from '../../src/protocol/index.js';
 import { apiCaller, type ApiCall } from '../helpers/api.js';
+import { testConfig } from '../helpers/config.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 
@@ -214,6 +217,8 @@ describe('postgresql add-ons', () => {
     expect(await catalogOf(app)).toEqual(before);
     expect(before.roles).toHaveLength(1);
     expect(await rowsOf(app)).toBe(1);
+    // Recorded add-ons and refused creates leave no pending database behind for the sweep.
+    expect((await pool.query('SELECT 1 FROM addon_pending_databases WHERE starts_with(name, $1)', [`addon_${app.replace(/-/g, '_')}_`])).rows).toHaveLength(0);
   });
 
   it('lets one of two concurrent creates win and leaves one database', async () => {
@@ -267,6 +272,22 @@ describe('postgresql add-ons', () => {
     expect(await rowsOf(app)).toBe(0);
     expect(await catalogOf(app)).toEqual({ roles: [], databases: [] });
     expect(await configOf(app)).toEqual({});
+  });
+
+  it("drops the database and role a create that died midway left, on the leader's sweep", async () => {
+    const app = await newApp('crash');
+    const driver = postgresqlKind({ pool, platformDbUrl: dbUrl, config: testConfig(), log: silentLogger() });
+    // What a nexus killed right after making the database leaves: no row, no config var, the database and role.
+    const made = await driver.provision({ app: { id: 0, name: app }, name: `postgresql-crash-${randomId(3)}` });
+    const database = made.plan.database as string;
+    expect(await catalogOf(app)).toEqual({ roles: [database], databases: [database] });
+    // A create still in flight (recorded a moment ago) is left alone.
+    await n.nexus.addonReaper!.tick();
+    expect((await catalogOf(app)).databases).toEqual([database]);
+    await pool.query("UPDATE addon_pending_databases SET created_at = now() - interval '11 minutes' WHERE name = $1", [database]);
+    await n.nexus.addonReaper!.tick();
+    expect(await catalogOf(app)).toEqual({ roles: [], databases: [] });
+    expect((await pool.query('SELECT 1 FROM addon_pending_databases WHERE name = $1', [database])).rows).toHaveLength(0);
   });
 
   it("drops an add-on left 'destroying' by a nexus that died midway, on the leader's retry", async () => {
