@@ -189,6 +189,12 @@ export const PierConfig = Type.Object(
       /** First and last port handed to app instances. @default 20000, 29999 */
       portMin: Port(20000),
       portMax: Port(29999),
+      /**
+       * First and last port handed to add-on servers (Redis) on this runner: apart from the instance range, never
+       * routed by a balancer, below the ephemeral range (32768). @default 30000, 30999
+       */
+      addonPortMin: Port(30000),
+      addonPortMax: Port(30999),
       /** Folder for this runner's vassals, releases, virtualenvs and artifact cache. @default '' (dataDir/runner-<id>) */
       dir: Type.String({ default: '' }),
       /** Extra pip arguments, e.g. ['--no-index', '--find-links', '/srv/wheels'] for machines without a package index. @default [] */

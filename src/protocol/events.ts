@@ -61,6 +61,13 @@ export const EVENT_TYPES = [
    * differs from the state at event version `version` (digests `got` ≠ `expected`): that balancer reloads a snapshot.
    */
   'routes.resync',
+  /**
+   * data: { name, kind, runnerId, previousRunnerId, generation } — an add-on server (Redis) was placed on a runner
+   * (again, starting empty): both runners pull their add-on assignments (`addons.assigned`).
+   */
+  'addon.placed',
+  /** data: { name, kind, runnerId } — an add-on is being destroyed: its runner stops its server and reports. */
+  'addon.destroying',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
