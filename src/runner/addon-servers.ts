@@ -92,15 +92,19 @@ export class AddonServers {
   /** Makes the servers held equal to `assignments` (the full list for this runner). */
   async apply(assignments: AddonAssignment[]): Promise<void> {
     const wanted = new Map<string, AddonAssignment>();
+    const refused = new Set<string>();
     for (const a of assignments) {
       const seen = this.applied.get(a.name) ?? 0;
       if (a.generation < seen) {
+        // A stale answer (an older state than one already applied): it changes nothing, the server held stays.
         this.log.warn({ addon: a.name, generation: a.generation, applied: seen }, 'refused an add-on assignment older than one applied');
+        refused.add(a.name);
         continue;
       }
       wanted.set(a.name, a);
     }
     for (const [name, held] of this.held) {
+      if (refused.has(name)) continue;
       const a = wanted.get(name);
       if (!a || !a.run || a.generation !== held.assignment.generation || a.port !== held.assignment.port) await this.stopHeld(name, held);
     }
