@@ -55,6 +55,8 @@ export class AddonServers {
   private readonly applied = new Map<string, number>();
   private readonly syncs = new Coalesced(() => this.pull(), (err) => this.log.warn({ err: err.message }, 'cannot pull add-on assignments; will retry'));
   private isClosed = false;
+  /** `<name>-g<generation>` of the servers an earlier run of this runner had (they died with it). */
+  private readonly leftovers = new Set<string>();
   private readonly log: Logger;
 
   constructor(private readonly options: AddonServersOptions) {
@@ -68,7 +70,11 @@ export class AddonServers {
   /** Removes what an earlier run left (its servers died with it: parent-death signal), then makes the folder. */
   async open(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o711 });
-    for (const name of await readdir(this.root)) await removeOwnedEntry(join(this.root, name));
+    for (const name of await readdir(this.root)) {
+      const match = /^(.+-g\d+)-[0-9a-f]+$/.exec(name);
+      if (match) this.leftovers.add(match[1]!);
+      await removeOwnedEntry(join(this.root, name));
+    }
     const cgroups = this.options.cgroups;
     if (cgroups) for (const name of await cgroups.list()) if (name.startsWith('addon-')) await cgroups.remove(name);
   }
@@ -141,7 +147,9 @@ export class AddonServers {
       { name: a.name, port: a.port, bindHost: this.options.bindHost, password: a.password, maxmemoryMb: a.maxmemoryMb, workDir, ...(user ? { user } : {}), ...(dirs ? { cgroups: dirs } : {}) },
       {
         ...(this.options.startTimeoutMs ? { startTimeoutMs: this.options.startTimeoutMs } : {}),
-        onUp: (restarted, why) => void this.report(a, 'up', restarted ? `${why ?? 'restarted empty'} on runner ${this.options.runnerId}` : undefined),
+        onUp: (restarted, why) => void this.report(a, 'up', restarted
+          ? `${why ?? 'restarted empty'} on runner ${this.options.runnerId}`
+          : isRerun ? `runner ${this.options.runnerId} restarted; restarted empty` : undefined),
         onFailed: (reason) => {
           const held = this.held.get(a.name);
           if (held?.server === server) void this.stopHeld(a.name, held);
@@ -150,6 +158,8 @@ export class AddonServers {
         log: this.log,
       },
     );
+    // The same generation ran here before this runner restarted: it starts again, empty, and says why.
+    const isRerun = this.leftovers.delete(`${a.name}-g${a.generation}`);
     const held: Held = { assignment: a, server, workDir, cgroup, started: Promise.resolve() };
     this.held.set(a.name, held);
     held.started = server.start().catch(() => undefined); // reported by onFailed
