@@ -3,7 +3,6 @@
  * live runners, runners pull their assignments and report, and REDIS_URL follows each (re)start on a new runner.
  * The only writer of runner_id, host, port, generation, started_at and note.
  */
-import { ConflictError } from '../core/errors.js';
 import type { AddonAssignment } from '../protocol/index.js';
 import { addonFromRow, type Addon } from './addons.js';
 import type { AppRef } from './apps.js';
@@ -32,31 +31,6 @@ export interface AddonRunner {
 export function redisUrl(host: string, port: number, password: string): string {
   const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
   return `redis://:${encodeURIComponent(password)}@${h}:${port}/0`;
-}
-
-/**
- * Records a new Redis add-on of `app` in state 'provisioning' (the leader places it). @throws ConflictError when the
- * app has one already (nothing is created)
- */
-export async function insertRedisAddon(tx: Queryable, app: AppRef, name: string, secret: string, plan: { maxmemoryMb: number }): Promise<Addon> {
-  const existing = await tx.query<{ name: string }>("SELECT name FROM addons WHERE app_id = $1 AND kind = 'redis'", [app.id]);
-  if (existing.rows[0]) throw duplicate(app.name, existing.rows[0].name);
-  try {
-    const { rows } = await tx.query<Parameters<typeof addonFromRow>[0]>(
-      `INSERT INTO addons (name, app_id, app_name, kind, state, config_var, plan, secret, note)
-       VALUES ($1, $2, $3, 'redis', 'provisioning', $4, $5, $6, 'created') RETURNING *`,
-      [name, app.id, app.name, REDIS_CONFIG_VAR, JSON.stringify(plan), secret],
-    );
-    return addonFromRow(rows[0]!);
-  } catch (err) {
-    if ((err as { code?: string }).code === '23505') throw duplicate(app.name, '');
-    throw err;
-  }
-}
-
-function duplicate(app: string, name: string): ConflictError {
-  const which = name ? ` (${name})` : '';
-  return new ConflictError(`app '${app}' has a redis add-on already${which}; one per app: use it, or remove it first with 'pier addons:destroy${name ? ` ${name}` : ''} -a ${app} --confirm ${app}'`);
 }
 
 /** Every Redis add-on row (the leader tends them all; a platform runs few enough). */
@@ -107,12 +81,6 @@ export async function unplaceRedisAddon(tx: Queryable, addon: Addon, note: strin
 /** Deletes a destroyed add-on's row (its server is stopped, or its runner is gone). */
 export async function deleteAddonRow(tx: Queryable, id: number): Promise<void> {
   await tx.query('DELETE FROM addons WHERE id = $1', [id]);
-}
-
-/** Marks an add-on 'destroying' and tells its runner (the API's and apps:destroy's part is the framework's). */
-export async function markRedisDestroying(tx: Queryable, addon: Addon): Promise<void> {
-  await tx.query("UPDATE addons SET state = 'destroying', updated_at = now() WHERE id = $1", [addon.id]);
-  await appendEvent(tx, 'addon.destroying', addon.appName, { name: addon.name, kind: addon.kind, runnerId: addon.runnerId });
 }
 
 /** The Redis servers runner `runnerId` must run (or, being destroyed, stop and report). */

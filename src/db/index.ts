@@ -27,3 +27,4 @@ export * from './health.js';
 export * from './alerts.js';
 export * from './addons.js';
 export * from './addon-placements.js';
+export * from './service-postgres.js';

@@ -61,13 +61,15 @@ export const EVENT_TYPES = [
    * differs from the state at event version `version` (digests `got` ≠ `expected`): that balancer reloads a snapshot.
    */
   'routes.resync',
+  /** data: { name, kind } — an add-on was attached to the app (its config var, when already known, came with it). */
+  'addon.created',
+  /** data: { name, kind } — an add-on was detached (state 'destroying'); its database or server is being removed. */
+  'addon.destroyed',
   /**
    * data: { name, kind, runnerId, previousRunnerId, generation } — an add-on server (Redis) was placed on a runner
    * (again, starting empty): both runners pull their add-on assignments (`addons.assigned`).
    */
   'addon.placed',
-  /** data: { name, kind, runnerId } — an add-on is being destroyed: its runner stops its server and reports. */
-  'addon.destroying',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -182,7 +182,8 @@ export class Runner implements Service {
           else if (event.type === 'app.destroyed' && event.app) {
             void addons.stopApp(event.app); // before the clean-up kills the app's processes: nothing of it restarts
             void cleanup.destroyed(event.app);
-          } else if (event.type === 'addon.placed' || event.type === 'addon.destroying') addons.kick();
+            addons.kick(); // its servers are reported stopped, so their rows go
+          } else if (event.type === 'addon.placed' || event.type === 'addon.destroyed') addons.kick();
           else healthEvents.apply(event);
         },
       });

@@ -12,7 +12,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
-import { getAddon, insertRedisAddon, markRedisDestroying, withTransaction, type Addon } from '../../src/db/index.js';
+import { getAddon, type Addon } from '../../src/db/index.js';
+import type { AddonView } from '../../src/protocol/index.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { redisCgroupMb } from '../../src/runner/addon-servers.js';
 import { CLI } from '../helpers/cli.js';
@@ -74,9 +75,14 @@ async function appRef(app: string): Promise<{ id: number; name: string }> {
   return { id: Number(rows[0]!.id), name: app };
 }
 
-async function createRedis(app: string): Promise<Addon> {
-  const ref = await appRef(app);
-  return withTransaction(testPool(p.dbUrl), (tx) => insertRedisAddon(tx, ref, `redis-${randomId(3)}`, randomId(16), { maxmemoryMb: 48 }));
+/** `pier addons:create redis -a APP --json` (the platform's default plan: 64 MiB). */
+async function createRedis(app: string): Promise<AddonView> {
+  const ran = await pier(['addons:create', 'redis', '-a', app, '--json']);
+  expect(ran.stderr).toBe('');
+  expect(ran.code).toBe(0);
+  const addon = JSON.parse(ran.stdout) as AddonView;
+  expect(addon).toMatchObject({ kind: 'redis', app, state: 'provisioning', configVar: 'REDIS_URL' });
+  return addon;
 }
 
 async function readyAddon(app: string, name: string): Promise<Addon> {
@@ -130,9 +136,9 @@ describe.runIf(isRoot)('redis add-on', () => {
     expect(readFileSync(`/proc/${pid}/environ`, 'utf8')).not.toContain(addon.secret);
     const memoryCgroup = /^\d+:memory:(.+)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1]!;
     expect(memoryCgroup).toMatch(new RegExp(`/addon-${addon.name}$`));
-    expect(Number(readFileSync(join('/sys/fs/cgroup/memory', memoryCgroup, 'memory.limit_in_bytes'), 'utf8'))).toBe(redisCgroupMb(48) * 1024 * 1024);
+    expect(Number(readFileSync(join('/sys/fs/cgroup/memory', memoryCgroup, 'memory.limit_in_bytes'), 'utf8'))).toBe(redisCgroupMb(64) * 1024 * 1024);
     const config = await resp(addon.port!, [`AUTH ${addon.secret}`, 'CONFIG GET maxmemory', 'CONFIG GET maxmemory-policy', 'CONFIG GET save', 'CONFIG GET appendonly']);
-    expect(config).toContain(`$9\r\nmaxmemory\r\n$8\r\n${48 * 1024 * 1024}\r\n`);
+    expect(config).toContain(`$9\r\nmaxmemory\r\n$8\r\n${64 * 1024 * 1024}\r\n`);
     expect(config).toContain('allkeys-lru');
     expect(config).toContain('$4\r\nsave\r\n$0\r\n\r\n');
     expect(config).toContain('$10\r\nappendonly\r\n$2\r\nno\r\n');
@@ -141,8 +147,23 @@ describe.runIf(isRoot)('redis add-on', () => {
     const dirStat = execFileSync('stat', ['-c', '%u %a', workDir]).toString().trim();
     expect(dirStat).toBe(`${uid} 700`);
 
-    // Destroyed: the server stops, its folder goes, the row is deleted.
-    await withTransaction(testPool(p.dbUrl), async (tx) => markRedisDestroying(tx, await getAddon(tx, await appRef(app), addon.name, true)));
+    // What `addons:info` says: where it runs, since when, why it is empty.
+    const info = await pier(['addons:info', addon.name, '-a', app]);
+    expect(info.code).toBe(0);
+    expect(info.stdout).toContain(`${p.runner.id}`);
+    expect(info.stdout).toContain(`127.0.0.1:${addon.port}`);
+    expect(info.stdout).toContain(addon.startedAt!.toISOString());
+    expect(info.stdout).toContain('created');
+    expect(info.stdout).not.toContain(addon.secret);
+
+    // A stale assignment (an older generation than applied) changes nothing: the same server keeps running.
+    await p.runner.addons!.apply([{ name: addon.name, kind: 'redis', app, generation: addon.generation - 1, run: false, port: addon.port!, password: addon.secret, maxmemoryMb: 64 }]);
+    expect(serverPid(addon.name)).toBe(pid);
+
+    // Destroyed: REDIS_URL unset (a new release), the server stops, its folder goes, the row is deleted.
+    const destroyed = await pier(['addons:destroy', addon.name, '-a', app, '--confirm', app]);
+    expect(destroyed.code).toBe(0);
+    expect((await p.api<{ vars: Record<string, string> }>('GET', `/v1/apps/${app}/config`)).json.vars.REDIS_URL).toBeUndefined();
     await waitFor(async () => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')) || undefined, { name: 'server stopped', timeoutMs: 10_000 });
     await waitFor(async () => {
       const { rows } = await testPool(p.dbUrl).query('SELECT 1 FROM addons WHERE name = $1', [addon.name]);
@@ -152,15 +173,27 @@ describe.runIf(isRoot)('redis add-on', () => {
     expect(readdirSync(join(p.runner.dir, 'addons')).filter((n) => n.startsWith(addon.name))).toEqual([]);
   }, 90_000);
 
-  it('refuses a second redis on the same app, creating nothing', async () => {
+  it('refuses a second redis on the same app with 409, creating nothing; apps:destroy stops its server and drops the row', async () => {
     const app = `rd${randomId(2)}-twice`;
     apps.push(app);
     expect((await p.api('POST', '/v1/apps', { name: app })).status).toBe(201);
     const first = await createRedis(app);
-    await expect(createRedis(app)).rejects.toMatchObject({ code: 'PIER_CONFLICT', message: expect.stringMatching(new RegExp(`^app '${app}' has a redis add-on already \\(${first.name}\\)`)) });
-    const { rows } = await testPool(p.dbUrl).query('SELECT name FROM addons WHERE app_name = $1', [app]);
-    expect(rows).toEqual([{ name: first.name }]);
-  }, 30_000);
+    const ready = await readyAddon(app, first.name);
+    const pid = serverPid(first.name);
+    const again = await p.api<{ error: { code: string; message: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
+    expect(again.status).toBe(409);
+    expect(again.json.error.message).toBe(`app '${app}' already has a redis add-on; run 'pier addons -a ${app}' to see it`);
+    const cli = await pier(['addons:create', 'redis', '-a', app]);
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+    const { rows } = await testPool(p.dbUrl).query('SELECT name, generation FROM addons WHERE app_name = $1', [app]);
+    expect(rows).toEqual([{ name: first.name, generation: ready.generation }]);
+    expect(p.runner.addons!.servers().map((s) => s.pid)).toContain(pid);
+
+    expect((await p.api('DELETE', `/v1/apps/${app}`)).status).toBe(200);
+    await waitFor(async () => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')) || undefined, { name: 'server stopped', timeoutMs: 10_000 });
+    await waitFor(async () => (await testPool(p.dbUrl).query('SELECT 1 FROM addons WHERE name = $1', [first.name])).rows.length === 0 || undefined, { name: 'row deleted', timeoutMs: 10_000 });
+  }, 60_000);
 });
 
 function readlinkCwd(pid: number): string {

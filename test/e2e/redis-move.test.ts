@@ -11,7 +11,7 @@ import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
-import { getAddon, insertRedisAddon, redisUrl, withTransaction } from '../../src/db/index.js';
+import { getAddon, redisUrl } from '../../src/db/index.js';
 import { processesOf } from '../../src/runner/app-files.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { authPing } from '../../src/runner/redis-server.js';
@@ -82,7 +82,9 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
 
     const pool = testPool(p.dbUrl);
     const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
-    const created = await withTransaction(pool, (tx) => insertRedisAddon(tx, ref, `redis-${randomId(3)}`, randomId(16), { maxmemoryMb: 32 }));
+    const create = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
+    expect(create.status).toBe(201);
+    const created = create.json.addon;
     const first = await waitFor(async () => {
       const a = await getAddon(pool, ref, created.name);
       return a.state === 'ready' ? a : undefined;
