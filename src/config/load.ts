@@ -62,7 +62,23 @@ export function validateConfig(input: ConfigInput, source = 'config'): PierConfi
     const what = first ? describeError(first.schema, first.value, first.message) : 'is invalid';
     throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`, { details: { path } });
   }
+  checkAddonPorts(withDefaults as PierConfig, source);
   return withDefaults as PierConfig;
+}
+
+/** The add-on port range must be a range, apart from the instance range (the balancer routes only the latter). */
+function checkAddonPorts(config: PierConfig, source: string): void {
+  const { portMin, portMax, addonPortMin, addonPortMax } = config.runner;
+  const details = { path: 'runner.addonPortMin' };
+  if (addonPortMin > addonPortMax) {
+    throw new ConfigError(`${source}: runner.addonPortMin (${addonPortMin}) is above runner.addonPortMax (${addonPortMax}); swap them`, { details });
+  }
+  if (addonPortMin <= portMax && portMin <= addonPortMax) {
+    throw new ConfigError(
+      `${source}: runner.addonPortMin..addonPortMax (${addonPortMin}-${addonPortMax}) overlaps runner.portMin..portMax (${portMin}-${portMax}); give add-on servers a range of their own`,
+      { details },
+    );
+  }
 }
 
 /** The concrete path (`cluster.stats.0.uwsgiLog`) of a removed setting in `input`; `[]` in a segment walks an array. */
