@@ -3,7 +3,8 @@
  * (the platform's, in-process, and a second one as its own `pier runner` process); the add-on is placed on the
  * second; `kill -9` of it takes its redis-server down with it (parent-death signal), and within 10 s the add-on
  * answers on the first runner with REDIS_URL updated (a new release) and `note` saying why it is empty. The killed
- * runner then comes back and starts no stale server. App names start with `rd`.
+ * runner then comes back and starts no stale server. A runner frozen (SIGSTOP: silent, its server still running)
+ * has its add-on placed elsewhere, and stops the stale server once it runs again. App names start with `rd`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
@@ -130,5 +131,49 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(await redisServersOf(uid)).toEqual([p.runner.addons!.servers().find((s) => s.name === created.name)!.pid]);
     expect((await getAddon(pool, ref, created.name)).generation).toBe(moved.generation);
+  }, 90_000);
+
+  it('is placed elsewhere when its runner goes silent, and the runner stops its stale server when it is back', async () => {
+    const app = `rd${randomId(2)}-stale`;
+    apps.push(app);
+    expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
+    const second = `runner-rd3-${randomId(3)}`;
+    const portMin = 23000 + (process.pid % 19) * 50;
+    const child = startRunner(second, p.dir, portMin);
+    onTestFinished(async () => {
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+      await exited(child);
+    });
+    const isAlive = async (id: string) => (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === id && n.status === 'alive');
+    await waitFor(() => isAlive(second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
+    const pool = testPool(p.dbUrl);
+    const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
+    const create = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
+    expect(create.status).toBe(201);
+    const first = await waitFor(async () => {
+      const a = await getAddon(pool, ref, create.json.addon.name);
+      return a.state === 'ready' ? a : undefined;
+    }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
+    expect(first.runnerId).toBe(second);
+    const uid = Number(execFileSync('id', ['-u', appUserName(app)]).toString().trim());
+    const [stalePid] = await redisServersOf(uid);
+
+    // Frozen, not dead: its heartbeats stop, its redis-server keeps running (no parent death).
+    child.kill('SIGSTOP');
+    const moved = await waitFor(async () => {
+      const a = await getAddon(pool, ref, first.name);
+      return a.state === 'ready' && a.runnerId === p.runner.id ? a : undefined;
+    }, { name: 'add-on ready on the live runner', timeoutMs: 10_000, intervalMs: 50 });
+    expect(moved.note).toBe(`runner ${second} lost; restarted empty`);
+    expect((await redisServersOf(uid)).sort()).toEqual([stalePid!, p.runner.addons!.servers().find((s) => s.name === first.name)!.pid!].sort());
+
+    // Back: it learns its assignment is gone and stops the stale server; the live one stays.
+    child.kill('SIGCONT');
+    const backAt = Date.now();
+    await waitFor(async () => !(await redisServersOf(uid)).includes(stalePid!) || undefined, { name: 'stale server stopped', timeoutMs: 10_000, intervalMs: 50 });
+    console.log(`[redis] a frozen runner resumed: its stale redis-server stopped after ${Date.now() - backAt} ms`);
+    expect(await redisServersOf(uid)).toEqual([p.runner.addons!.servers().find((s) => s.name === first.name)!.pid]);
+    expect((await getAddon(pool, ref, first.name)).generation).toBe(moved.generation);
   }, 90_000);
 });
