@@ -17,6 +17,7 @@ import type { AddonView } from '../../src/protocol/index.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { redisCgroupMb } from '../../src/runner/addon-servers.js';
 import { CLI } from '../helpers/cli.js';
+import { controlClient } from '../helpers/daemons.js';
 import { platformForFile } from '../helpers/platform.js';
 import { testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
@@ -173,7 +174,7 @@ describe.runIf(isRoot)('redis add-on', () => {
     expect(readdirSync(join(p.runner.dir, 'addons')).filter((n) => n.startsWith(addon.name))).toEqual([]);
   }, 90_000);
 
-  it('refuses a second redis on the same app with 409, creating nothing; apps:destroy stops its server and drops the row', async () => {
+  it('refuses a second redis on the same app with 409, creating nothing; checks every report; apps:destroy stops its server and drops the row', async () => {
     const app = `rd${randomId(2)}-twice`;
     apps.push(app);
     expect((await p.api('POST', '/v1/apps', { name: app })).status).toBe(201);
@@ -190,8 +191,24 @@ describe.runIf(isRoot)('redis add-on', () => {
     expect(rows).toEqual([{ name: first.name, generation: ready.generation }]);
     expect(p.runner.addons!.servers().map((s) => s.pid)).toContain(pid);
 
+    // Reports are checked: a malformed one is refused, one for another generation changes nothing, and a failed
+    // start takes it off the runner until the leader places it again (a new generation, its reason in the note).
+    const control = controlClient([p.nexus.control], 2000);
+    await expect(control.call('addon.report', { nodeId: p.runner.id, name: first.name, generation: 0, state: 'up' })).rejects.toThrow(/generation/);
+    await expect(control.call('addon.report', { nodeId: p.runner.id, name: first.name, generation: 1, state: 'gone' as 'up' })).rejects.toThrow(/state/);
+    expect(await control.call('addon.report', { nodeId: p.runner.id, name: first.name, generation: ready.generation + 5, state: 'failed' })).toEqual({ applied: false });
+    expect(await control.call('addon.report', { nodeId: 'runner-elsewhere', name: first.name, generation: ready.generation, state: 'stopped' })).toEqual({ applied: false });
+    expect(await control.call('addon.report', { nodeId: p.runner.id, name: first.name, generation: ready.generation, state: 'failed', note: 'a test says so' })).toEqual({ applied: true });
+    const again2 = await waitFor(async () => {
+      const a = await getAddon(testPool(p.dbUrl), await appRef(app), first.name);
+      return a.state === 'ready' && a.generation === ready.generation + 1 ? a : undefined;
+    }, { name: 'placed again after a failed start', timeoutMs: 10_000, intervalMs: 50 });
+    expect(again2.note).toBe(`failed to start on runner ${p.runner.id}: a test says so; placed again`);
+    await waitFor(() => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')) || undefined, { name: 'the failed generation stopped', timeoutMs: 5000 });
+    const pid2 = serverPid(first.name);
+
     expect((await p.api('DELETE', `/v1/apps/${app}`)).status).toBe(200);
-    await waitFor(async () => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')) || undefined, { name: 'server stopped', timeoutMs: 10_000 });
+    await waitFor(async () => !existsSync(`/proc/${pid2}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid2}/status`, 'utf8')) || undefined, { name: 'server stopped', timeoutMs: 10_000 });
     await waitFor(async () => (await testPool(p.dbUrl).query('SELECT 1 FROM addons WHERE name = $1', [first.name])).rows.length === 0 || undefined, { name: 'row deleted', timeoutMs: 10_000 });
   }, 60_000);
 });
