@@ -55,6 +55,8 @@ export class AddonServers {
   private readonly applied = new Map<string, number>();
   private readonly syncs = new Coalesced(() => this.pull(), (err) => this.log.warn({ err: err.message }, 'cannot pull add-on assignments; will retry'));
   private isClosed = false;
+  /** Generation whose start failed here, per add-on: not tried again (the leader places it anew). */
+  private readonly failed = new Map<string, number>();
   /** `<name>-g<generation>` of the servers an earlier run of this runner had (they died with it). */
   private readonly leftovers = new Set<string>();
   private readonly log: Logger;
@@ -120,7 +122,7 @@ export class AddonServers {
         void this.report(a, 'stopped');
         continue;
       }
-      if (!this.held.has(a.name)) await this.startServer(a);
+      if (!this.held.has(a.name) && this.failed.get(a.name) !== a.generation) await this.startServer(a);
     }
   }
 
@@ -152,6 +154,7 @@ export class AddonServers {
           : isRerun ? `runner ${this.options.runnerId} restarted; restarted empty` : undefined),
         onFailed: (reason) => {
           const held = this.held.get(a.name);
+          this.failed.set(a.name, a.generation);
           if (held?.server === server) void this.stopHeld(a.name, held);
           void this.report(a, 'failed', reason);
         },
@@ -166,11 +169,13 @@ export class AddonServers {
     this.log.info({ addon: a.name, app: a.app, port: a.port, generation: a.generation }, 'starting add-on server');
   }
 
-  private async stopHeld(name: string, held: Held): Promise<void> {
+  /** Stops a server; `keepFolder`: the runner is stopping, and its next start finds the folder (and says it restarted). */
+  private async stopHeld(name: string, held: Held, keepFolder = false): Promise<void> {
     if (this.held.get(name) === held) this.held.delete(name);
     await held.server.stop();
     await held.started;
     if (held.cgroup) await this.options.cgroups?.remove(held.cgroup).catch((err: Error) => this.log.warn({ err: err.message, addon: name }, 'cannot remove an add-on cgroup'));
+    if (keepFolder) return;
     await removeOwnedEntry(held.workDir).catch((err: Error) => this.log.warn({ err: err.message, addon: name }, 'cannot remove an add-on folder'));
   }
 
@@ -192,6 +197,6 @@ export class AddonServers {
   async close(): Promise<void> {
     this.isClosed = true;
     await this.syncs.idle();
-    await Promise.all([...this.held].map(([name, held]) => this.stopHeld(name, held)));
+    await Promise.all([...this.held].map(([name, held]) => this.stopHeld(name, held, true)));
   }
 }

@@ -183,7 +183,10 @@ export class Runner implements Service {
             void addons.stopApp(event.app); // before the clean-up kills the app's processes: nothing of it restarts
             void cleanup.destroyed(event.app);
             addons.kick(); // its servers are reported stopped, so their rows go
-          } else if (event.type === 'addon.placed' || event.type === 'addon.destroyed') addons.kick();
+          } else if (event.type === 'addon.placed') {
+            // Only the runners it concerns: the new one starts it, the old one stops it.
+            if (event.data.runnerId === this.id || event.data.previousRunnerId === this.id) addons.kick();
+          } else if (event.type === 'addon.destroyed') addons.kick();
           else healthEvents.apply(event);
         },
       });
