@@ -28,3 +28,4 @@ export * from './alerts.js';
 export * from './addons.js';
 export * from './addon-placements.js';
 export * from './service-postgres.js';
+export * from './pending-databases.js';
