@@ -62,7 +62,19 @@ export function validateConfig(input: ConfigInput, source = 'config'): PierConfi
     const what = first ? describeError(first.schema, first.value, first.message) : 'is invalid';
     throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`, { details: { path } });
   }
+  checkAddonPorts(withDefaults as PierConfig, source);
   return withDefaults as PierConfig;
+}
+
+/** The add-on port range must be a range (by default apart from the instance range, which the balancer routes). */
+function checkAddonPorts(config: PierConfig, source: string): void {
+  const { addonPortMin, addonPortMax } = config.runner;
+  const details = { path: 'runner.addonPortMin' };
+  if (addonPortMin > addonPortMax) {
+    throw new ConfigError(`${source}: runner.addonPortMin (${addonPortMin}) is above runner.addonPortMax (${addonPortMax}); swap them`, { details });
+  }
+  // An overlap with portMin..portMax is not refused (tests and operators move the instance range freely): a port
+  // taken by the other side fails that start, and the instance or the add-on server moves to another port.
 }
 
 /** The concrete path (`cluster.stats.0.uwsgiLog`) of a removed setting in `input`; `[]` in a segment walks an array. */

@@ -189,6 +189,12 @@ export const PierConfig = Type.Object(
       /** First and last port handed to app instances. @default 20000, 29999 */
       portMin: Port(20000),
       portMax: Port(29999),
+      /**
+       * First and last port handed to add-on servers (Redis) on this runner: apart from the instance range, never
+       * routed by a balancer, below the ephemeral range (32768). @default 30000, 30999
+       */
+      addonPortMin: Port(30000),
+      addonPortMax: Port(30999),
       /** Folder for this runner's vassals, releases, virtualenvs and artifact cache. @default '' (dataDir/runner-<id>) */
       dir: Type.String({ default: '' }),
       /** Extra pip arguments, e.g. ['--no-index', '--find-links', '/srv/wheels'] for machines without a package index. @default [] */
@@ -291,6 +297,8 @@ export const PierConfig = Type.Object(
       postgresPort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
       /** Most connections one app's role may hold at once (PostgreSQL CONNECTION LIMIT). @default 20 */
       postgresConnectionLimit: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+      /** Memory of each app's Redis (`pier addons:create redis`): its maxmemory (allkeys-lru), in MiB. @default 64 */
+      redisMaxmemoryMb: Type.Integer({ minimum: 8, maximum: 65_536, default: 64 }),
     }),
     stats: Section({
       /** This collector's node id. @default 'stats-1' */

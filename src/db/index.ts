@@ -26,5 +26,6 @@ export * from './one-offs.js';
 export * from './health.js';
 export * from './alerts.js';
 export * from './addons.js';
+export * from './addon-placements.js';
 export * from './service-postgres.js';
 export * from './pending-databases.js';

@@ -24,6 +24,8 @@ import { addonKinds } from './addons/kinds.js';
 import { AddonReaper, AddonService } from './addons/service.js';
 import { HealthLoop } from './health-loop.js';
 import { RouteIntegrity } from './route-integrity.js';
+import { AddonPlacer } from './addon-placer.js';
+import { addonHandlers } from './addon-handlers.js';
 
 export interface NexusOptions {
   config: PierConfig;
@@ -61,6 +63,8 @@ export class Nexus implements Service {
   health: HealthLoop | undefined;
   /** The leader's check of each balancer's route digest. */
   routeIntegrity: RouteIntegrity | undefined;
+  /** The leader's placement of add-on servers (Redis). */
+  addonPlacer: AddonPlacer | undefined;
   /** Add-ons (the API's), and the leader's retry of those left 'destroying' (tests call its tick()). */
   addons: AddonService | undefined;
   addonReaper: AddonReaper | undefined;
@@ -113,7 +117,10 @@ export class Nexus implements Service {
       await publisher.bind(nexus.eventsBind);
       const relay = new EventRelay({
         pool, url: this.options.dbUrl, publisher, nexusId: this.id, tickIntervalMs: nexus.tickIntervalMs, pollMs: nexus.eventPollMs,
-        isLeader: () => leader.isLeader, log: this.log, onPublished: () => this.scheduler?.kick(),
+        isLeader: () => leader.isLeader, log: this.log, onPublished: () => {
+          this.scheduler?.kick();
+          this.addonPlacer?.kick();
+        },
       });
       this.relay = relay;
       await relay.start();
@@ -148,6 +155,13 @@ export class Nexus implements Service {
       this.scheduler = scheduler;
       scheduler.start();
       defer('scheduler', () => scheduler.stop());
+      const addonPlacer = new AddonPlacer({
+        pool, isLeader: () => leader.isLeader, liveness, intervalMs: nexus.schedulerIntervalMs,
+        defaultPorts: { portMin: config.runner.addonPortMin, portMax: config.runner.addonPortMax }, log: this.log,
+      });
+      this.addonPlacer = addonPlacer;
+      addonPlacer.start();
+      defer('add-on placer', () => addonPlacer.stop());
       const health = new HealthLoop({
         pool, isLeader: () => leader.isLeader, lastSeen: intake.lastSeen, deadAfterMs, retentionMs: nexus.healthRetentionMs,
         ...(nexus.alertWebhookUrl ? { webhookUrl: nexus.alertWebhookUrl } : {}), webhookAllowPrivate: nexus.alertWebhookAllowPrivate, log: this.log,
@@ -158,10 +172,13 @@ export class Nexus implements Service {
 
       const router = sockets.router('pier.control');
       await router.bind(nexus.controlBind);
-      const handlers = controlHandlers({
+      const handlers = {
+        ...addonHandlers({ pool, onReport: () => addonPlacer.kick() }),
+        ...controlHandlers({
         pool, nexusId: this.id, heartbeatIntervalMs: cluster.heartbeatIntervalMs, liveness, isLeader: () => leader.isLeader,
         onInstanceReport: () => scheduler.kick(), onHealthTurn: () => health.kick(), domains: [config.balancer.domain], singletonLeaseMs: nexus.singletonLeaseMs,
-      });
+        }),
+      };
       const control = new ControlServer(router, handlers, cluster.maxMessageBytes, this.log, access);
       this.control = control;
       control.start();

@@ -57,6 +57,25 @@ export const InstanceSpec = Type.Object({
 }, { additionalProperties: false });
 export type InstanceSpec = Static<typeof InstanceSpec>;
 
+/** An add-on's name, e.g. 'redis-amber-4821' (what `addons:info NAME` takes). */
+export const AddonName = Type.String({ pattern: '^[a-z][a-z0-9-]{1,62}$' });
+
+/** One add-on server a runner is assigned (Redis): what it needs to run it. The password travels only here (CURVE). */
+export const AddonAssignment = Type.Object({
+  name: AddonName,
+  kind: Type.Literal('redis'),
+  app: AppName,
+  /** Bumped at each placement; a runner refuses an older one than it has applied. */
+  generation: Type.Integer({ minimum: 1 }),
+  /** false: stop its server (the add-on is being destroyed) and report 'stopped'. */
+  run: Type.Boolean(),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  password: Type.String({ pattern: '^[A-Za-z0-9]{16,128}$' }),
+  /** Redis `maxmemory` (allkeys-lru), in MiB. */
+  maxmemoryMb: Type.Integer({ minimum: 1, maximum: 65_536 }),
+}, { additionalProperties: false });
+export type AddonAssignment = Static<typeof AddonAssignment>;
+
 /** Largest artifact chunk a runner may ask for in one call. */
 export const MAX_ARTIFACT_CHUNK_BYTES = 1024 * 1024;
 
@@ -127,6 +146,21 @@ export const COMMANDS = {
   'config.get': command(false, ForApp, Type.Object({ vars: ConfigVars })),
   'config.set': command(true, { ...ForApp, vars: ConfigVars }, Type.Object({ vars: ConfigVars })),
   'config.unset': command(true, { ...ForApp, keys: Type.Array(ConfigKey, { minItems: 1, maxItems: 500 }) }, Type.Object({ vars: ConfigVars })),
+  /** The add-on servers (Redis) a runner must run, or stop and report (`run: false`); pulled on `addon.*` events and at start. */
+  'addons.assigned': command(false, { nodeId: NodeId }, Type.Object({ addons: Type.Array(AddonAssignment, { maxItems: 10_000 }) })),
+  /** A runner's word on an add-on server it was assigned: up (answers AUTH + PING), failed, or stopped. */
+  'addon.report': command(
+    true,
+    {
+      nodeId: NodeId,
+      name: AddonName,
+      generation: Type.Integer({ minimum: 1 }),
+      state: Type.Union([Type.Literal('up'), Type.Literal('failed'), Type.Literal('stopped')]),
+      /** Why it failed, or why an 'up' server started empty again on the same runner (it exited and was restarted). */
+      note: Type.Optional(Type.String({ maxLength: 2000 })),
+    },
+    Type.Object({ applied: Type.Boolean() }),
+  ),
 } as const;
 
 export type CommandType = keyof typeof COMMANDS;
@@ -160,6 +194,8 @@ export const COMMAND_ROLES: { readonly [T in CommandType]: readonly PeerRole[] }
   'config.get': OWNER,
   'config.set': OWNER,
   'config.unset': OWNER,
+  'addons.assigned': ['runner'],
+  'addon.report': ['runner'],
 };
 
 type Spec<T extends CommandType> = (typeof COMMANDS)[T];

@@ -65,6 +65,11 @@ export const EVENT_TYPES = [
   'addon.created',
   /** data: { name, kind } — an add-on was detached (state 'destroying'); its database or server is being removed. */
   'addon.destroyed',
+  /**
+   * data: { name, kind, runnerId, previousRunnerId, generation } — an add-on server (Redis) was placed on a runner
+   * (again, starting empty): both runners pull their add-on assignments (`addons.assigned`).
+   */
+  'addon.placed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

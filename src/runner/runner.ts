@@ -27,6 +27,7 @@ import { OneOffs } from './one-offs.js';
 import { HealthProber } from './health-prober.js';
 import { HealthEvents } from './health-events.js';
 import { VassalIntegrity } from './integrity.js';
+import { AddonServers } from './addon-servers.js';
 
 /** Log lines waiting for the collectors; beyond this they are dropped (and counted). */
 const LOG_QUEUE_MAX = 50_000;
@@ -48,6 +49,8 @@ export class Runner implements Service {
   cleanup: AppCleanup | undefined;
   /** One-offs (`pier run`) running here. */
   oneOffs: OneOffs | undefined;
+  /** Add-on servers (Redis) running here. */
+  addons: AddonServers | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
 
@@ -144,6 +147,13 @@ export class Runner implements Service {
         host: runner.bindHost === '0.0.0.0' ? '127.0.0.1' : runner.bindHost, log: this.log,
       });
       const healthEvents = new HealthEvents({ manager, prober, pusher, log: this.log });
+      const addons = new AddonServers({
+        runnerId: this.id, control, dir: this.dir, bindHost: runner.bindHost, ...(appUsers ? { appUsers } : {}), ...(cgroups ? { cgroups } : {}),
+        beforeStart: (app, user) => cleanup.beforeStart(app, user), openFiles: runner.limits.openFiles, log: this.log,
+      });
+      this.addons = addons;
+      await addons.open();
+      defer('add-on servers', () => addons.close());
 
       await this.register(control);
       // Stopped before the instances and the emperor (defers run in reverse): a stopping runner goes silent at once.
@@ -163,12 +173,20 @@ export class Runner implements Service {
           await cleanup.sweep(snapshot.apps);
           manager.sync(snapshot.instances);
           prober.loadChecks(snapshot.checks);
+          addons.kick(); // assignments changed while this runner was away are pulled again
         },
         onEvent: (event: StateEvent) => {
           if (event.type === 'instance.changed') manager.apply(event.data as unknown as Instance);
           else if (event.type === 'instance.removed') manager.removed(String(event.data.id), event.data.forgotten === true);
           else if (event.type === 'app.created' && event.app) cleanup.created(event.app, event.at);
-          else if (event.type === 'app.destroyed' && event.app) void cleanup.destroyed(event.app);
+          else if (event.type === 'app.destroyed' && event.app) {
+            void addons.stopApp(event.app); // before the clean-up kills the app's processes: nothing of it restarts
+            void cleanup.destroyed(event.app);
+            addons.kick(); // its servers are reported stopped, so their rows go
+          } else if (event.type === 'addon.placed') {
+            // Only the runners it concerns: the new one starts it, the old one stops it.
+            if (event.data.runnerId === this.id || event.data.previousRunnerId === this.id) addons.kick();
+          } else if (event.type === 'addon.destroyed') addons.kick();
           else healthEvents.apply(event);
         },
       });
@@ -188,7 +206,7 @@ export class Runner implements Service {
     const { runner } = this.options.config;
     for (let attempt = 0; ; attempt++) {
       try {
-        await control.call('node.register', { nodeId: this.id, kind: 'runner', address: runner.advertiseHost, info: { portMin: runner.portMin, portMax: runner.portMax } });
+        await control.call('node.register', { nodeId: this.id, kind: 'runner', address: runner.advertiseHost, info: { portMin: runner.portMin, portMax: runner.portMax, addonPortMin: runner.addonPortMin, addonPortMax: runner.addonPortMax } });
         return;
       } catch (err) {
         if (attempt === 0) this.log.warn({ err: (err as Error).message }, 'cannot register yet; retrying');

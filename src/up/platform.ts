@@ -110,7 +110,12 @@ export class Platform implements Service {
         // Split the instance port range between the runners of this machine.
         const span = Math.floor((config.runner.portMax - config.runner.portMin + 1) / count);
         const portMin = config.runner.portMin + i * span;
-        return this.spawnDaemon('runner', `runner-${i + 1}`, { runner: { ...config.runner, id: `runner-${i + 1}`, portMin, portMax: portMin + span - 1 } });
+        // And the add-on port range (Redis servers), so two runners here never pick the same port.
+        const addonSpan = Math.floor((config.runner.addonPortMax - config.runner.addonPortMin + 1) / count);
+        const addonPortMin = config.runner.addonPortMin + i * addonSpan;
+        return this.spawnDaemon('runner', `runner-${i + 1}`, {
+          runner: { ...config.runner, id: `runner-${i + 1}`, portMin, portMax: portMin + span - 1, addonPortMin, addonPortMax: addonPortMin + addonSpan - 1 },
+        });
       });
       await this.waitReady([...collectors, this.spawnDaemon('balancer', 'balancer-1', { balancer: { ...config.balancer, id: 'balancer-1' } }), ...runners]);
 

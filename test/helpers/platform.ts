@@ -61,7 +61,7 @@ export interface PlatformOptions {
   /** How many runners (each its own folder, id and half of the port range). @default 1 */
   runners?: number;
   /** Overrides of the cluster section every daemon gets (e.g. integrityIntervalMs). */
-  cluster?: { integrityIntervalMs?: number };
+  cluster?: { integrityIntervalMs?: number; heartbeatMisses?: number };
   /** Overrides of the nexus's config section (e.g. alertWebhookUrl, alertWebhookAllowPrivate). */
   nexus?: ConfigInput;
 }

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { PierConfig } from '../../config/index.js';
 import type { Addon, AddonKind, AppRef, Queryable } from '../../db/index.js';
 import { postgresqlKind } from './postgresql.js';
+import { redisKind } from './redis.js';
 
 /** What every driver is built with. */
 export interface AddonKindDeps {
@@ -72,5 +73,6 @@ export type AddonKinds = ReadonlyMap<AddonKind, AddonKindDriver>;
 export function addonKinds(deps: AddonKindDeps): AddonKinds {
   const kinds = new Map<AddonKind, AddonKindDriver>();
   kinds.set('postgresql', postgresqlKind(deps));
+  kinds.set('redis', redisKind(deps));
   return kinds;
 }

@@ -1,0 +1,117 @@
+/**
+ * A runner restarted within the dead-after budget keeps its Redis add-ons (issue #13): its servers stop with it
+ * (SIGTERM: stopped; kill -9: parent-death signal), and the restarted runner starts them again from its assignments,
+ * same generation and REDIS_URL, empty, with `note` saying why. App names start with `rd`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { randomId } from '../../src/core/ids.js';
+import { getAddon, redisUrl, type Addon } from '../../src/db/index.js';
+import { processesOf } from '../../src/runner/app-files.js';
+import { appUserName } from '../../src/runner/app-users.js';
+import { authPing } from '../../src/runner/redis-server.js';
+import { CLI } from '../helpers/cli.js';
+import { platformForFile } from '../helpers/platform.js';
+import { testPool } from '../helpers/postgres.js';
+import { waitFor } from '../helpers/wait.js';
+
+const isRoot = process.getuid?.() === 0;
+const apps: string[] = [];
+const slot = 32000 + (process.pid % 40) * 10;
+// A 10 s dead-after budget (100 ms × 100): a runner restarted within it keeps its add-ons, and must start them again.
+const p = platformForFile({ prefix: 'rd', apps, runner: { addonPortMin: slot, addonPortMax: slot + 4 }, cluster: { heartbeatMisses: 100 } });
+
+/** Starts the second runner as its own process (no CURVE, as the platform's nexus; no stats collector). */
+function startRunner(id: string, dir: string, portMin: number): ChildProcess {
+  const file = join(dir, `${id}.toml`);
+  writeFileSync(file, [
+    `dataDir = "${dir}"`,
+    '[log]', 'level = "info"',
+    '[security]', 'curve = false',
+    '[cluster]', 'heartbeatIntervalMs = 100', 'heartbeatMisses = 100', 'controlTimeoutMs = 500', 'stats = []',
+    '[[cluster.nexus]]',
+    `control = "${p.nexus.control}"`, `events = "${p.nexus.events}"`, `heartbeats = "${p.nexus.heartbeats}"`, `api = "${p.nexus.api}"`,
+    '[runner]', `id = "${id}"`, `dir = "${join(dir, id)}"`, `portMin = ${portMin}`, `portMax = ${portMin + 49}`,
+    `addonPortMin = ${slot + 5}`, `addonPortMax = ${slot + 9}`, 'startTimeoutMs = 6000', 'drainMs = 0',
+    '',
+  ].join('\n'));
+  const out = openSync(join(dir, `${id}.log`), 'a');
+  return spawn(process.execPath, [CLI, 'runner', '--config', file], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', out, out] });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Live redis-server processes of the uid. */
+async function redisServersOf(uid: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const pid of await processesOf(uid)) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/redis-server')) pids.push(pid);
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+const WSGI = 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"ok"]\n';
+
+describe.runIf(isRoot)('a redis add-on whose runner restarts in time', () => {
+  it('starts again on the same runner, same generation and REDIS_URL, empty, saying why (after SIGTERM and after kill -9)', async () => {
+    const app = `rd${randomId(2)}-again`;
+    apps.push(app);
+    expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
+    const second = `runner-rd4-${randomId(3)}`;
+    const portMin = 23000 + (process.pid % 19) * 50;
+    let child: ChildProcess | undefined = startRunner(second, p.dir, portMin);
+    onTestFinished(async () => {
+      if (child) {
+        child.kill('SIGTERM');
+        await exited(child);
+      }
+    });
+    const isAlive = async (id: string) => (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === id && n.status === 'alive');
+    await waitFor(() => isAlive(second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
+    const pool = testPool(p.dbUrl);
+    const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
+    const create = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
+    expect(create.status).toBe(201);
+    const name = create.json.addon.name;
+    const readySince = (after: number) => waitFor(async () => {
+      const a = await getAddon(pool, ref, name);
+      return a.state === 'ready' && a.startedAt && a.startedAt.getTime() > after && (await authPing('127.0.0.1', a.port!, a.secret, 500)) ? a : undefined;
+    }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
+    const first = await readySince(0);
+    expect(first.runnerId).toBe(second);
+    const url = redisUrl('127.0.0.1', first.port!, first.secret);
+    const uid = Number(execFileSync('id', ['-u', appUserName(app)]).toString().trim());
+    const setKey = (a: Addon) => execFileSync('redis-cli', ['-p', String(a.port), '--no-auth-warning', '-a', a.secret, 'SET', 'k', 'v']);
+    const hasKey = (a: Addon) => execFileSync('redis-cli', ['-p', String(a.port), '--no-auth-warning', '-a', a.secret, 'EXISTS', 'k']).toString().trim();
+    setKey(first);
+
+    let previous = first;
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      const [oldPid] = await redisServersOf(uid);
+      child.kill(signal);
+      await exited(child);
+      child = undefined;
+      // Its server is gone with it (stopped, or killed by the parent-death signal) before the runner is back.
+      await waitFor(async () => !(await redisServersOf(uid)).includes(oldPid!) || undefined, { name: `server gone after ${signal}`, timeoutMs: 5000, intervalMs: 20 });
+      child = startRunner(second, p.dir, portMin);
+      const again = await readySince(previous.startedAt!.getTime());
+      expect({ runner: again.runnerId, generation: again.generation, port: again.port, note: again.note }).toEqual({
+        runner: second, generation: first.generation, port: first.port, note: `runner ${second} restarted; restarted empty`,
+      });
+      expect((await p.api<{ vars: Record<string, string> }>('GET', `/v1/apps/${app}/config`)).json.vars.REDIS_URL).toBe(url);
+      expect(hasKey(again)).toBe('0');
+      expect((await redisServersOf(uid)).length).toBe(1);
+      setKey(again);
+      previous = again;
+    }
+  }, 90_000);
+});
