@@ -94,11 +94,9 @@ function originPath(url: string | undefined): string {
   }
 }
 
-/** The releases a route's backends run (one, except mid-deploy), in order: part of a static cache key. */
-function releasesOf(route: AppRoute): number[] {
-  const releases: number[] = [];
-  for (const b of route.backends) if (!releases.includes(b.release)) releases.push(b.release);
-  return releases.sort((a, b) => a - b);
+/** The instances a route holds, in the table's stable order: part of a static cache key. */
+function instancesOf(route: AppRoute): string[] {
+  return route.backends.map((b) => b.id);
 }
 
 /** The 'request' listener of the public server, with its counters and in-flight tracking. */
@@ -124,7 +122,7 @@ export class HttpProxy {
     exchange.route = lookup.route;
     const cache = this.options.staticCache;
     if (cache) {
-      const key = cache.keyFor(lookup.route.name, releasesOf(lookup.route), req.method, req.headers, req.url ?? '/');
+      const key = cache.keyFor(lookup.route.name, instancesOf(lookup.route), req.method, req.headers, req.url ?? '/');
       const hit = key === undefined ? undefined : cache.get(key);
       if (hit) return exchange.serveCached(hit);
       exchange.cacheKey = key;

@@ -7,7 +7,8 @@
  * - Only 200 answers to a GET that the vassal's static routes produced (a `W/"pier-…"` ETag and
  *   `Cache-Control: public, max-age=N`, no Set-Cookie, a Content-Length of at most `maxEntryBytes`), and only the
  *   headers uWSGI's file server sends. An app forging those headers on its own paths only fills its own entries.
- * - Keyed by app, the releases of the route's backends (a deploy starts a new key space; old entries age out),
+ * - Keyed by app, the instances the route holds (a deploy, a scale or a restart starts a new key space, old entries
+ *   age out; instance ids are never reused, so a destroyed and re-created app never sees the old one's files),
  *   the raw request target, and the encodings the request accepts as uWSGI reads them (`gzip`, `br` substrings),
  *   so each Vary: Accept-Encoding variant is its own entry.
  * - Fresh for `min(max-age, ttlMs)`; the balancer answers conditional GET/HEAD from an entry the way uWSGI would
@@ -74,13 +75,13 @@ export class StaticCache {
   }
 
   /** The key of a request, or undefined when it is not one the cache answers (not GET/HEAD, a Range, a body). */
-  keyFor(app: string, releases: readonly number[], method: string | undefined, headers: IncomingHttpHeaders, target: string): string | undefined {
+  keyFor(app: string, instances: readonly string[], method: string | undefined, headers: IncomingHttpHeaders, target: string): string | undefined {
     if (this.options.maxBytes <= 0 || (method !== 'GET' && method !== 'HEAD')) return undefined;
     if (headers.range !== undefined || headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return undefined;
-    if (releases.length === 0) return undefined;
+    if (instances.length === 0) return undefined;
     const accept = headers['accept-encoding'] ?? '';
     const variant = `${accept.includes('gzip') ? 'g' : ''}${accept.includes('br') ? 'b' : ''}`;
-    return `${app}\u0000${releases.join(',')}\u0000${variant}\u0000${target}`;
+    return `${app}\u0000${instances.join(',')}\u0000${variant}\u0000${target}`;
   }
 
   /** The fresh entry under `key`, marked as recently used. */

@@ -14,22 +14,22 @@ function answer(size: number, extra: IncomingHttpHeaders = {}): IncomingHttpHead
 }
 
 describe('StaticCache', () => {
-  it('keys by app, releases, accepted encodings and target, and only for GET/HEAD without Range or body', () => {
+  it('keys by app, instances, accepted encodings and target, and only for GET/HEAD without Range or body', () => {
     const cache = new StaticCache({ maxBytes: 1000 });
-    const key = (app: string, releases: number[], method: string, headers: IncomingHttpHeaders, target = '/static/a.css') => cache.keyFor(app, releases, method, headers, target);
-    const plain = key('a', [3], 'GET', {});
+    const key = (app: string, instances: string[], method: string, headers: IncomingHttpHeaders, target = '/static/a.css') => cache.keyFor(app, instances, method, headers, target);
+    const plain = key('a', ['i3'], 'GET', {});
     expect(plain).toBeDefined();
-    expect(key('a', [3], 'HEAD', {})).toBe(plain);
-    expect(key('a', [3], 'GET', { 'accept-encoding': 'gzip, deflate' })).not.toBe(plain);
-    expect(key('a', [3], 'GET', { 'accept-encoding': 'gzip, br' })).not.toBe(key('a', [3], 'GET', { 'accept-encoding': 'gzip' }));
-    expect(key('b', [3], 'GET', {})).not.toBe(plain);
-    expect(key('a', [4], 'GET', {})).not.toBe(plain);
-    expect(key('a', [3], 'GET', {}, '/static/a.css?v=2')).not.toBe(plain);
-    expect(key('a', [3], 'POST', {})).toBeUndefined();
-    expect(key('a', [3], 'GET', { range: 'bytes=0-1' })).toBeUndefined();
-    expect(key('a', [3], 'GET', { 'content-length': '3' })).toBeUndefined();
+    expect(key('a', ['i3'], 'HEAD', {})).toBe(plain);
+    expect(key('a', ['i3'], 'GET', { 'accept-encoding': 'gzip, deflate' })).not.toBe(plain);
+    expect(key('a', ['i3'], 'GET', { 'accept-encoding': 'gzip, br' })).not.toBe(key('a', ['i3'], 'GET', { 'accept-encoding': 'gzip' }));
+    expect(key('b', ['i3'], 'GET', {})).not.toBe(plain);
+    expect(key('a', ['i4'], 'GET', {})).not.toBe(plain);
+    expect(key('a', ['i3'], 'GET', {}, '/static/a.css?v=2')).not.toBe(plain);
+    expect(key('a', ['i3'], 'POST', {})).toBeUndefined();
+    expect(key('a', ['i3'], 'GET', { range: 'bytes=0-1' })).toBeUndefined();
+    expect(key('a', ['i3'], 'GET', { 'content-length': '3' })).toBeUndefined();
     expect(key('a', [], 'GET', {})).toBeUndefined();
-    expect(new StaticCache({ maxBytes: 0 }).keyFor('a', [3], 'GET', {}, '/x')).toBeUndefined();
+    expect(new StaticCache({ maxBytes: 0 }).keyFor('a', ['i3'], 'GET', {}, '/x')).toBeUndefined();
   });
 
   it('holds only 200 answers marked as Pier static files, within the entry size, for min(max-age, ttl)', () => {

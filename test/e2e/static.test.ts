@@ -238,4 +238,19 @@ describe('static: at deploy and across releases', () => {
     expect(next.status).toBe('live');
     await waitFor(async () => (await getVia(p.balancer.port!, path)).body.toString() === 'v2();\n' || undefined, { name: 'the new release served through the cache', timeoutMs: 10_000 });
   });
+
+  it('takes the max-age of un-hashed names from the config var PIER_STATIC_MAX_AGE, refusing a malformed one', async () => {
+    const count = async (): Promise<number> => (await p.api<{ releases: unknown[] }>('GET', `/v1/apps/${APP}/releases`)).json.releases.length;
+    const before = await count();
+    const bad = await p.api<{ error: { code: string; message: string } }>('PATCH', `/v1/apps/${APP}/config`, { PIER_STATIC_MAX_AGE: 'an hour' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toBe("config var PIER_STATIC_MAX_AGE must be a whole number of seconds 0..31536000, not 'an hour'");
+    expect(await count()).toBe(before); // the bad value rolled nothing
+    expect((await p.api('PATCH', `/v1/apps/${APP}/config`, { PIER_STATIC_MAX_AGE: '120' })).status).toBe(200);
+    expect(await count()).toBe(before + 1);
+    await waitFor(async () => (await getVia(uncached.port!, '/static/js/app.js')).headers['cache-control'] === 'public, max-age=120' || undefined, {
+      name: 'the release with PIER_STATIC_MAX_AGE live', timeoutMs: 20_000, intervalMs: 100,
+    });
+    expect((await getVia(uncached.port!, '/static/css/base.4f3c2a1b9e8d.css')).headers['cache-control']).toBe('public, max-age=31536000, immutable');
+  });
 });
