@@ -5,7 +5,7 @@
  * HTTP check runs twice: through the platform's balancer (its static cache on, the default) and through a second
  * balancer with the cache off, so both the cache's answers and uWSGI's own are held to the same rules.
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -82,6 +82,18 @@ function getVia(port: number, path: string, headers: Record<string, string> = {}
     req.end();
   });
 }
+
+describe('the release as its build left it', () => {
+  it('holds the links the build planted, so the 404s below are refusals, not misses', () => {
+    const releasesDir = join(p.dir, 'runner', 'releases', APP);
+    const [sha] = readdirSync(releasesDir);
+    const staticDir = join(releasesDir, sha!, 'app', 'staticfiles');
+    expect(readlinkSync(join(staticDir, 'etc'))).toBe('/etc');
+    expect(readlinkSync(join(staticDir, 'w.py'))).toBe('../wsgi.py');
+    expect(readlinkSync(join(staticDir, 'passwd.css'))).toBe('/etc/passwd');
+    expect(lstatSync(join(staticDir, 'css', 'base.4f3c2a1b9e8d.css.gz')).isFile()).toBe(true);
+  });
+});
 
 describe.each([
   ['cache on', () => p.balancer.port!],
@@ -234,6 +246,9 @@ describe('static: at deploy and across releases', () => {
     for (const sha of readdirSync(releasesDir)) writeFileSync(join(releasesDir, sha, 'app', 'staticfiles', 'js', 'app.js'), 'changed();\n');
     expect((await getVia(uncached.port!, path)).body.toString()).toBe('changed();\n');
     expect((await getVia(p.balancer.port!, path)).body.toString()).toBe('console.log("hi");\n');
+    // A hard reload asks the instance, and refreshes the entry.
+    expect((await getVia(p.balancer.port!, path, { 'cache-control': 'no-cache' })).body.toString()).toBe('changed();\n');
+    expect((await getVia(p.balancer.port!, path)).body.toString()).toBe('changed();\n');
     const next = await p.deploy(APP, p.writeApp(APP, { ...FILES, 'staticfiles/js/app.js': 'v2();\n' }));
     expect(next.status).toBe('live');
     await waitFor(async () => (await getVia(p.balancer.port!, path)).body.toString() === 'v2();\n' || undefined, { name: 'the new release served through the cache', timeoutMs: 10_000 });
