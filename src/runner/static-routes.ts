@@ -38,7 +38,11 @@ export interface StaticServing {
   mounts: StaticServeMount[];
   /** `Cache-Control` max-age of names without a content hash, in seconds. */
   maxAgeS: number;
-  /** uWSGI offload threads (a thread per worker sending file bodies off the worker); 0 = none. @default 0 */
+  /**
+   * uWSGI offload threads (file bodies sent by a thread of their own, freeing the worker); 0 = none. The runner uses
+   * none: with them uWSGI 2.0.21 closes the client's keep-alive connection after every offloaded file, which cut
+   * balancer throughput to a third in bench/static.ts. @default 0
+   */
   offloadThreads?: number;
 }
 
