@@ -51,7 +51,7 @@ export interface StaticCacheOptions {
 const PIER_TAG = /^W\/"pier-[0-9A-Fa-f]{58}"$/;
 const MAX_AGE = /^public, max-age=(\d{1,9})(?:,|$)/;
 /** Headers of uWSGI's file answers that are kept. */
-const KEPT = ['content-type', 'content-length', 'content-encoding', 'last-modified', 'etag', 'vary', 'cache-control', 'expires'];
+const KEPT = ['content-type', 'content-length', 'content-encoding', 'last-modified', 'etag', 'vary', 'cache-control', 'expires', 'x-content-type-options'];
 
 /** See the module comment. */
 export class StaticCache {

@@ -44,6 +44,7 @@ const FILES: Record<string, string> = {
   'staticfiles/img/logo.svg': '<svg xmlns="http://www.w3.org/2000/svg"/>\n',
   'staticfiles/img/dot.png': '\x89PNG\r\n\x1a\n',
   'public/media/note.txt': 'media note\n',
+  'public/media/blob.pierunknown': 'opaque\n',
 };
 
 interface Reply {
@@ -119,7 +120,12 @@ describe.each([
       expect(reply.headers['last-modified'], path).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
       expect(reply.headers.etag, path).toMatch(/^W\/"pier-[0-9A-F]{58}"$/);
       expect(reply.headers.vary, path).toBe('Accept-Encoding');
+      expect(reply.headers['x-content-type-options'], path).toBe('nosniff');
     }
+    const unknown = await get('/media/blob.pierunknown');
+    expect(unknown.status).toBe(200);
+    expect(unknown.headers['content-type']).toBe('application/octet-stream');
+    expect(unknown.body.toString()).toBe('opaque\n');
     // Outside the mapped prefixes the app answers.
     expect((await get('/other/page')).body.toString()).toBe('app answered /other/page');
     expect((await get('/static')).body.toString()).toBe('app answered /static');
@@ -139,9 +145,11 @@ describe.each([
     expect(byDate.status).toBe(304);
     expect(byDate.body.length).toBe(0);
     expect(byDate.headers['cache-control']).toBe('public, max-age=3600');
+    expect(byDate.headers['content-type']).toBeUndefined(); // a 304 must not rewrite the stored type
     const byTag = await get('/static/js/app.js', { 'if-none-match': etag });
     expect(byTag.status).toBe(304);
     expect(byTag.headers.etag).toBe(etag);
+    expect(byTag.headers['content-type']).toBeUndefined();
     expect(byTag.body.length).toBe(0);
     // A tag standing for an older Last-Modified (the file changed since) gets the file.
     const older = new Date(Date.parse(lastModified) - 3600_000).toUTCString();
