@@ -224,6 +224,12 @@ export const PierConfig = Type.Object(
       processes: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
       threads: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
       /**
+       * `Cache-Control: public, max-age` of static files (Procfile `static:`) whose names hold no content hash; an app
+       * sets its own with the config var PIER_STATIC_MAX_AGE (seconds). Hashed names (`base.4f3c2a1b9e8d.css`) get a
+       * year and `immutable`. Whole seconds. @default 3600000
+       */
+      staticMaxAgeMs: Ms(3_600_000, 0),
+      /**
        * Time a one-off gets between the hang-up (its client went away, its nexus was lost, its time limit passed,
        * `pier ps:stop`) and SIGKILL of everything it started. @default 2000
        */
@@ -283,6 +289,12 @@ export const PierConfig = Type.Object(
       shutdownGraceMs: Ms(5000, 0),
       /** Access records waiting for the stats collectors; beyond this they are dropped (and counted). @default 10000 */
       accessQueueMax: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
+      /**
+       * Memory for hot static files (Procfile `static:` answers the vassals mark as such), served without a hop to
+       * the instance; at most a quarter per app, bodies up to 1 MiB, each for min(max-age, 30 s). 0 turns it off.
+       * @default 33554432 (32 MiB)
+       */
+      staticCacheBytes: Type.Integer({ minimum: 0, maximum: 4 * 1024 * 1024 * 1024, default: 32 * 1024 * 1024 }),
     }),
     services: Section({
       /**
