@@ -5,7 +5,7 @@ import { ValidationError } from '../core/errors.js';
 import { NodeLiveness } from '../core/liveness.js';
 import { authenticate, type DeployClaim, type Principal } from '../db/index.js';
 import type { StatsClient } from '../transport/index.js';
-import type { OneOffSpec, ToRunnerMessage } from '../protocol/index.js';
+import type { AddonView, OneOffSpec, ToRunnerMessage } from '../protocol/index.js';
 
 /** The nexus's one-off sessions hub, as the API uses it (src/nexus/sessions-hub.ts). */
 export interface SessionsPort {
@@ -17,6 +17,22 @@ export interface SessionsPort {
   send(session: string, message: Exclude<ToRunnerMessage, { type: 'session.start' | 'session.welcome' }>): void;
   detachClient(session: string): void;
   stop(runnerId: string, session: string): boolean;
+}
+
+/** The nexus's add-on framework, as the API uses it (src/nexus/addons/service.ts). */
+export interface AddonsPort {
+  list(principal: Principal, app: string): Promise<AddonView[]>;
+  info(principal: Principal, app: string, name: string): Promise<AddonView>;
+  create(principal: Principal, app: string, kind: string, mutation: AddonMutationPort): Promise<AddonView>;
+  destroy(principal: Principal, app: string, name: string, mutation: AddonMutationPort): Promise<AddonView>;
+  /** Removes add-ons left 'destroying' (after apps:destroy). */
+  reap(): Promise<void>;
+}
+
+export interface AddonMutationPort {
+  requestId?: string | undefined;
+  claim?: DeployClaim;
+  locked?: <T>(run: () => Promise<T>) => Promise<T>;
 }
 
 export interface ApiContext {
@@ -43,6 +59,8 @@ export interface ApiContext {
   sessions?: SessionsPort;
   /** One-offs' default and longest time limits. @default 1 h, 24 h */
   run?: { timeoutMs: number; maxTimeoutMs: number };
+  /** Add-ons (`pier addons`); undefined when this nexus offers none. */
+  addons?: AddonsPort;
 }
 
 const storedOnly = new WeakMap<ApiContext, NodeLiveness>();

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { installAuth } from './auth.js';
 import type { ApiContext } from './context.js';
 import { errorHandler, sendError } from './http-errors.js';
+import { addonRoutes } from './routes/addons.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
 import { limitRoutes } from './routes/limits.js';
@@ -61,5 +62,6 @@ export function buildApi(ctx: ApiContext, options: ApiServerOptions): FastifyIns
   deployRoutes(app, ctx);
   explainRoutes(app, ctx);
   dynoRoutes(app, ctx, log);
+  addonRoutes(app, ctx);
   return app;
 }

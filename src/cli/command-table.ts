@@ -26,6 +26,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   { commands: ['logs', 'stats'], load: async () => (await import('./commands/logs.js')).registerLogCommands },
   { commands: ['explain'], load: async () => (await import('./commands/explain.js')).registerExplainCommand },
   { commands: ['tokens:rotate'], load: async () => (await import('./commands/tokens.js')).registerTokenCommands },
+  { commands: ['addons', 'addons:create', 'addons:info', 'addons:destroy'], load: async () => (await import('./commands/addons.js')).registerAddonCommands },
   { commands: ['run', 'ps:stop'], load: async () => (await import('./commands/run.js')).registerRunCommands },
 ];
 

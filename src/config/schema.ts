@@ -278,6 +278,20 @@ export const PierConfig = Type.Object(
       /** Access records waiting for the stats collectors; beyond this they are dropped (and counted). @default 10000 */
       accessQueueMax: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
     }),
+    services: Section({
+      /**
+       * PostgreSQL where `pier addons:create postgresql` makes each app's database and role: the URL of a role with
+       * CREATEDB and CREATEROLE (a superuser also works). Empty means the platform's own server (the nexus's
+       * DATABASE_URL, or the embedded one). @default ''
+       */
+      postgresUrl: Type.String({ maxLength: 2048, pattern: '^$|^postgres(ql)?://', default: '' }),
+      /** Host apps reach that server at, in their DATABASE_URL (e.g. the machine's private address). @default '' (the URL's host) */
+      postgresHost: Type.String({ maxLength: 253, pattern: '^$|^[A-Za-z0-9._:-]+$', default: '' }),
+      /** Port apps reach that server at. @default 0 (the URL's port) */
+      postgresPort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
+      /** Most connections one app's role may hold at once (PostgreSQL CONNECTION LIMIT). @default 20 */
+      postgresConnectionLimit: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+    }),
     stats: Section({
       /** This collector's node id. @default 'stats-1' */
       id: Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{0,62}$', default: 'stats-1' }),

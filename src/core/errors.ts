@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   PIER_DEPLOY_FAILED: { http: 409, exit: 70 },
   /** No runner is alive to run a one-off, or its runner was lost mid-session. */
   PIER_NO_RUNNER: { http: 503, exit: 69 },
+  /** The platform does not offer what was asked for here (an add-on kind it has no driver for). */
+  PIER_UNSUPPORTED: { http: 422, exit: 69 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,6 +1,7 @@
 /** Apps: create, list, look up within an owner's scope, destroy. */
 import { ConflictError, NotFoundError } from '../core/errors.js';
 import type { App } from '../protocol/index.js';
+import { markAppAddonsDestroying } from './addons.js';
 import { appendEvent } from './events.js';
 import type { Principal } from './owners.js';
 import { isUniqueViolation, type Queryable } from './pool.js';
@@ -77,6 +78,8 @@ export async function createApp(tx: Queryable, principal: Principal, name: strin
 export async function destroyApp(tx: Queryable, principal: Principal, name: string): Promise<void> {
   const ref = await resolveApp(tx, principal, name, true);
   const { rows } = await tx.query<{ sha256: string }>('SELECT DISTINCT sha256 FROM releases WHERE app_id = $1', [ref.id]);
+  // Its add-ons outlive the row only to be dropped: 'destroying' now, app_id NULL with the row; the nexus drops them.
+  await markAppAddonsDestroying(tx, ref.id);
   await tx.query('DELETE FROM apps WHERE id = $1', [ref.id]);
   await tx.query('DELETE FROM request_stats WHERE app = $1', [name]);
   await tx.query('DELETE FROM locks WHERE name = $1', [`deploy:${name}`]);

@@ -26,3 +26,4 @@ export * from './one-offs.js';
 export * from './health.js';
 export * from './alerts.js';
 export * from './addons.js';
+export * from './service-postgres.js';

@@ -45,3 +45,12 @@ export async function pruneRequests(pool: pg.Pool, retentionMs: number): Promise
 export function mutate<T>(pool: pg.Pool, requestId: string | undefined, type: string, fn: (tx: pg.PoolClient) => Promise<T>, options?: OnceOptions<T>): Promise<T> {
   return requestId === undefined ? withTransaction(pool, fn) : runOnce(pool, requestId, type, fn, options);
 }
+
+/** The stored answer of a mutation already applied under `requestId` as `type`, if any (checked before slow work). */
+export async function appliedRequest(q: Pick<pg.Pool, 'query'>, requestId: string, type: string): Promise<{ reply: unknown } | undefined> {
+  const { rows } = await q.query<{ type: string; reply: unknown }>('SELECT type, reply FROM requests WHERE id = $1', [requestId]);
+  const first = rows[0];
+  if (!first) return undefined;
+  if (first.type !== type) throw new ConflictError(`request id '${requestId}' was already used for '${first.type}'; use a new id`);
+  return { reply: first.reply };
+}

@@ -20,6 +20,8 @@ import { VerdictLoop } from './verdict.js';
 import { LeaderElector } from './leader.js';
 import { SchedulerLoop } from './scheduler-loop.js';
 import { SessionsHub } from './sessions-hub.js';
+import { addonKinds } from './addons/kinds.js';
+import { AddonReaper, AddonService } from './addons/service.js';
 import { HealthLoop } from './health-loop.js';
 import { RouteIntegrity } from './route-integrity.js';
 
@@ -44,6 +46,9 @@ export interface NexusEndpoints {
   sessions: string;
 }
 
+/** How often the leader retries removing add-ons left 'destroying' (a nexus killed midway, a server away). */
+const ADDON_REAP_INTERVAL_MS = 5000;
+
 export class Nexus implements Service {
   readonly id: string;
   endpoints: NexusEndpoints | undefined;
@@ -56,6 +61,9 @@ export class Nexus implements Service {
   health: HealthLoop | undefined;
   /** The leader's check of each balancer's route digest. */
   routeIntegrity: RouteIntegrity | undefined;
+  /** Add-ons (the API's), and the leader's retry of those left 'destroying' (tests call its tick()). */
+  addons: AddonService | undefined;
+  addonReaper: AddonReaper | undefined;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private pool: pg.Pool | undefined;
@@ -173,6 +181,13 @@ export class Nexus implements Service {
       sessions.start();
       defer('sessions', () => sessions.close());
 
+      const addons = new AddonService({ pool, kinds: addonKinds({ pool, platformDbUrl: this.options.dbUrl, config, log: this.log }), log: this.log });
+      this.addons = addons;
+      const addonReaper = new AddonReaper({ service: addons, isLeader: () => leader.isLeader, intervalMs: ADDON_REAP_INTERVAL_MS, log: this.log });
+      this.addonReaper = addonReaper;
+      addonReaper.start();
+      defer('addon reaper', () => addonReaper.stop());
+
       const api = buildApi(
         {
           pool, nexusId: this.id, deadAfterMs, isLeader: () => leader.isLeader, publishedVersion: () => relay.published,
@@ -183,6 +198,7 @@ export class Nexus implements Service {
           domains: [config.balancer.domain],
           webhookAllowPrivate: nexus.alertWebhookAllowPrivate,
           sessions, run: { timeoutMs: nexus.runTimeoutMs, maxTimeoutMs: nexus.runMaxTimeoutMs },
+          addons,
         },
         { bodyLimitBytes: nexus.apiBodyLimitBytes, maxReleaseBytes: nexus.maxReleaseBytes, log: this.log },
       );

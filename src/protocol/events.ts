@@ -61,6 +61,10 @@ export const EVENT_TYPES = [
    * differs from the state at event version `version` (digests `got` ≠ `expected`): that balancer reloads a snapshot.
    */
   'routes.resync',
+  /** data: { name, kind } — an add-on was attached to the app (its config var, when already known, came with it). */
+  'addon.created',
+  /** data: { name, kind } — an add-on was detached (state 'destroying'); its database or server is being removed. */
+  'addon.destroyed',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

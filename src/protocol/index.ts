@@ -10,3 +10,4 @@ export * from './explain.js';
 export * from './sessions.js';
 export * from './health.js';
 export * from './route-digest.js';
+export * from './addons.js';

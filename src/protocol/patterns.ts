@@ -26,3 +26,9 @@ export const PATTERN_HINTS: Record<string, string> = {
   [CONFIG_VALUE_PATTERN]: "must be one line with no control characters, no trailing space and no '%('",
   '^[a-z0-9][a-z0-9.-]{0,62}$': 'must be lowercase letters, digits, dots and dashes',
 };
+
+/** The add-on kinds Pier knows (a platform may offer fewer); what `pier addons:create KIND` takes. */
+export const ADDON_KIND_NAMES = ['postgresql', 'redis'] as const;
+
+/** Add-on names as the platform makes them: `<kind>-<word>-<digits>`, e.g. 'postgresql-amber-48213'. */
+export const ADDON_NAME_PATTERN = '^[a-z][a-z0-9-]{1,62}$';

@@ -21,6 +21,8 @@ export function appRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.delete<{ Params: AppParams }>('/v1/apps/:app', { schema: { params: AppParams } }, async (request) => {
     const principal = await principalOf(ctx, request);
     await mutate(ctx.pool, idempotencyKey(request, principal), 'app.destroy', (tx) => destroyApp(tx, principal, request.params.app));
+    // Its add-ons went 'destroying' with the app: drop them now (what fails here, the leader retries).
+    await ctx.addons?.reap().catch(() => undefined);
     return { ok: true };
   });
 }
