@@ -16,6 +16,7 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { renderErrorPage, type BalancerStatus } from './error-pages.js';
 import { clientAddress, forwardRequestHeaders, forwardResponseHeaders, requestIdFor } from './headers.js';
+import { translateStaticValidator } from './static-validators.js';
 import type { AppRoute, Backend, RouteTable } from './route-table.js';
 import type { UpstreamPools } from './upstreams.js';
 
@@ -153,6 +154,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   private isDone = false;
   private isBodyTouched = false;
   private headers: string[] | undefined;
+  /** The Pier static ETag the request revalidates (static-validators.ts): a 304 gets it back. */
+  private staticTag: string | undefined;
 
   constructor(
     private readonly proxy: HttpProxy,
@@ -168,9 +171,14 @@ class Exchange implements Dispatcher.DispatchHandler {
   send(backend: Backend): void {
     this.backend = backend;
     const { req } = this;
-    this.headers ??= forwardRequestHeaders(req.rawHeaders, {
-      clientIp: clientAddress(req.socket.remoteAddress), proto: 'http', host: req.headers.host ?? '', requestId: this.requestId,
-    });
+    if (!this.headers) {
+      const forwarded = forwardRequestHeaders(req.rawHeaders, {
+        clientIp: clientAddress(req.socket.remoteAddress), proto: 'http', host: req.headers.host ?? '', requestId: this.requestId,
+      });
+      const validation = translateStaticValidator(req.method, forwarded);
+      this.headers = validation.headers;
+      this.staticTag = validation.etag;
+    }
     // undici accepts async iterables as bodies (documented), though its types list only streams and buffers.
     const body = hasBody(req) ? (this.body() as unknown as Dispatcher.DispatchOptions['body']) : null;
     this.proxy.options.upstreams.pool(backend).dispatch(
@@ -194,7 +202,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     if (statusCode < 200 || this.isDone) return; // 1xx interim responses are not forwarded
     this.status = statusCode;
-    this.res.writeHead(statusCode, statusMessage || undefined, forwardResponseHeaders(headers, this.requestId));
+    const out = forwardResponseHeaders(headers, this.requestId);
+    if (statusCode === 304 && this.staticTag !== undefined && headers.etag === undefined) out.push('etag', this.staticTag);
+    this.res.writeHead(statusCode, statusMessage || undefined, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -218,6 +218,12 @@ export const PierConfig = Type.Object(
       processes: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
       threads: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
       /**
+       * `Cache-Control: public, max-age` of static files (Procfile `static:`) whose names hold no content hash; an app
+       * sets its own with the config var PIER_STATIC_MAX_AGE (seconds). Hashed names (`base.4f3c2a1b9e8d.css`) get a
+       * year and `immutable`. Whole seconds. @default 3600000
+       */
+      staticMaxAgeMs: Ms(3_600_000, 0),
+      /**
        * Time a one-off gets between the hang-up (its client went away, its nexus was lost, its time limit passed,
        * `pier ps:stop`) and SIGKILL of everything it started. @default 2000
        */

@@ -10,7 +10,9 @@
  *   It is ignored when a `wsgi:` line is present, an error otherwise (naming the `wsgi:` line to write when it can).
  * - `build: CMD` — run on each runner while the release is prepared (e.g. `collectstatic`), as the app's user.
  * - `release: CMD` — run once per release, on one runner, before any instance of it goes live (e.g. `migrate`).
- * - `cron:`, `static:`, `preflight:` — piku/Heroku hooks Pier does not run (yet): an error, rather than running
+ * - `static: /static/=staticfiles/ …` — URL prefixes served from folders of the release without Python
+ *   (static-map.ts has the rules; the vassal serves them, static-routes.ts). Needs a web process.
+ * - `cron:`, `preflight:` — piku/Heroku hooks Pier does not run (yet): an error, rather than running
  *   them as if they were long-lived processes.
  * - `run` is reserved (one-off processes are `run.N`).
  * - any other type (`worker:`, `clock:`, `worker-mail:`) — a background process type: `processes[type] = command`,
@@ -21,6 +23,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ValidationError } from '../core/errors.js';
+import { parseStaticMap, type StaticMount } from './static-map.js';
 
 /** A WSGI entry point, as uWSGI's `module = module:callable` takes it. */
 export interface WsgiEntry {
@@ -40,6 +43,8 @@ export interface AppSpec {
   build: string | null;
   /** `release:` command, run once per release before it goes live. */
   release: string | null;
+  /** URL prefixes served from release folders (the Procfile's `static:` line), longest first; absent without one. */
+  static?: StaticMount[];
   /** True when the folder has a requirements.txt to install into the release's virtualenv. */
   hasRequirements: boolean;
   /** Where the entry point came from. */
@@ -48,9 +53,9 @@ export interface AppSpec {
 
 /** Largest Procfile or wsgi.py read (anything bigger is certainly not what we are looking for). */
 const MAX_READ_BYTES = 1024 * 1024;
-const UNSUPPORTED_TYPES = new Set(['cron', 'static', 'preflight']);
+const UNSUPPORTED_TYPES = new Set(['cron', 'preflight']);
 /** Types that are phases or reserved names, never background process types. */
-const RESERVED_TYPES = new Set(['web', 'wsgi', 'build', 'release', 'run']);
+const RESERVED_TYPES = new Set(['web', 'wsgi', 'build', 'release', 'run', 'static']);
 /** What a Procfile type may be called. */
 export const PROCESS_TYPE = /^[a-z][a-z0-9_-]{0,29}$/;
 const DOTTED = '[A-Za-z_][A-Za-z0-9_]*(?:\\.[A-Za-z_][A-Za-z0-9_]*)*';
@@ -72,11 +77,15 @@ export function specFrom(procfile: string | undefined, wsgiPy: string | undefine
   const processes: Record<string, string> = {};
   for (const [type, command] of entries) if (!RESERVED_TYPES.has(type)) processes[type] = command;
   const phases = { build: entries.get('build') ?? null, release: entries.get('release') ?? null };
-  const base = { processes, ...phases, hasRequirements };
+  const staticLine = entries.get('static');
+  const base = { processes, ...phases, ...(staticLine === undefined ? {} : { static: parseStaticMap(staticLine) }), hasRequirements };
   const web = entries.get('web');
   const wsgiLine = entries.get('wsgi') ?? (web !== undefined && WSGI_TARGET.test(web.trim()) ? web : undefined);
   if (wsgiLine !== undefined) return { wsgi: parseWsgiTarget(wsgiLine), ...base, source: 'procfile' };
   if (web !== undefined) throw webLineError(web);
+  if (staticLine !== undefined && (wsgiPy === undefined || Object.keys(processes).length > 0)) {
+    throw new ValidationError("Procfile has a 'static:' line but no web app to serve it; add 'web: module:callable' or a wsgi.py");
+  }
   if (procfile !== undefined && Object.keys(processes).length > 0) return { wsgi: null, ...base, source: 'procfile' };
   if (wsgiPy !== undefined) {
     if (!/\bapplication\b/.test(wsgiPy)) {
@@ -121,6 +130,7 @@ export function parseProcfile(text: string): Map<string, string> {
     if (command.includes('\0')) throw new ValidationError(`${where}: the command holds a NUL byte`);
     if (entries.has(type)) throw new ValidationError(`${where}: '${type}:' appears twice`);
     if (type === 'wsgi') parseWsgiTarget(command, where);
+    if (type === 'static') parseStaticMap(command, where);
     entries.set(type, command);
   });
   return entries;

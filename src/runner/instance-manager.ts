@@ -16,9 +16,10 @@ import { readVassalMeta, renderVassal } from './vassal.js';
 import { summarize } from './log-tail.js';
 import type { LogShipper } from './log-shipper.js';
 import type { AppUser, AppUsers } from './app-users.js';
-import { chmod, chown, mkdir } from 'node:fs/promises';
+import { chmod, chown, mkdir, realpath } from 'node:fs/promises';
 import { removeOwnedEntry } from './app-files.js';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { DEFAULT_STATIC_MAX_AGE_MS, staticMaxAgeS, type StaticServing } from './static-routes.js';
 import { probeCheck, waitForHttp, warmUp } from './probe.js';
 import { DEFAULT_CHECK, type Check } from '../protocol/index.js';
 import type { WriteVassalOptions } from './emperor.js';
@@ -71,6 +72,10 @@ export interface InstanceManagerOptions {
   warmupRequests: number;
   processes: number;
   threads: number;
+  /** `Cache-Control` max-age of un-hashed static names unless the app sets PIER_STATIC_MAX_AGE. @default 3600000 */
+  staticMaxAgeMs?: number;
+  /** uWSGI offload threads of a vassal serving static files (0 = none). @default 0 */
+  staticOffloadThreads?: number;
   log: Logger;
 }
 
@@ -309,13 +314,14 @@ export class InstanceManager {
       this.options.shipper?.watch(entry.id, spec.app, emperor.vassalLogPath(entry.id), true);
       // The listener must be the vassal's own (listener.ts): a port someone else took first is given up for another.
       const uid = user?.uid ?? process.getuid?.();
+      const staticServing = await this.staticServing(release, spec.config);
       for (let attempt = 1; ; attempt++) {
         entry.port = await ports.allocate();
         const ini = renderVassal({
           name: entry.id, appDir: release.appDir, venvDir: release.venvDir, wsgi: webEntry(release, entry.id), host: this.bindHost, port: entry.port,
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
-          logFile: emperor.vassalLogPath(entry.id),
+          logFile: emperor.vassalLogPath(entry.id), ...(staticServing ? { static: staticServing } : {}),
           meta: { app: spec.app, port: entry.port, release: spec.release, ...(entry.hostHeader ? { hostname: entry.hostHeader } : {}) },
         });
         const writeOptions = user ? { logOwner: { uid: user.uid, gid: user.gid } } : {};
@@ -352,6 +358,21 @@ export class InstanceManager {
       await this.remove(entry);
       await this.report(entry.id, 'failed', undefined, error);
     }
+  }
+
+  /**
+   * The release's `static:` mounts as the vassal serves them. The release folder is resolved once (a runner folder,
+   * root's; nothing under it is followed): uWSGI refuses any file whose realpath differs from the path asked for.
+   */
+  private async staticServing(release: PreparedRelease, config: Record<string, string>): Promise<StaticServing | undefined> {
+    if (!release.static?.length) return undefined;
+    const releaseDir = await realpath(dirname(release.appDir));
+    const appDir = join(releaseDir, basename(release.appDir));
+    return {
+      mounts: release.static.map((m) => ({ prefix: m.prefix, dir: join(appDir, m.folder) })),
+      maxAgeS: staticMaxAgeS(config, this.options.staticMaxAgeMs ?? DEFAULT_STATIC_MAX_AGE_MS),
+      offloadThreads: this.options.staticOffloadThreads ?? 0,
+    };
   }
 
   /** Tries the app's check on a starting instance a few times. @throws CheckFailedError with the last answer */

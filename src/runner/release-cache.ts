@@ -18,6 +18,7 @@ import { MAX_ARTIFACT_CHUNK_BYTES, type InstanceSpec } from '../protocol/index.j
 import type { ControlClient } from '../transport/index.js';
 import { extractArchive } from '../archive/index.js';
 import { detectApp, type WsgiEntry } from './app-detect.js';
+import type { StaticMount } from './static-map.js';
 import { buildVirtualenv } from './venv.js';
 import { runBuildPhase } from './build-phase.js';
 import type { BuildUser } from './app-tree.js';
@@ -34,6 +35,8 @@ export interface PreparedRelease {
   build?: string | null;
   /** The Procfile's `release:` command (the release phase), if any. */
   release?: string | null;
+  /** The Procfile's `static:` mounts (folders relative to appDir), if any. */
+  static?: StaticMount[];
 }
 
 /** What a preparation reports as it goes. */
@@ -95,7 +98,7 @@ export class ReleaseCache {
     if (detected.build) {
       await runBuildPhase({ releaseDir, command: detected.build, config: spec.config, timeoutMs: this.options.buildTimeoutMs, ...(user ? { user } : {}), ...(onOutput ? { onOutput } : {}) });
     }
-    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi, processes: detected.processes, build: detected.build, release: detected.release };
+    const prepared: PreparedRelease = { appDir, venvDir, wsgi: detected.wsgi, processes: detected.processes, build: detected.build, release: detected.release, ...(detected.static ? { static: detected.static } : {}) };
     writeFileSync(`${marker}.tmp`, JSON.stringify(prepared));
     renameSync(`${marker}.tmp`, marker);
     this.options.log.info({ appId: spec.app, release: spec.release, durationMs: Date.now() - started }, 'release prepared');

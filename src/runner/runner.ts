@@ -116,7 +116,7 @@ export class Runner implements Service {
         ...(appUsers ? { appUsers, homesDir } : {}), beforeStart: (app, user) => cleanup.beforeStart(app, user),
         ...(cgroups ? { cgroups, limitWatch } : {}), limits: runner.limits,
         phaseOutput: new PhaseOutput(control, this.id, this.log), releaseTimeoutMs: runner.releaseTimeoutMs,
-        startTimeoutMs: runner.startTimeoutMs, stopGraceMs: runner.stopGraceMs, workerSettleMs: runner.workerSettleMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, log: this.log,
+        startTimeoutMs: runner.startTimeoutMs, stopGraceMs: runner.stopGraceMs, workerSettleMs: runner.workerSettleMs, warmupRequests: runner.warmupRequests, processes: runner.processes, threads: runner.threads, staticMaxAgeMs: runner.staticMaxAgeMs, log: this.log,
       });
       this.instances = manager;
       this.cleanup = cleanup;

@@ -18,6 +18,7 @@
  */
 import { ValidationError } from '../core/errors.js';
 import type { WsgiEntry } from './app-detect.js';
+import { checkStaticMaxAge, STATIC_MAX_AGE_VAR, staticOptions, type StaticServing } from './static-routes.js';
 
 /** What one vassal runs and how. */
 export interface VassalSpec {
@@ -56,6 +57,8 @@ export interface VassalSpec {
    * app, so every process of the app is inside them (uWSGI `cgroup`). They must exist. @default none
    */
   cgroups?: string[];
+  /** URL prefixes uWSGI serves from folders without Python (the Procfile's `static:`; static-routes.ts). @default none */
+  static?: StaticServing;
   /** Written as a comment for a restarted runner to read back with `readVassalMeta` (values are JSON). @default none */
   meta?: Record<string, string | number | boolean>;
 }
@@ -79,7 +82,8 @@ export function renderVassal(spec: VassalSpec): string {
   check(HOST.test(host), 'host', `host '${host}' is not a hostname or IP address`);
   check(isCount(spec.processes, 1024), 'processes', 'processes must be an integer 1..1024');
   check(isCount(spec.threads, 1024), 'threads', 'threads must be an integer 1..1024');
-  const plugins = ['python3', 'transformation_chunked', ...(spec.logFile ? ['logfile'] : [])];
+  const served = spec.static && spec.static.mounts.length > 0 ? staticOptions(spec.static) : undefined;
+  const plugins = ['python3', 'transformation_chunked', ...(spec.logFile ? ['logfile'] : []), ...(served ? ['router_static'] : [])];
   const lines: string[] = ['[uwsgi]', '; written by Pier; changes are overwritten'];
   if (spec.meta) lines.push(META_PREFIX + JSON.stringify(spec.meta)); // a comment: never expanded
   const opt = (key: string, value: string | number, field: string = key): void => {
@@ -92,6 +96,9 @@ export function renderVassal(spec: VassalSpec): string {
   // A chunked response leaves in several small writes; without TCP_NODELAY the last one waits for the ACK the
   // balancer delays: 40 ms per request on a kept-alive connection (measured: 45 ms → 1 ms).
   opt('tcp-nodelay', 'true');
+  for (const [key, value] of served?.settings ?? []) opt(key, value, 'static');
+  // The static branch's jump comes before the chunking rules below (see static-routes.ts).
+  for (const [key, value] of served?.responseHead ?? []) opt(key, value, 'static');
   // A keep-alive response needs framing: without Content-Length (a generator body) uWSGI sends neither a length
   // nor chunks, and the client waits for the 4 s socket timeout. Chunk exactly those responses: not ones the app
   // already chunked (a WSGI shim may), and not for HTTP/1.0 clients, whose connection uWSGI closes instead.
@@ -100,6 +107,7 @@ export function renderVassal(spec: VassalSpec): string {
   opt('response-route-if-not', 'empty:${PIER_TE} last:');
   opt('response-route-if', 'equal:${SERVER_PROTOCOL};HTTP/1.0 last:');
   opt('response-route-if', 'empty:${PIER_CL} chunked:');
+  for (const [key, value] of [...(served?.responseTail ?? []), ...(served?.requestRoutes ?? [])]) opt(key, value, 'static');
   opt('chdir', absolute(spec.appDir, 'appDir'), 'appDir');
   if (spec.venvDir !== undefined) opt('virtualenv', absolute(spec.venvDir, 'venvDir'), 'venvDir');
   opt('module', `${spec.wsgi.module}:${spec.wsgi.callable}`, 'wsgi');
@@ -138,6 +146,7 @@ export function readVassalMeta(ini: string): Record<string, unknown> | undefined
 export function checkEnvVar(key: string, value: string): void {
   check(ENV_KEY.test(key), `env.${key}`, `config var name '${key}' must be letters, digits and '_', not starting with a digit`);
   iniValue(`${key}=${value}`, `env.${key}`);
+  if (key === STATIC_MAX_AGE_VAR) checkStaticMaxAge(value);
 }
 
 /**
