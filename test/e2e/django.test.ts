@@ -147,6 +147,22 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
 
     const { firstPageMs } = await logIn('correct-horse-battery');
 
+    // The admin's CSS comes from the release's staticfiles/ (collectstatic in the build phase) through the Procfile's
+    // static: line, not from Django (which serves no static files with DEBUG off); browsers revalidate it with 304s.
+    const cssPath = '/static/admin/css/base.css';
+    const css = await browse('GET', cssPath, new Jar());
+    expect(css.status).toBe(200);
+    expect(String(css.headers['content-type'])).toMatch(/^text\/css/);
+    expect(css.body).toContain('DJANGO Admin styles');
+    const lastModified = String(css.headers['last-modified']);
+    const etag = String(css.headers.etag);
+    expect(new Date(lastModified).getTime()).toBeGreaterThan(0);
+    expect(etag).toMatch(/^(W\/)?"[^"]+"$/);
+    expect((await browse('GET', cssPath, new Jar(), { headers: { 'if-modified-since': lastModified } })).status).toBe(304);
+    expect((await browse('GET', cssPath, new Jar(), { headers: { 'if-none-match': etag } })).status).toBe(304);
+    // The admin login page links exactly that file.
+    expect((await browse('GET', '/admin/login/', new Jar())).body).toContain(`href="${cssPath}"`);
+
     // A note written through the web; the worker marks it seen.
     const added = await browse('POST', '/notes/add/', new Jar(), { form: { text: 'hello from the web' } });
     expect(added.status).toBe(201);
