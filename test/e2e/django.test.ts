@@ -126,7 +126,8 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
     expect(database.stdout).toMatch(new RegExp(`^created \\S+ for ${app}; DATABASE_URL is set`));
     await ok(['config:set', '-a', app,
       `SECRET_KEY=${randomId(8)}${randomId(8)}${randomId(8)}`,
-      `DJANGO_ALLOWED_HOSTS=.localhost`,
+      // Only its own name: the runner's probes and checks must use it too.
+      `DJANGO_ALLOWED_HOSTS=${app}.localhost`,
       `CSRF_TRUSTED_ORIGINS=${host}`,
       'DJANGO_SUPERUSER_USERNAME=ada', 'DJANGO_SUPERUSER_EMAIL=ada@example.com', 'DJANGO_SUPERUSER_PASSWORD=correct-horse-battery',
     ]);
@@ -164,7 +165,7 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
     expect((await browse('GET', '/admin/login/', new Jar())).body).toContain(`href="${cssPath}"`);
 
     // A note written through the web; the worker marks it seen.
-    const added = await browse('POST', '/notes/add/', new Jar(), { form: { text: 'hello from the web' } });
+    const added = await browse('POST', '/notes/add/', new Jar(), { form: { text: 'hello from the web: grüße ✓' } });
     expect(added.status).toBe(201);
     const noteId = (JSON.parse(added.body) as { id: number }).id;
     interface Notes { edition: number; notes: Array<{ id: number; text: string; seen: boolean; seen_by: string }> }
@@ -179,7 +180,7 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
       return list.notes.find((n) => n.id === noteId && n.seen);
     }, { name: 'the worker marks the note seen', timeoutMs: 10_000, intervalMs: 200 });
     const workerMs = performance.now() - seenAt;
-    expect(seen).toEqual({ id: noteId, text: 'hello from the web', seen: true, seen_by: 'worker.1' });
+    expect(seen).toEqual({ id: noteId, text: 'hello from the web: grüße ✓', seen: true, seen_by: 'worker.1' });
 
     // The runner's checks pass (its Host is the app's hostname), on the web instance and through the balancer, and
     // nothing in the logs says Django refused a host: the probes and the warm-up sent an allowed one too.
