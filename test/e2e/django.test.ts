@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, cpSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { request } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
@@ -78,7 +79,7 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
     apps.push(app);
     // Destroying the app drops its add-on's database and role too.
     onTestFinished(async () => {
-      await p.api('DELETE', `/v1/apps/${app}`);
+      await p.api('DELETE', `/v1/apps/${app}`); // a 404 once the test destroyed it
     });
     const host = `${app}.localhost:${p.balancer.port}`;
     const origin = `http://${host}`;
@@ -207,6 +208,22 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
     expect(after.edition).toBe(2);
     expect(after.notes).toEqual([seen]);
     await logIn('correct-horse-battery');
+
+    // apps:destroy takes the add-on's database and role with it.
+    const databaseUrl = new URL(JSON.parse((await ok(['config', '-a', app, '--json'])).stdout).DATABASE_URL as string);
+    const pgAdmin = new pg.Client({ connectionString: p.dbUrl });
+    await pgAdmin.connect();
+    try {
+      const leftovers = async (): Promise<unknown> => (await pgAdmin.query(
+        'SELECT (SELECT count(*) FROM pg_database WHERE datname = $1)::int AS dbs, (SELECT count(*) FROM pg_roles WHERE rolname = $2)::int AS roles',
+        [databaseUrl.pathname.slice(1), decodeURIComponent(databaseUrl.username)],
+      )).rows[0];
+      expect(await leftovers()).toEqual({ dbs: 1, roles: 1 });
+      await ok(['apps:destroy', app, '--confirm', app]);
+      expect(await leftovers()).toEqual({ dbs: 0, roles: 0 });
+    } finally {
+      await pgAdmin.end();
+    }
 
     console.log(`[django] deploy ${deploySeconds.toFixed(1)} s, first admin page ${firstPageMs.toFixed(0)} ms, worker saw the note in ${workerMs.toFixed(0)} ms, second deploy ${redeploySeconds.toFixed(1)} s`);
   }, 150_000);
