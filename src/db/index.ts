@@ -27,3 +27,4 @@ export * from './health.js';
 export * from './alerts.js';
 export * from './addons.js';
 export * from './service-postgres.js';
+export * from './pending-databases.js';

@@ -48,7 +48,7 @@ async function serverFacts(admin: pg.Client): Promise<{ version: number; isSuper
 
 /**
  * Makes the app's role (LOGIN with the password, nothing else: no superuser, createdb, createrole, replication,
- * bypassrls; at most `connectionLimit` sessions) and its database owned by it, connectable by it alone.
+ * bypassrls; at most `connectionLimit` sessions; INHERIT, as pg_database_owner's rights on its public schema need) and its database owned by it, connectable by it alone.
  * CREATE DATABASE cannot run in a transaction: when a step fails, what was made is dropped before the error goes on.
  */
 export async function createAppDatabase(admin: pg.Client, db: AppDatabase, password: string, connectionLimit: number): Promise<void> {
@@ -56,16 +56,20 @@ export async function createAppDatabase(admin: pg.Client, db: AppDatabase, passw
   const role = ident(db.role);
   try {
     await admin.query(
-      `CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT ` +
+      `CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS ` +
       `CONNECTION LIMIT ${Math.trunc(connectionLimit)} PASSWORD ${admin.escapeLiteral(scramVerifier(password))}`,
     );
-    // A role that is not a superuser gives a database to a role only when it may act as that role (PostgreSQL 16+:
-    // SET; before: membership). Nothing is inherited: the platform's role never takes on the app's privileges.
+    // A role that is no superuser gives a database to a role, and later changes or drops it, only as a member that
+    // has the role's privileges (PostgreSQL 16+: SET and INHERIT; before: plain membership). The platform's role is
+    // trusted with every app's data anyway; app roles are members of nothing.
     if (!facts.isSuperuser) {
-      await admin.query(facts.version >= 160000 ? `GRANT ${role} TO CURRENT_USER WITH SET TRUE, INHERIT FALSE` : `GRANT ${role} TO CURRENT_USER`);
+      await admin.query(facts.version >= 160000 ? `GRANT ${role} TO CURRENT_USER WITH INHERIT TRUE, SET TRUE` : `GRANT ${role} TO CURRENT_USER`);
     }
     await admin.query(`CREATE DATABASE ${ident(db.database)} OWNER ${role} TEMPLATE template1 ENCODING 'UTF8'`);
     await admin.query(`REVOKE ALL ON DATABASE ${ident(db.database)} FROM PUBLIC`);
+    // A REVOKE by a role without the owner's rights only warns: check that it took.
+    const open = await admin.query<{ open: boolean }>("SELECT has_database_privilege('public', $1, 'CONNECT') AS open", [db.database]);
+    if (open.rows[0]?.open !== false) throw new Error(`CONNECT on database '${db.database}' could not be revoked from PUBLIC`);
   } catch (err) {
     await dropAppDatabase(admin, db).catch(() => undefined); // best effort: the first error is the one to report
     throw err;
@@ -104,24 +108,43 @@ export async function closePlatformDatabases(admin: pg.Client, keep: readonly st
   );
   const changed: string[] = [];
   for (const { datname } of rows) {
-    if (APP_DATABASE_NAME_PATTERN.test(datname)) {
-      await admin.query(`REVOKE ALL ON DATABASE ${ident(datname)} FROM PUBLIC`);
-      continue;
+    try {
+      if (await closeDatabase(admin, datname, keep)) changed.push(datname);
+    } catch (err) {
+      // Dropped meanwhile (3D000), or a role in it was (42704): nothing to close there.
+      const code = (err as { code?: string }).code;
+      if (code !== '3D000' && code !== '42704') throw err;
     }
-    const users = await admin.query<{ usename: string }>(
-      `SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = $1 AND usename IS NOT NULL
-       UNION SELECT unnest($2::text[]) UNION SELECT current_user::text`,
-      [datname, keep],
-    );
-    for (const { usename } of users.rows) {
-      if (APP_DATABASE_NAME_PATTERN.test(usename)) continue;
-      const exists = (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [usename])).rows.length > 0;
-      if (exists) await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${ident(datname)} TO ${ident(usename)}`);
-    }
-    await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(datname)} FROM PUBLIC`);
-    changed.push(datname);
   }
   return changed;
+}
+
+/** Closes one database to PUBLIC (after granting CONNECT to the roles that use it); false for an app's own. */
+async function closeDatabase(admin: pg.Client, datname: string, keep: readonly string[]): Promise<boolean> {
+  if (APP_DATABASE_NAME_PATTERN.test(datname)) {
+    await admin.query(`REVOKE ALL ON DATABASE ${ident(datname)} FROM PUBLIC`);
+    return false;
+  }
+  const users = await admin.query<{ usename: string }>(
+    `SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = $1 AND usename IS NOT NULL
+     UNION SELECT unnest($2::text[]) UNION SELECT current_user::text`,
+    [datname, keep],
+  );
+  for (const { usename } of users.rows) {
+    if (APP_DATABASE_NAME_PATTERN.test(usename)) continue;
+    const exists = (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [usename])).rows.length > 0;
+    if (exists) await admin.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${ident(datname)} TO ${ident(usename)}`);
+  }
+  await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(datname)} FROM PUBLIC`);
+  return true;
+}
+
+/** Databases (not apps') that any role may still connect to: ones this role could not close (not its own). */
+export async function openDatabases(admin: pg.Client): Promise<string[]> {
+  const { rows } = await admin.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE datallowconn AND has_database_privilege('public', oid, 'CONNECT') ORDER BY datname",
+  );
+  return rows.map((r) => r.datname).filter((name) => !APP_DATABASE_NAME_PATTERN.test(name));
 }
 
 /** Whether the app's role or database still exists (tests and the leader's retry check the catalog). */

@@ -7,9 +7,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
+import { silentLogger } from '../../src/core/logger.js';
 import { createOwner, withTransaction } from '../../src/db/index.js';
+import { postgresqlKind } from '../../src/nexus/addons/postgresql.js';
 import type { AddonView } from '../../src/protocol/index.js';
 import { apiCaller, type ApiCall } from '../helpers/api.js';
+import { testConfig } from '../helpers/config.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
 import { testDatabase, testPool } from '../helpers/postgres.js';
 
@@ -112,13 +115,13 @@ describe('postgresql add-ons', () => {
       expect(text).not.toContain(password);
     }
 
+    const dbB = new URL(urlB).pathname.slice(1);
     const a = await connectAs(urlA);
     // Its own database: tables work.
     await a.query('CREATE TABLE notes (id serial PRIMARY KEY, body text)');
     await a.query("INSERT INTO notes (body) VALUES ('hello')");
     expect((await a.query('SELECT body FROM notes')).rows).toEqual([{ body: 'hello' }]);
     // Not B's database, nor the platform's, nor the maintenance database.
-    const dbB = new URL(urlB).pathname.slice(1);
     for (const other of [dbB, new URL(dbUrl).pathname.slice(1), 'postgres', 'template1']) {
       const refused = await pgError(() => connectAs(urlA, other));
       expect(refused.code, `${other}: ${refused.message}`).toBe('42501');
@@ -135,6 +138,15 @@ describe('postgresql add-ons', () => {
       "SELECT lo_import('/etc/passwd')",
       'ALTER ROLE CURRENT_USER SUPERUSER',
       'ALTER ROLE CURRENT_USER CONNECTION LIMIT -1',
+      // Other roles' password verifiers, their identity, the server's files and settings.
+      'SELECT rolpassword FROM pg_authid',
+      `SET ROLE ${decodeURIComponent(new URL(urlB).username)}`,
+      'SET ROLE postgres',
+      "COPY notes TO '/tmp/ad-stolen'",
+      "SELECT lo_export(lo_creat(-1), '/tmp/ad-stolen')",
+      "ALTER SYSTEM SET log_statement = 'all'",
+      'SELECT pg_reload_conf()',
+      `ALTER DATABASE ${dbB} OWNER TO CURRENT_USER`,
     ]) {
       const refused = await pgError(() => a.query(sql));
       expect(refused.code, `${sql}: ${refused.message}`).toBe('42501');
@@ -205,6 +217,30 @@ describe('postgresql add-ons', () => {
     expect(await catalogOf(app)).toEqual(before);
     expect(before.roles).toHaveLength(1);
     expect(await rowsOf(app)).toBe(1);
+    // Recorded add-ons and refused creates leave no pending database behind for the sweep.
+    expect((await pool.query('SELECT 1 FROM addon_pending_databases WHERE starts_with(name, $1)', [`addon_${app.replace(/-/g, '_')}_`])).rows).toHaveLength(0);
+  });
+
+  it('lets one of two concurrent creates win and leaves one database', async () => {
+    const app = await newApp('race');
+    const answers = await Promise.all([1, 2].map(() => alice('POST', `/v1/apps/${app}/addons`, { kind: 'postgresql' })));
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 409]);
+    expect(await rowsOf(app)).toBe(1);
+    const left = await catalogOf(app);
+    expect(left.roles).toHaveLength(1);
+    expect(left.databases).toEqual(left.roles);
+    expect(new URL((await configOf(app)).DATABASE_URL!).pathname).toBe(`/${left.databases[0]}`);
+  });
+
+  it("keeps a DATABASE_URL the owner put in place of the add-on's when the add-on is destroyed", async () => {
+    const app = await newApp('own');
+    const created = await alice<{ addon: AddonView }>('POST', `/v1/apps/${app}/addons`, { kind: 'postgresql' });
+    expect(created.status).toBe(201);
+    const mine = 'postgres://me:secret@db.example.test:5432/mine';
+    expect((await alice('PATCH', `/v1/apps/${app}/config`, { DATABASE_URL: mine })).status).toBe(200);
+    expect((await alice('DELETE', `/v1/apps/${app}/addons/${created.json.addon.name}`)).status).toBe(200);
+    expect(await configOf(app)).toEqual({ DATABASE_URL: mine });
+    expect(await catalogOf(app)).toEqual({ roles: [], databases: [] });
   });
 
   it('applies a retried create once (Idempotency-Key)', async () => {
@@ -236,6 +272,22 @@ describe('postgresql add-ons', () => {
     expect(await rowsOf(app)).toBe(0);
     expect(await catalogOf(app)).toEqual({ roles: [], databases: [] });
     expect(await configOf(app)).toEqual({});
+  });
+
+  it("drops the database and role a create that died midway left, on the leader's sweep", async () => {
+    const app = await newApp('crash');
+    const driver = postgresqlKind({ pool, platformDbUrl: dbUrl, config: testConfig(), log: silentLogger() });
+    // What a nexus killed right after making the database leaves: no row, no config var, the database and role.
+    const made = await driver.provision({ app: { id: 0, name: app }, name: `postgresql-crash-${randomId(3)}` });
+    const database = made.plan.database as string;
+    expect(await catalogOf(app)).toEqual({ roles: [database], databases: [database] });
+    // A create still in flight (recorded a moment ago) is left alone.
+    await n.nexus.addonReaper!.tick();
+    expect((await catalogOf(app)).databases).toEqual([database]);
+    await pool.query("UPDATE addon_pending_databases SET created_at = now() - interval '11 minutes' WHERE name = $1", [database]);
+    await n.nexus.addonReaper!.tick();
+    expect(await catalogOf(app)).toEqual({ roles: [], databases: [] });
+    expect((await pool.query('SELECT 1 FROM addon_pending_databases WHERE name = $1', [database])).rows).toHaveLength(0);
   });
 
   it("drops an add-on left 'destroying' by a nexus that died midway, on the leader's retry", async () => {

@@ -1,6 +1,7 @@
 /** pier apps, apps:create, apps:info, apps:destroy, owners:create. */
 import type { Command } from 'commander';
 import { ValidationError } from '../../core/errors.js';
+import type { AddonView } from '../../protocol/addons.js';
 import type { App, Owner } from '../../protocol/common.js';
 import { checkAppName, seg, type CliContext } from '../context.js';
 import { ago, print, printFields, printJson, printTable } from '../output.js';
@@ -34,12 +35,14 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
       const name = ctx.app(opts);
       const { app } = await ctx.api().get<{ app: App }>(`/v1/apps/${seg(name)}`);
       if (opts.json) return printJson(app);
+      const { addons } = await ctx.api().get<{ addons: AddonView[] }>(`/v1/apps/${seg(name)}/addons`);
       printFields([
         ['name', app.name],
         ['owner', app.owner],
         ['url', appUrl(app.name)],
         ['hostnames', app.hostnames.join(', ') || '-'],
         ['web scale', app.webScale],
+        ['add-ons', addons.map((a) => `${a.name} (${a.configVar})`).join(', ') || '-'],
         ['created', new Date(app.createdAt).toISOString()],
       ]);
     }),

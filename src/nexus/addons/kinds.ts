@@ -56,6 +56,11 @@ export interface AddonKindDriver {
    * (redis: once its runner reports the server stopped). Also undoes a provision() whose row could not be written.
    */
   remove(remains: AddonRemains): Promise<'done' | 'pending'>;
+  /**
+   * On the leader, beside the retry of rows left 'destroying': removes what a create that died midway made without a
+   * row (postgresql: a database and role nobody records). Optional.
+   */
+  sweep?(): Promise<void>;
   /** The kind's facts for `addons:info` and listings (no secret): e.g. server, database, role; where it runs. */
   details(addon: Addon): Record<string, unknown>;
 }

@@ -6,9 +6,16 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { PierError } from '../../core/errors.js';
 import {
-  appDatabaseName, closePlatformDatabases, createAppDatabase, dropAppDatabase, type Addon, type AppDatabase,
+  appDatabaseName, closePlatformDatabases, createAppDatabase, dropAppDatabase, forgetPendingDatabase, openDatabases,
+  recordPendingDatabase, stalePendingDatabases, type Addon, type AppDatabase,
 } from '../../db/index.js';
 import type { AddonKindDeps, AddonKindDriver, AddonRemains, ProvisionedAddon } from './kinds.js';
+
+/**
+ * A database recorded as being made this long ago, with no add-on recording it, was left by a create that died: no
+ * create takes this long (the API answers well before).
+ */
+export const PENDING_STALE_MS = 10 * 60_000;
 
 /** Where the services server is, for the nexus (admin URL) and for apps (host and port in DATABASE_URL). */
 export interface PostgresTarget {
@@ -87,21 +94,47 @@ export function postgresqlKind(deps: AddonKindDeps): AddonKindDriver {
       const db: AppDatabase = { role: name, database: name };
       const password = randomBytes(24).toString('base64url');
       const connectionLimit = deps.config.services.postgresConnectionLimit;
+      // Recorded before it exists: a nexus killed from here to the add-on's commit leaves a record the leader sweeps.
+      await recordPendingDatabase(deps.pool, db.database, name);
       await withAdmin('create the database', async (admin) => {
         // Before anything is made: a failure here leaves nothing behind.
-        await closePlatformDatabases(admin, target.keepRoles);
+        const closed = await closePlatformDatabases(admin, target.keepRoles);
+        if (closed.length > 0) log.info({ server, databases: closed }, 'databases closed to PUBLIC: only roles granted CONNECT reach them now');
+        const open = await openDatabases(admin);
+        if (open.length > 0) {
+          // Not fatal (they may hold nothing), but app roles can connect there: the operator closes them.
+          log.warn({ server, databases: open }, "app roles can connect to these databases: run 'REVOKE CONNECT ON DATABASE … FROM PUBLIC' as their owner");
+        }
         await createAppDatabase(admin, db, password, connectionLimit);
+      }).catch(async (err: unknown) => {
+        // Nothing was left on the server (createAppDatabase drops what it made): the record goes too.
+        await forgetPendingDatabase(deps.pool, db.database).catch(() => undefined); // the sweep drops nothing that is not there
+        throw err;
       });
       log.info({ appId: app.id, app: app.name, database: db.database }, 'app database created');
       const plan: PostgresPlan = { ...db, server, connectionLimit };
       return { state: 'ready', plan: { ...plan }, secret: password, configValue: databaseUrl(target, db, password) };
     },
 
+    async onCreated(tx, addon): Promise<void> {
+      await forgetPendingDatabase(tx, planOf(addon).database);
+    },
+
     async remove(remains): Promise<'done'> {
       const db = planOf(remains);
       await withAdmin('drop the database', (admin) => dropAppDatabase(admin, { role: db.role, database: db.database }));
+      await forgetPendingDatabase(deps.pool, db.database);
       log.info({ addon: remains.name, database: db.database }, 'app database dropped');
       return 'done';
+    },
+
+    async sweep(): Promise<void> {
+      const stale = await stalePendingDatabases(deps.pool, PENDING_STALE_MS);
+      for (const pending of stale) {
+        await withAdmin('drop the database', (admin) => dropAppDatabase(admin, { role: pending.name, database: pending.name }));
+        await forgetPendingDatabase(deps.pool, pending.name);
+        log.warn({ addon: pending.addonName, database: pending.name }, 'dropped the database of an add-on whose create died midway');
+      }
     },
 
     details(addon: Addon): Record<string, unknown> {

@@ -135,10 +135,16 @@ export class AddonService {
     return removed ? { ...detached.view, state: 'destroyed' } : detached.view;
   }
 
-  /** Removes every add-on left 'destroying' whose kind this nexus drives; one pass at a time in this process. */
+  /**
+   * Removes every add-on left 'destroying' whose kind this nexus drives, and what creates that died midway left (each
+   * kind's sweep); one pass at a time in this process.
+   */
   reap(): Promise<void> {
     const pass = this.reaping.then(async () => {
       for (const addon of await listDestroyingAddons(this.options.pool)) await this.removeRow(addon);
+      for (const driver of this.options.kinds.values()) {
+        await driver.sweep?.().catch((err: unknown) => this.log.warn({ err, kind: driver.kind }, 'add-on sweep failed; the leader retries'));
+      }
     });
     this.reaping = pass.catch(() => undefined);
     return pass;
