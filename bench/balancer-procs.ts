@@ -113,10 +113,10 @@ function toMs(text: string): number {
   return match[2] === 'us' ? value / 1000 : match[2] === 'ms' ? value : match[2] === 's' ? value * 1000 : value * 60_000;
 }
 
-/** Runs wrk against http://127.0.0.1:port/ with a Host header. */
-export function wrk(port: number, host: string, seconds: number, connections: number, threads: number): Promise<WrkResult> {
+/** Runs wrk against http://127.0.0.1:port/ (or `path`) with a Host header and any `headers` (`Name: value`). */
+export function wrk(port: number, host: string, seconds: number, connections: number, threads: number, path = '/', headers: string[] = []): Promise<WrkResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`]);
+    const proc = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, ...headers.flatMap((h) => ['-H', h]), `http://127.0.0.1:${port}${path}`]);
     let out = '';
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { renderErrorPage, type BalancerStatus } from './error-pages.js';
 import { clientAddress, forwardRequestHeaders, forwardResponseHeaders, requestIdFor } from './headers.js';
 import { translateStaticValidator } from './static-validators.js';
+import { isNotModified, type CachedFile, type StaticCache } from './static-cache.js';
 import type { AppRoute, Backend, RouteTable } from './route-table.js';
 import type { UpstreamPools } from './upstreams.js';
 
@@ -42,6 +43,8 @@ export interface ProxyOptions {
   log: Logger;
   /** Called once per finished request; must not block. */
   onAccess?: (record: AccessRecord) => void;
+  /** Holds hot static files (static-cache.ts). @default none */
+  staticCache?: StaticCache;
 }
 
 /** Counters for `pier status` and tests. */
@@ -91,6 +94,11 @@ function originPath(url: string | undefined): string {
   }
 }
 
+/** The instances a route holds, in the table's stable order: part of a static cache key. */
+function instancesOf(route: AppRoute): string[] {
+  return route.backends.map((b) => b.id);
+}
+
 /** The 'request' listener of the public server, with its counters and in-flight tracking. */
 export class HttpProxy {
   readonly counters: ProxyCounters = { requests: 0, retries: 0, clientAborts: 0, answered: { 400: 0, 404: 0, 502: 0, 503: 0, 504: 0 } };
@@ -112,6 +120,13 @@ export class HttpProxy {
     const exchange = new Exchange(this, req, res, lookup.host, requestId);
     if (lookup.kind === 'unknown') return exchange.answer(lookup.host === '' ? 400 : 404);
     exchange.route = lookup.route;
+    const cache = this.options.staticCache;
+    if (cache) {
+      const key = cache.keyFor(lookup.route.name, instancesOf(lookup.route), req.method, req.headers, req.url ?? '/');
+      const hit = key === undefined ? undefined : cache.get(key);
+      if (hit) return exchange.serveCached(hit);
+      exchange.cacheKey = key;
+    }
     const backend = this.options.table.pick(lookup.route, undefined, this.options.upstreams.isUsable);
     if (!backend) return exchange.answer(503);
     try {
@@ -156,6 +171,12 @@ class Exchange implements Dispatcher.DispatchHandler {
   private headers: string[] | undefined;
   /** The Pier static ETag the request revalidates (static-validators.ts): a 304 gets it back. */
   private staticTag: string | undefined;
+  /** The static cache key of this request, when the cache may answer it (static-cache.ts). */
+  cacheKey: string | undefined;
+  /** An answer being read into the cache. */
+  private capture: { headers: IncomingHttpHeaders; chunks: Buffer[]; lifetimeMs: number } | undefined;
+  /** Release of a cached answer sent (no instance was asked). */
+  private cachedRelease: number | undefined;
 
   constructor(
     private readonly proxy: HttpProxy,
@@ -202,6 +223,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     if (statusCode < 200 || this.isDone) return; // 1xx interim responses are not forwarded
     this.status = statusCode;
+    const cache = this.proxy.options.staticCache;
+    const lifetimeMs = cache && this.cacheKey !== undefined && this.req.method === 'GET' ? cache.cacheableFor(statusCode, headers) : undefined;
+    this.capture = lifetimeMs === undefined ? undefined : { headers, chunks: [], lifetimeMs };
     const out = forwardResponseHeaders(headers, this.requestId);
     if (statusCode === 304 && this.staticTag !== undefined && headers.etag === undefined) out.push('etag', this.staticTag);
     this.res.writeHead(statusCode, statusMessage || undefined, out);
@@ -209,6 +233,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.bytes += chunk.length;
+    this.capture?.chunks.push(chunk);
     if (!this.res.write(chunk)) {
       controller.pause();
       this.res.once('drain', () => controller.resume());
@@ -217,6 +242,10 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.isDone) return;
+    const { capture } = this;
+    if (capture && this.backend && this.route) {
+      this.proxy.options.staticCache?.store(this.cacheKey!, this.route.name, this.backend.release, capture.headers, Buffer.concat(capture.chunks), capture.lifetimeMs);
+    }
     this.res.end();
     this.finish(this.status);
   }
@@ -266,6 +295,25 @@ class Exchange implements Dispatcher.DispatchHandler {
     return true;
   }
 
+  /** Answers from the static cache: the file, its headers only (HEAD), or a 304 to a matching validator. */
+  serveCached(entry: CachedFile): void {
+    const { req, res } = this;
+    this.cachedRelease = entry.release;
+    if (isNotModified(entry, req.headers)) {
+      const headers = ['etag', entry.etag, 'cache-control', entry.cacheControl];
+      if (entry.vary !== undefined) headers.push('vary', entry.vary);
+      if (entry.lastModified !== undefined) headers.push('last-modified', entry.lastModified);
+      res.writeHead(304, [...headers, 'x-request-id', this.requestId]);
+      res.end();
+      return this.finish(304);
+    }
+    res.writeHead(200, [...entry.headers, 'x-request-id', this.requestId]);
+    const isHead = req.method === 'HEAD';
+    res.end(isHead ? undefined : entry.body);
+    this.bytes = isHead ? 0 : entry.body.length;
+    this.finish(200);
+  }
+
   /** Answers with the balancer's own page. */
   answer(status: BalancerStatus): void {
     const { res } = this;
@@ -298,7 +346,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const { req } = this;
     this.proxy.finished({
       app: this.route?.name ?? null, host: this.host, method: req.method ?? '', path: req.url ?? '/', status, bytes: this.bytes,
-      durationMs: performance.now() - this.startedAt, backend: this.backend?.address ?? null, release: this.backend?.release ?? null,
+      durationMs: performance.now() - this.startedAt, backend: this.backend?.address ?? null, release: this.backend?.release ?? this.cachedRelease ?? null,
       requestId: this.requestId, at: this.at,
     });
   }

@@ -11,13 +11,14 @@ import { HttpProxy, type AccessRecord } from './proxy.js';
 import type { RouteTable } from './route-table.js';
 import { UpgradeProxy } from './upgrades.js';
 import { UpstreamPools } from './upstreams.js';
+import { StaticCache } from './static-cache.js';
 
 /** The proxy settings of the `balancer` config section. */
 export type ProxySettings = Pick<
   PierConfig['balancer'],
   | 'connectTimeoutMs' | 'responseTimeoutMs' | 'bodyTimeoutMs' | 'upstreamKeepAliveMs' | 'maxConnectionsPerBackend'
   | 'backendCooldownMs' | 'clientKeepAliveMs'
->;
+> & Partial<Pick<PierConfig['balancer'], 'staticCacheBytes'>>;
 
 export interface ProxyServerOptions {
   table: RouteTable;
@@ -43,7 +44,8 @@ export class ProxyServer {
       keepAliveMs: settings.upstreamKeepAliveMs, maxConnections: settings.maxConnectionsPerBackend, cooldownMs: settings.backendCooldownMs,
       log: options.log,
     });
-    this.proxy = new HttpProxy({ table, upstreams: this.upstreams, log: options.log, onAccess });
+    const staticCache = (settings.staticCacheBytes ?? 0) > 0 ? new StaticCache({ maxBytes: settings.staticCacheBytes! }) : undefined;
+    this.proxy = new HttpProxy({ table, upstreams: this.upstreams, log: options.log, onAccess, ...(staticCache ? { staticCache } : {}) });
     this.upgrades = new UpgradeProxy({
       table, upstreams: this.upstreams, connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs,
       log: options.log, onAccess,

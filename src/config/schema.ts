@@ -283,6 +283,12 @@ export const PierConfig = Type.Object(
       shutdownGraceMs: Ms(5000, 0),
       /** Access records waiting for the stats collectors; beyond this they are dropped (and counted). @default 10000 */
       accessQueueMax: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
+      /**
+       * Memory for hot static files (Procfile `static:` answers the vassals mark as such), served without a hop to
+       * the instance; at most a quarter per app, bodies up to 1 MiB, each for min(max-age, 30 s). 0 turns it off.
+       * @default 33554432 (32 MiB)
+       */
+      staticCacheBytes: Type.Integer({ minimum: 0, maximum: 4 * 1024 * 1024 * 1024, default: 32 * 1024 * 1024 }),
     }),
     services: Section({
       /**

@@ -1,12 +1,21 @@
 /**
  * Static files (Procfile `static:`), all real: a nexus, a runner as root with app users, uWSGI vassals, the
  * balancer. The app's Python answers 200 to every path, so a 404 under a mapped prefix is the platform's own
- * answer; its build (as the app's user) plants symlinks to /etc and to ../wsgi.py in the static folder.
+ * answer; its build (as the app's user) plants symlinks to /etc and to ../wsgi.py in the static folder. Every
+ * HTTP check runs twice: through the platform's balancer (its static cache on, the default) and through a second
+ * balancer with the cache off, so both the cache's answers and uWSGI's own are held to the same rules.
  */
+import { readdirSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Balancer } from '../../src/balancer/balancer.js';
 import { randomId } from '../../src/core/ids.js';
+import { silentLogger } from '../../src/core/logger.js';
+import type { Release } from '../../src/protocol/index.js';
+import { testConfig } from '../helpers/config.js';
+import { waitFor } from '../helpers/wait.js';
 import { runCli } from '../helpers/cli.js';
 import { platformForFile } from '../helpers/platform.js';
 
@@ -43,10 +52,27 @@ interface Reply {
   body: Buffer;
 }
 
-/** One request through the balancer, the path sent exactly as given (no normalization). */
-function get(path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
+let uncached: Balancer;
+let release: Release;
+
+beforeAll(async () => {
+  release = await p.deploy(APP, p.writeApp(APP, FILES));
+  const cluster = {
+    heartbeatIntervalMs: 100, heartbeatMisses: 15, stats: [],
+    nexus: [{ control: p.nexus.control, events: p.nexus.events, heartbeats: p.nexus.heartbeats, api: p.nexus.api, sessions: p.nexus.sessions }],
+  };
+  uncached = new Balancer({ config: testConfig({ cluster, balancer: { id: `balancer-${randomId()}`, host: '127.0.0.1', port: 0, staticCacheBytes: 0 } }), log: silentLogger() });
+  await uncached.start();
+  await waitFor(async () => (await getVia(uncached.port!, '/static/js/app.js')).status === 200 || undefined, { name: 'second balancer routes the app', timeoutMs: 10_000 });
+}, 60_000);
+afterAll(async () => {
+  await uncached?.stop();
+});
+
+/** One request through a balancer, the path sent exactly as given (no normalization). */
+function getVia(port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: p.balancer.port, method, path, headers: { host: `${APP}.localhost`, ...headers }, agent: false }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `${APP}.localhost`, ...headers }, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -57,9 +83,13 @@ function get(path: string, headers: Record<string, string> = {}, method = 'GET')
   });
 }
 
-describe('static files through the balancer', () => {
-  it('deploys an app with a static: line and serves its files with the right Content-Type, without Python', async () => {
-    const release = await p.deploy(APP, p.writeApp(APP, FILES));
+describe.each([
+  ['cache on', () => p.balancer.port!],
+  ['cache off', () => uncached.port!],
+])('static files through the balancer (%s)', (_mode, port) => {
+  const get = (path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> => getVia(port(), path, headers, method);
+
+  it('serves the files of a deployed static: line with the right Content-Type, without Python', async () => {
     expect(release.status).toBe('live');
     const cases: Array<[string, string, string]> = [
       ['/static/css/base.4f3c2a1b9e8d.css', 'text/css', CSS],
@@ -175,7 +205,9 @@ describe('static files through the balancer', () => {
     expect(reply.status).toBe(404);
     expect(reply.body.toString()).not.toContain('app answered');
   });
+});
 
+describe('static: at deploy and across releases', () => {
   it('refuses a malformed static: line at deploy with a one-line error, creating no release', async () => {
     expect((await p.api('POST', '/v1/apps', { name: BAD })).status).toBe(201);
     const dir = p.writeApp(BAD, { 'wsgi.py': FILES['wsgi.py']!, Procfile: 'web: wsgi:application\nstatic: /static/=../\n' });
@@ -192,5 +224,33 @@ describe('static files through the balancer', () => {
     expect(up.json.error.message).toBe("Procfile line 2: static folder '../' holds a '..' segment; name a folder inside the release, such as 'staticfiles/'");
     const releases = await p.api<{ releases: unknown[] }>('GET', `/v1/apps/${BAD}/releases`);
     expect(releases.json.releases).toEqual([]);
+  });
+
+  it("serves a hot file from the balancer's memory, until a new release replaces it", async () => {
+    const path = '/static/js/app.js';
+    expect((await getVia(p.balancer.port!, path)).body.toString()).toBe('console.log("hi");\n');
+    // The file changes on the runner behind the cache (the test as the operator, writing as root).
+    const releasesDir = join(p.dir, 'runner', 'releases', APP);
+    for (const sha of readdirSync(releasesDir)) writeFileSync(join(releasesDir, sha, 'app', 'staticfiles', 'js', 'app.js'), 'changed();\n');
+    expect((await getVia(uncached.port!, path)).body.toString()).toBe('changed();\n');
+    expect((await getVia(p.balancer.port!, path)).body.toString()).toBe('console.log("hi");\n');
+    const next = await p.deploy(APP, p.writeApp(APP, { ...FILES, 'staticfiles/js/app.js': 'v2();\n' }));
+    expect(next.status).toBe('live');
+    await waitFor(async () => (await getVia(p.balancer.port!, path)).body.toString() === 'v2();\n' || undefined, { name: 'the new release served through the cache', timeoutMs: 10_000 });
+  });
+
+  it('takes the max-age of un-hashed names from the config var PIER_STATIC_MAX_AGE, refusing a malformed one', async () => {
+    const count = async (): Promise<number> => (await p.api<{ releases: unknown[] }>('GET', `/v1/apps/${APP}/releases`)).json.releases.length;
+    const before = await count();
+    const bad = await p.api<{ error: { code: string; message: string } }>('PATCH', `/v1/apps/${APP}/config`, { PIER_STATIC_MAX_AGE: 'an hour' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toBe("config var PIER_STATIC_MAX_AGE must be a whole number of seconds 0..31536000, not 'an hour'");
+    expect(await count()).toBe(before); // the bad value rolled nothing
+    expect((await p.api('PATCH', `/v1/apps/${APP}/config`, { PIER_STATIC_MAX_AGE: '120' })).status).toBe(200);
+    expect(await count()).toBe(before + 1);
+    await waitFor(async () => (await getVia(uncached.port!, '/static/js/app.js')).headers['cache-control'] === 'public, max-age=120' || undefined, {
+      name: 'the release with PIER_STATIC_MAX_AGE live', timeoutMs: 20_000, intervalMs: 100,
+    });
+    expect((await getVia(uncached.port!, '/static/css/base.4f3c2a1b9e8d.css')).headers['cache-control']).toBe('public, max-age=31536000, immutable');
   });
 });

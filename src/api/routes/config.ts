@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { changeConfigVars, getConfigVars, mutate, resolveApp } from '../../db/index.js';
 import { AppParams, PatchConfigBody } from '../../protocol/index.js';
 import { deployClaim, idempotencyKey, principalOf, withDeployLock, type ApiContext } from '../context.js';
+import { checkStaticMaxAge, STATIC_MAX_AGE_VAR } from '../../runner/static-routes.js';
 
 export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: AppParams }>('/v1/apps/:app/config', { schema: { params: AppParams } }, async (request) => {
@@ -21,6 +22,8 @@ export function configRoutes(app: FastifyInstance, ctx: ApiContext): void {
         if (value === null) unset.push(key);
         else set[key] = value;
       }
+      // Checked here so a bad value is a 400 now, not a failed deploy of the release it would roll.
+      if (set[STATIC_MAX_AGE_VAR] !== undefined) checkStaticMaxAge(set[STATIC_MAX_AGE_VAR]);
       const claim = deployClaim(ctx, request, principal);
       // Config values are secrets: the idempotency store keeps none; a retry answers the vars as they are now.
       const vars = await withDeployLock(ctx, request, () => mutate(ctx.pool, idempotencyKey(request, principal), 'config.change', async (tx) =>

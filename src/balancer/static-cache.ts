@@ -1,0 +1,175 @@
+/**
+ * A small shared cache, in the balancer's memory, of the static files vassals serve (Procfile `static:`), so a
+ * hot file costs no hop to the instance. bench/static.ts measured the hop as the limit: through the balancer
+ * 9–12k req/s, a third of uWSGI straight and a fifth of nginx, with the balancer's process saturated.
+ *
+ * What it holds, and why that is safe:
+ * - Only 200 answers to a GET that the vassal's static routes produced (a `W/"pier-…"` ETag and
+ *   `Cache-Control: public, max-age=N`, no Set-Cookie, a Content-Length of at most `maxEntryBytes`), and only the
+ *   headers uWSGI's file server sends. An app forging those headers on its own paths only fills its own entries.
+ * - Keyed by app, the instances the route holds (a deploy, a scale or a restart starts a new key space, old entries
+ *   age out; instance ids are never reused, so a destroyed and re-created app never sees the old one's files),
+ *   the raw request target, and the encodings the request accepts as uWSGI reads them (`gzip`, `br` substrings),
+ *   so each Vary: Accept-Encoding variant is its own entry.
+ * - Fresh for `min(max-age, ttlMs)`; the balancer answers conditional GET/HEAD from an entry the way uWSGI would
+ *   (304 to a matching If-None-Match — weak comparison — or, without one, to an If-Modified-Since not before its
+ *   Last-Modified).
+ * - Bounded: `maxBytes` in all (least recently used out first) and a quarter of it per app, so one app cannot
+ *   push every other app's files out.
+ * Requests with a Range header go to the instance.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** One cached answer. */
+export interface CachedFile {
+  app: string;
+  /** Release of the instance that answered. */
+  release: number;
+  /** Response headers to send (name, value, …), without X-Request-Id. */
+  headers: string[];
+  etag: string;
+  lastModified: string | undefined;
+  cacheControl: string;
+  vary: string | undefined;
+  body: Buffer;
+  /** Epoch ms after which the entry is not used. */
+  expiresAt: number;
+}
+
+export interface StaticCacheOptions {
+  /** Bytes of bodies held in all; 0 turns the cache off. */
+  maxBytes: number;
+  /** Largest body held, in bytes. @default 1048576 */
+  maxEntryBytes?: number;
+  /** Longest time an entry is used, whatever its max-age. @default 30000 */
+  ttlMs?: number;
+  /** @default Date.now */
+  now?: () => number;
+}
+
+const PIER_TAG = /^W\/"pier-[0-9A-Fa-f]{58}"$/;
+const MAX_AGE = /^public, max-age=(\d{1,9})(?:,|$)/;
+/** Headers of uWSGI's file answers that are kept. */
+const KEPT = ['content-type', 'content-length', 'content-encoding', 'last-modified', 'etag', 'vary', 'cache-control', 'expires'];
+
+/** See the module comment. */
+export class StaticCache {
+  /** Hits, misses and stores, for tests and `pier status`. */
+  readonly counters = { hits: 0, stores: 0, evictions: 0 };
+  private readonly entries = new Map<string, CachedFile>();
+  private readonly appBytes = new Map<string, number>();
+  private totalBytes = 0;
+  private readonly maxEntryBytes: number;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: StaticCacheOptions) {
+    this.maxEntryBytes = options.maxEntryBytes ?? 1024 * 1024;
+    this.ttlMs = options.ttlMs ?? 30_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Bytes held now. */
+  get size(): number {
+    return this.totalBytes;
+  }
+
+  /** The key of a request, or undefined when it is not one the cache answers (not GET/HEAD, a Range, a body). */
+  keyFor(app: string, instances: readonly string[], method: string | undefined, headers: IncomingHttpHeaders, target: string): string | undefined {
+    if (this.options.maxBytes <= 0 || (method !== 'GET' && method !== 'HEAD')) return undefined;
+    if (headers.range !== undefined || headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return undefined;
+    if (instances.length === 0) return undefined;
+    const accept = headers['accept-encoding'] ?? '';
+    const variant = `${accept.includes('gzip') ? 'g' : ''}${accept.includes('br') ? 'b' : ''}`;
+    return `${app}\u0000${instances.join(',')}\u0000${variant}\u0000${target}`;
+  }
+
+  /** The fresh entry under `key`, marked as recently used. */
+  get(key: string): CachedFile | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= this.now()) {
+      this.remove(key, entry);
+      return undefined;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    this.counters.hits += 1;
+    return entry;
+  }
+
+  /** Whether an instance's answer to a GET may be held (see the module comment); gives its lifetime in ms. */
+  cacheableFor(statusCode: number, headers: IncomingHttpHeaders): number | undefined {
+    if (this.options.maxBytes <= 0 || statusCode !== 200) return undefined;
+    const etag = headers.etag;
+    const cacheControl = headers['cache-control'];
+    if (typeof etag !== 'string' || !PIER_TAG.test(etag) || typeof cacheControl !== 'string') return undefined;
+    if (headers['set-cookie'] !== undefined || headers['content-range'] !== undefined) return undefined;
+    const length = Number(headers['content-length']);
+    if (!Number.isInteger(length) || length < 0 || length > this.maxEntryBytes) return undefined;
+    const maxAge = MAX_AGE.exec(cacheControl);
+    if (!maxAge) return undefined;
+    const lifetimeMs = Math.min(Number(maxAge[1]) * 1000, this.ttlMs);
+    return lifetimeMs > 0 ? lifetimeMs : undefined;
+  }
+
+  /** Holds an answer whose whole body arrived. */
+  store(key: string, app: string, release: number, headers: IncomingHttpHeaders, body: Buffer, lifetimeMs: number): void {
+    if (body.length !== Number(headers['content-length']) || body.length > this.maxEntryBytes) return;
+    const kept: string[] = [];
+    for (const name of KEPT) {
+      const value = headers[name];
+      if (typeof value === 'string') kept.push(name, value);
+    }
+    const old = this.entries.get(key);
+    if (old) this.remove(key, old);
+    const entry: CachedFile = {
+      app, release, headers: kept, etag: headers.etag as string, lastModified: headers['last-modified'],
+      cacheControl: headers['cache-control'] as string, vary: headers.vary as string | undefined, body, expiresAt: this.now() + lifetimeMs,
+    };
+    this.entries.set(key, entry);
+    this.totalBytes += body.length;
+    this.appBytes.set(app, (this.appBytes.get(app) ?? 0) + body.length);
+    this.counters.stores += 1;
+    this.evict(app);
+  }
+
+  private evict(app: string): void {
+    const appLimit = Math.floor(this.options.maxBytes / 4);
+    if ((this.appBytes.get(app) ?? 0) > appLimit) {
+      for (const [key, entry] of this.entries) {
+        if ((this.appBytes.get(app) ?? 0) <= appLimit) break;
+        if (entry.app === app) this.remove(key, entry, true);
+      }
+    }
+    for (const [key, entry] of this.entries) {
+      if (this.totalBytes <= this.options.maxBytes) break;
+      this.remove(key, entry, true);
+    }
+  }
+
+  private remove(key: string, entry: CachedFile, isEviction = false): void {
+    this.entries.delete(key);
+    this.totalBytes -= entry.body.length;
+    const left = (this.appBytes.get(entry.app) ?? 0) - entry.body.length;
+    if (left > 0) this.appBytes.set(entry.app, left);
+    else this.appBytes.delete(entry.app);
+    if (isEviction) this.counters.evictions += 1;
+  }
+}
+
+/** Whether a conditional request is answered 304 by `entry` (RFC 9110 §13.1.2, §13.1.3; weak comparison). */
+export function isNotModified(entry: CachedFile, headers: IncomingHttpHeaders): boolean {
+  const noneMatch = headers['if-none-match'];
+  if (noneMatch !== undefined) {
+    const ours = entry.etag.replace(/^W\//, '');
+    return noneMatch.split(',').some((tag) => {
+      const t = tag.trim();
+      return t === '*' || t.replace(/^W\//, '') === ours;
+    });
+  }
+  const since = headers['if-modified-since'];
+  if (since === undefined || entry.lastModified === undefined) return false;
+  const sinceMs = Date.parse(since);
+  return Number.isFinite(sinceMs) && Date.parse(entry.lastModified) <= sinceMs;
+}
