@@ -139,7 +139,7 @@ describe.runIf(isRoot)('a Django site on Pier', () => {
     const deployStarted = performance.now();
     const first = await ok(['deploy', site, '-a', app]);
     const deploySeconds = (performance.now() - deployStarted) / 1000;
-    expect(first.stdout).toMatch(/120 static files copied to '.*staticfiles'/);
+    expect(first.stdout).toMatch(/\d+ static files copied to '.*\/staticfiles'/);
     expect(first.stdout).toContain('Applying notes.0001_initial... OK');
     expect(first.stdout).toMatch(/v\d+ is live in [\d.]+ s/);
 
