@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { renderErrorPage, type BalancerStatus } from './error-pages.js';
 import { clientAddress, forwardRequestHeaders, forwardResponseHeaders, requestIdFor } from './headers.js';
 import { translateStaticValidator } from './static-validators.js';
-import { isNotModified, type CachedFile, type StaticCache } from './static-cache.js';
+import { isNotModified, wantsOrigin, type CachedFile, type StaticCache } from './static-cache.js';
 import type { AppRoute, Backend, RouteTable } from './route-table.js';
 import type { UpstreamPools } from './upstreams.js';
 
@@ -123,7 +123,7 @@ export class HttpProxy {
     const cache = this.options.staticCache;
     if (cache) {
       const key = cache.keyFor(lookup.route.name, instancesOf(lookup.route), req.method, req.headers, req.url ?? '/');
-      const hit = key === undefined ? undefined : cache.get(key);
+      const hit = key === undefined || wantsOrigin(req.headers) ? undefined : cache.get(key);
       if (hit) return exchange.serveCached(hit);
       exchange.cacheKey = key;
     }

@@ -16,7 +16,8 @@
  *   Last-Modified).
  * - Bounded: `maxBytes` in all (least recently used out first) and a quarter of it per app, so one app cannot
  *   push every other app's files out.
- * Requests with a Range header go to the instance.
+ * Requests with a Range header, and a client's `Cache-Control: no-cache` (a hard reload), go to the instance; the
+ * answer then refreshes the entry.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 
@@ -50,7 +51,7 @@ export interface StaticCacheOptions {
 const PIER_TAG = /^W\/"pier-[0-9A-Fa-f]{58}"$/;
 const MAX_AGE = /^public, max-age=(\d{1,9})(?:,|$)/;
 /** Headers of uWSGI's file answers that are kept. */
-const KEPT = ['content-type', 'content-length', 'content-encoding', 'last-modified', 'etag', 'vary', 'cache-control', 'expires'];
+const KEPT = ['content-type', 'content-length', 'content-encoding', 'last-modified', 'etag', 'vary', 'cache-control', 'expires', 'x-content-type-options'];
 
 /** See the module comment. */
 export class StaticCache {
@@ -156,6 +157,13 @@ export class StaticCache {
     else this.appBytes.delete(entry.app);
     if (isEviction) this.counters.evictions += 1;
   }
+}
+
+/** Whether the client asks for an answer from the origin (`Cache-Control: no-cache`/`max-age=0`, `Pragma: no-cache`: a hard reload). */
+export function wantsOrigin(headers: IncomingHttpHeaders): boolean {
+  const cacheControl = headers['cache-control'];
+  if (cacheControl !== undefined && /(?:^|,)\s*(?:no-cache|no-store|max-age=0)\s*(?:,|$)/i.test(cacheControl)) return true;
+  return headers.pragma !== undefined && /no-cache/i.test(headers.pragma);
 }
 
 /** Whether a conditional request is answered 304 by `entry` (RFC 9110 §13.1.2, §13.1.3; weak comparison). */

@@ -74,8 +74,6 @@ export interface InstanceManagerOptions {
   threads: number;
   /** `Cache-Control` max-age of un-hashed static names unless the app sets PIER_STATIC_MAX_AGE. @default 3600000 */
   staticMaxAgeMs?: number;
-  /** uWSGI offload threads of a vassal serving static files (0 = none). @default 0 */
-  staticOffloadThreads?: number;
   log: Logger;
 }
 
@@ -370,8 +368,8 @@ export class InstanceManager {
     const appDir = join(releaseDir, basename(release.appDir));
     return {
       mounts: release.static.map((m) => ({ prefix: m.prefix, dir: join(appDir, m.folder) })),
+      // No offload threads: uWSGI closes the keep-alive connection after each offloaded file (bench/static.ts).
       maxAgeS: staticMaxAgeS(config, this.options.staticMaxAgeMs ?? DEFAULT_STATIC_MAX_AGE_MS),
-      offloadThreads: this.options.staticOffloadThreads ?? 0,
     };
   }
 

@@ -15,7 +15,8 @@
  *   `static-next`, so a mapped prefix answers 404 itself; a raw URI under a prefix with a dot segment, an encoded
  *   dot, slash or backslash, a backslash or NUL is refused before any file is looked at (uWSGI decodes
  *   `%2e%2e` into PATH_INFO and resolves `/static/../x` to `/x`, which would reach the app); `ETag`,
- *   `Cache-Control` and `Vary: Accept-Encoding` are added by response routes.
+ *   `Cache-Control`, `Vary: Accept-Encoding`, `X-Content-Type-Options: nosniff` and, for an extension
+ *   /etc/mime.types does not know, `Content-Type: application/octet-stream` are added by response routes.
  * - The ETag is weak and built from Last-Modified (`W/"pier-<hex of the Last-Modified text>"`): uWSGI validates
  *   by mtime only, so that is what the tag stands for. uWSGI ignores `If-None-Match`; the balancer turns a tag
  *   of this form back into `If-Modified-Since` (balancer/static-validators.ts), so both validators give a 304.
@@ -38,7 +39,11 @@ export interface StaticServing {
   mounts: StaticServeMount[];
   /** `Cache-Control` max-age of names without a content hash, in seconds. */
   maxAgeS: number;
-  /** uWSGI offload threads (a thread per worker sending file bodies off the worker); 0 = none. @default 0 */
+  /**
+   * uWSGI offload threads (file bodies sent by a thread of their own, freeing the worker); 0 = none. The runner uses
+   * none: with them uWSGI 2.0.21 closes the client's keep-alive connection after every offloaded file, which cut
+   * balancer throughput to a third in bench/static.ts. @default 0
+   */
   offloadThreads?: number;
 }
 
@@ -52,6 +57,8 @@ export const DEFAULT_STATIC_MAX_AGE_MS = 3_600_000;
 export const MAX_STATIC_MAX_AGE_S = 31_536_000;
 /** Raw request URIs a mapped prefix refuses: a `.`/`..` segment, encoded `.`, `/`, `\` or NUL, a backslash. */
 const UNSAFE_URI = '^[^?]*(/\\.\\.?(/|\\?|$)|%2[eEfF]|%5[cC]|%00|\\\\)';
+/** Content-Type of a file of unknown type (nginx's default_type). */
+const DEFAULT_TYPE = 'application/octet-stream';
 /** Statuses uWSGI's file server answers with once it took the request (a miss leaves another status). */
 const SERVED_STATUSES = ['200', '206', '304', '416'];
 const DIR = /^\/[A-Za-z0-9._/~-]+$/;
@@ -80,7 +87,7 @@ export function staticOptions(serving: StaticServing): StaticOptions {
   const settings: IniOption[] = [['static-gzip-all', 'true']];
   const offload = serving.offloadThreads ?? 0;
   if (offload > 0) settings.push(['offload-threads', String(offload)]);
-  const responseHead: IniOption[] = [['response-header-collect', 'Last-Modified PIER_LM']];
+  const responseHead: IniOption[] = [['response-header-collect', 'Last-Modified PIER_LM'], ['response-header-collect', 'Content-Type PIER_CT']];
   const requestRoutes: IniOption[] = [];
   const sections: IniOption[] = [];
   serving.mounts.forEach((mount, i) => {
@@ -104,9 +111,16 @@ export function staticOptions(serving: StaticServing): StaticOptions {
   const responseTail: IniOption[] = [
     ['response-route-run', 'last:'],
     ['response-route-label', 'pier-static-response'],
-    ...SERVED_STATUSES.slice(0, 3).map((status): IniOption => ['response-route-if', `equal:\${uwsgi[status]};${status} goto:pier-static-ok`]),
+    ['response-route-if', 'equal:${uwsgi[status]};200 goto:pier-static-body'],
+    ['response-route-if', 'equal:${uwsgi[status]};206 goto:pier-static-body'],
+    ['response-route-if', 'equal:${uwsgi[status]};304 goto:pier-static-validators'],
     ['response-route-run', 'last:'],
-    ['response-route-label', 'pier-static-ok'],
+    // Headers of a body only: a 304 carrying them would overwrite what the client stored (RFC 9111 §4.3.4).
+    ['response-route-label', 'pier-static-body'],
+    // A file whose extension /etc/mime.types does not know gets no Content-Type from uWSGI: say what nginx says.
+    ['response-route-if', `empty:\${PIER_CT} addheader:Content-Type: ${DEFAULT_TYPE}`],
+    ['response-route-run', 'addheader:X-Content-Type-Options: nosniff'],
+    ['response-route-label', 'pier-static-validators'],
     ['response-route-run', 'addheader:Vary: Accept-Encoding'],
     ['response-route-if-not', 'empty:${PIER_LM} addheader:ETag: W/"pier-${hex[PIER_LM]}"'],
     ['response-route', `${HASHED_NAME} goto:pier-static-hashed`],

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { isNotModified, StaticCache } from '../../src/balancer/static-cache.js';
+import { isNotModified, StaticCache, wantsOrigin } from '../../src/balancer/static-cache.js';
 import { translateStaticValidator } from '../../src/balancer/static-validators.js';
 
 const LM = 'Tue, 01 Dec 2026 13:08:39 GMT';
@@ -101,6 +101,17 @@ describe('isNotModified', () => {
     expect(isNotModified(entry, { 'if-modified-since': 'Tue, 01 Dec 2026 13:08:38 GMT' })).toBe(false);
     expect(isNotModified(entry, { 'if-modified-since': 'garbage' })).toBe(false);
     expect(isNotModified(entry, {})).toBe(false);
+  });
+});
+
+describe('wantsOrigin', () => {
+  it('is true for a hard reload, false for an ordinary or conditional request', () => {
+    expect(wantsOrigin({ 'cache-control': 'no-cache' })).toBe(true);
+    expect(wantsOrigin({ 'cache-control': 'max-age=0' })).toBe(true);
+    expect(wantsOrigin({ pragma: 'no-cache' })).toBe(true);
+    expect(wantsOrigin({ 'cache-control': 'max-age=60' })).toBe(false);
+    expect(wantsOrigin({ 'if-none-match': TAG })).toBe(false);
+    expect(wantsOrigin({})).toBe(false);
   });
 });
 

@@ -5,7 +5,7 @@
  * HTTP check runs twice: through the platform's balancer (its static cache on, the default) and through a second
  * balancer with the cache off, so both the cache's answers and uWSGI's own are held to the same rules.
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -44,6 +44,7 @@ const FILES: Record<string, string> = {
   'staticfiles/img/logo.svg': '<svg xmlns="http://www.w3.org/2000/svg"/>\n',
   'staticfiles/img/dot.png': '\x89PNG\r\n\x1a\n',
   'public/media/note.txt': 'media note\n',
+  'public/media/blob.pierunknown': 'opaque\n',
 };
 
 interface Reply {
@@ -83,6 +84,18 @@ function getVia(port: number, path: string, headers: Record<string, string> = {}
   });
 }
 
+describe('the release as its build left it', () => {
+  it('holds the links the build planted, so the 404s below are refusals, not misses', () => {
+    const releasesDir = join(p.dir, 'runner', 'releases', APP);
+    const [sha] = readdirSync(releasesDir);
+    const staticDir = join(releasesDir, sha!, 'app', 'staticfiles');
+    expect(readlinkSync(join(staticDir, 'etc'))).toBe('/etc');
+    expect(readlinkSync(join(staticDir, 'w.py'))).toBe('../wsgi.py');
+    expect(readlinkSync(join(staticDir, 'passwd.css'))).toBe('/etc/passwd');
+    expect(lstatSync(join(staticDir, 'css', 'base.4f3c2a1b9e8d.css.gz')).isFile()).toBe(true);
+  });
+});
+
 describe.each([
   ['cache on', () => p.balancer.port!],
   ['cache off', () => uncached.port!],
@@ -107,7 +120,12 @@ describe.each([
       expect(reply.headers['last-modified'], path).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
       expect(reply.headers.etag, path).toMatch(/^W\/"pier-[0-9A-F]{58}"$/);
       expect(reply.headers.vary, path).toBe('Accept-Encoding');
+      expect(reply.headers['x-content-type-options'], path).toBe('nosniff');
     }
+    const unknown = await get('/media/blob.pierunknown');
+    expect(unknown.status).toBe(200);
+    expect(unknown.headers['content-type']).toBe('application/octet-stream');
+    expect(unknown.body.toString()).toBe('opaque\n');
     // Outside the mapped prefixes the app answers.
     expect((await get('/other/page')).body.toString()).toBe('app answered /other/page');
     expect((await get('/static')).body.toString()).toBe('app answered /static');
@@ -127,9 +145,11 @@ describe.each([
     expect(byDate.status).toBe(304);
     expect(byDate.body.length).toBe(0);
     expect(byDate.headers['cache-control']).toBe('public, max-age=3600');
+    expect(byDate.headers['content-type']).toBeUndefined(); // a 304 must not rewrite the stored type
     const byTag = await get('/static/js/app.js', { 'if-none-match': etag });
     expect(byTag.status).toBe(304);
     expect(byTag.headers.etag).toBe(etag);
+    expect(byTag.headers['content-type']).toBeUndefined();
     expect(byTag.body.length).toBe(0);
     // A tag standing for an older Last-Modified (the file changed since) gets the file.
     const older = new Date(Date.parse(lastModified) - 3600_000).toUTCString();
@@ -234,6 +254,9 @@ describe('static: at deploy and across releases', () => {
     for (const sha of readdirSync(releasesDir)) writeFileSync(join(releasesDir, sha, 'app', 'staticfiles', 'js', 'app.js'), 'changed();\n');
     expect((await getVia(uncached.port!, path)).body.toString()).toBe('changed();\n');
     expect((await getVia(p.balancer.port!, path)).body.toString()).toBe('console.log("hi");\n');
+    // A hard reload asks the instance, and refreshes the entry.
+    expect((await getVia(p.balancer.port!, path, { 'cache-control': 'no-cache' })).body.toString()).toBe('changed();\n');
+    expect((await getVia(p.balancer.port!, path)).body.toString()).toBe('changed();\n');
     const next = await p.deploy(APP, p.writeApp(APP, { ...FILES, 'staticfiles/js/app.js': 'v2();\n' }));
     expect(next.status).toBe('live');
     await waitFor(async () => (await getVia(p.balancer.port!, path)).body.toString() === 'v2();\n' || undefined, { name: 'the new release served through the cache', timeoutMs: 10_000 });
