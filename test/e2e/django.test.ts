@@ -4,7 +4,9 @@
  * through the balancer over real HTTP, the way a browser does: add-on database, config vars, deploy (build runs
  * collectstatic, release runs migrate), a worker, `pier run` createsuperuser, the admin login with Django's CSRF
  * cookie and token, the admin CSS served from the release with 304s on revalidation, a note written through the web
- * and marked by the worker, and a second deploy that keeps the data. App names start with `dj`.
+ * and marked by the worker, and a second deploy that keeps the data. ALLOWED_HOSTS names only the app's hostname,
+ * with a health check on /admin/login/ expecting 200: the runner's probes, warm-up and checks must send that Host.
+ * App names start with `dj`.
  */
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, cpSync, mkdirSync, readFileSync } from 'node:fs';
