@@ -63,7 +63,8 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
       const spec = await instanceSpec(pool, r.instanceId);
       const check = await getAppCheckByName(pool, spec.app);
       const singleton = await isSingletonInstance(pool, r.instanceId);
-      return { ...spec, ...(check ? { check } : {}), ...(singleton ? { singleton: true } : {}) };
+      // The runner probes with the app's own hostname: apps that check Host (Django's ALLOWED_HOSTS) answer it.
+      return { ...spec, ...(check ? { check } : {}), ...(singleton ? { singleton: true } : {}), hostname: `${spec.app}.${ctx.domains?.[0] ?? 'localhost'}` };
     },
     'health.report': async (r) => {
       const { accepted, turns } = await withTransaction(pool, (tx) => recordHealthResults(tx, r.nodeId, r.results));

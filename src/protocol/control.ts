@@ -54,6 +54,12 @@ export const InstanceSpec = Type.Object({
   singleton: Type.Optional(Type.Boolean()),
   /** The app's health check, which the instance must pass before it is reported ready. Absent: DEFAULT_CHECK. */
   check: Type.Optional(Check),
+  /**
+   * The app's platform hostname (`<app>.<domain>`): the Host header of the runner's probes, warm-up and checks, so
+   * apps that refuse unknown hosts (Django's ALLOWED_HOSTS) answer them as they answer the public. Absent from an
+   * older nexus: the probed address.
+   */
+  hostname: Type.Optional(Hostname),
 }, { additionalProperties: false });
 export type InstanceSpec = Static<typeof InstanceSpec>;
 

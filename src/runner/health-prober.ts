@@ -13,7 +13,7 @@ export interface HealthProberOptions {
   runnerId: string;
   control: ControlClient;
   /** The instances to probe now. */
-  serving: () => Array<{ id: string; app: string; port: number }>;
+  serving: () => Array<{ id: string; app: string; port: number; hostHeader?: string }>;
   /** The emperor's view of its vassals (for respawns and the blacklist). */
   emperorStatus: () => Promise<EmperorStatus>;
   /** Where instances are reached. @default '127.0.0.1' */
@@ -108,15 +108,15 @@ export class HealthProber {
     }
   }
 
-  private async probe(s: { id: string; app: string; port: number }, check: Check): Promise<void> {
+  private async probe(s: { id: string; app: string; port: number; hostHeader?: string }, check: Check): Promise<void> {
     const at = Date.now();
     const crash = this.crashLoops.get(s.id);
-    let outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check);
+    let outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check, s.hostHeader);
     // No answer at all is tried once more right away before it counts: a new connection can wait behind keep-alive
     // connections that hold every uWSGI thread for a moment. A wrong answer counts at once.
     if (outcome.status === null && !crash) {
       await new Promise((resolve) => setTimeout(resolve, NO_ANSWER_RETRY_MS));
-      if (this.options.serving().some((x) => x.id === s.id)) outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check);
+      if (this.options.serving().some((x) => x.id === s.id)) outcome = await probeCheck(this.options.host ?? '127.0.0.1', s.port, check, s.hostHeader);
     }
     // An instance uWSGI keeps restarting is unhealthy even in the moments it answers.
     const result: HealthResult = crash

@@ -12,7 +12,7 @@ import type { Emperor } from './emperor.js';
 import type { PortPool } from './ports.js';
 import type { PreparedRelease, ReleaseCache } from './release-cache.js';
 import type { WsgiEntry } from './app-detect.js';
-import { renderVassal } from './vassal.js';
+import { readVassalMeta, renderVassal } from './vassal.js';
 import { summarize } from './log-tail.js';
 import type { LogShipper } from './log-shipper.js';
 import type { AppUser, AppUsers } from './app-users.js';
@@ -109,6 +109,8 @@ type Local = {
   vassal?: HeldVassal;
   /** Found running at start, not yet matched with the state. */
   isAdopted?: boolean;
+  /** Host header of its probes, warm-up and checks: the app's platform hostname (InstanceSpec.hostname). @default the probed address */
+  hostHeader?: string;
   /** Remediation is restarting it (its vassal is off for a moment): not probed meanwhile. */
   isRestarting?: boolean;
   /** The state forgot it while it served (forgotten-vassals.ts): kept serving until this timer or a replacement. */
@@ -171,9 +173,11 @@ export class InstanceManager {
   /** Vassals found running at start: kept as ready until the state says otherwise. */
   adopt(id: string, app: string, port: number, ini?: string): void {
     this.options.ports.claim(port);
+    const hostHeader = ini === undefined ? undefined : readVassalMeta(ini)?.hostname;
     this.local.set(id, {
       id, app, port, phase: 'ready', work: Promise.resolve(), abort: new AbortController(), processType: 'web', name: id, isAdopted: true,
       ...(ini === undefined ? {} : { vassal: { name: id, ini, options: {} } }),
+      ...(typeof hostHeader === 'string' ? { hostHeader } : {}),
     });
     this.options.shipper?.watch(id, app, this.options.emperor.vassalLogPath(id), false);
     void this.options.limitWatch?.watch(id, app);
@@ -244,7 +248,7 @@ export class InstanceManager {
   /** Reports an adopted vassal the state still has as starting ready once it answers HTTP (failed if it never does). */
   private async confirmAdopted(entry: Local): Promise<void> {
     try {
-      await waitForHttp(this.probeHost, entry.port!, { timeoutMs: this.options.startTimeoutMs, signal: entry.abort.signal });
+      await waitForHttp(this.probeHost, entry.port!, { timeoutMs: this.options.startTimeoutMs, signal: entry.abort.signal, ...hostOf(entry) });
       if (entry.phase === 'ready') await this.report(entry.id, 'ready', entry.port!);
     } catch (err) {
       if (entry.phase !== 'ready') return;
@@ -289,6 +293,7 @@ export class InstanceManager {
     const started = Date.now();
     try {
       const spec = await control.call('instance.spec', { instanceId: entry.id });
+      if (spec.hostname !== undefined) entry.hostHeader = spec.hostname;
       // A singleton's lease is renewed from the start: preparing the release may take longer than the lease.
       if (spec.singleton) await this.holdLease(entry);
       await this.options.beforeStart?.(spec.app, undefined);
@@ -315,15 +320,15 @@ export class InstanceManager {
           env, processes: this.options.processes, threads: this.options.threads, ...(user ? { uid: user.uid, gid: user.gid } : {}),
           harakiriMs: limits.requestTimeoutMs, maxFd: limits.openFiles, ...(cgroups ? { cgroups } : {}),
           logFile: emperor.vassalLogPath(entry.id), ...(staticServing ? { static: staticServing } : {}),
-          meta: { app: spec.app, port: entry.port, release: spec.release },
+          meta: { app: spec.app, port: entry.port, release: spec.release, ...(entry.hostHeader ? { hostname: entry.hostHeader } : {}) },
         });
         const writeOptions = user ? { logOwner: { uid: user.uid, gid: user.gid } } : {};
         await emperor.writeVassal(entry.id, ini, writeOptions);
         entry.vassal = { name: entry.id, ini, options: writeOptions };
         await this.report(entry.id, 'starting', entry.port);
         try {
-          await this.waitUntilServing(entry.id, entry.port, entry.abort.signal, uid);
-          await warmUp(this.probeHost, entry.port, this.options.warmupRequests);
+          await this.waitUntilServing(entry.id, entry.port, entry.abort.signal, uid, entry.hostHeader);
+          await warmUp(this.probeHost, entry.port, this.options.warmupRequests, hostOf(entry));
           await this.passCheck(entry, spec.check ?? DEFAULT_CHECK); // the deploy's gate: never ready before it passes
           await this.proveListener(entry.id, entry.port, uid, true); // again, right before it is routed
           break;
@@ -371,7 +376,7 @@ export class InstanceManager {
   /** Tries the app's check on a starting instance a few times. @throws CheckFailedError with the last answer */
   private async passCheck(entry: Local, check: Check): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const outcome = await probeCheck(this.probeHost, entry.port!, check);
+      const outcome = await probeCheck(this.probeHost, entry.port!, check, entry.hostHeader);
       if (outcome.ok) return;
       if (attempt >= CHECK_ATTEMPTS || entry.phase !== 'starting') throw new CheckFailedError(outcome.error!);
       await sleep(Math.min(CHECK_RETRY_MS, check.intervalMs), entry.abort.signal).catch(() => undefined);
@@ -379,10 +384,10 @@ export class InstanceManager {
   }
 
   /** This runner's serving instances with their ports (what the health prober checks). */
-  serving(): Array<{ id: string; app: string; port: number }> {
+  serving(): Array<{ id: string; app: string; port: number; hostHeader?: string }> {
     return [...this.local.values()]
       .filter((l) => l.phase === 'ready' && l.port !== null && !l.isRestarting && !l.forgotten)
-      .map((l) => ({ id: l.id, app: l.app, port: l.port! }));
+      .map((l) => ({ id: l.id, app: l.app, port: l.port!, ...hostOf(l) }));
   }
 
   /**
@@ -505,7 +510,7 @@ export class InstanceManager {
    * Waits until the instance answers HTTP, giving up early when its log shows uWSGI gave up on the app
    * (an import error ends in "no app loaded"), rather than waiting out the whole start time-out.
    */
-  private async waitUntilServing(name: string, port: number, stopped: AbortSignal, uid: number | undefined): Promise<void> {
+  private async waitUntilServing(name: string, port: number, stopped: AbortSignal, uid: number | undefined, hostHeader?: string): Promise<void> {
     const abort = new AbortController();
     const onStop = (): void => abort.abort(new PierError('PIER_ILLEGAL_STATE', 'the instance was stopped while starting'));
     stopped.addEventListener('abort', onStop);
@@ -517,6 +522,7 @@ export class InstanceManager {
     try {
       await waitForHttp(this.probeHost, port, {
         timeoutMs: this.options.startTimeoutMs, signal: abort.signal, beforeAttempt: () => this.proveListener(name, port, uid, false),
+        ...(hostHeader === undefined ? {} : { hostHeader }),
       });
     } catch (err) {
       throw abort.signal.aborted ? abort.signal.reason : err;
@@ -723,4 +729,9 @@ export class InstanceManager {
 function webEntry(release: PreparedRelease, instance: string): WsgiEntry {
   if (release.wsgi === null) throw new ValidationError(`instance ${instance}: the release has no web process (no 'web:' line in its Procfile and no wsgi.py)`);
   return release.wsgi;
+}
+
+/** The probe options that send `entry`'s Host header, when it has one. */
+function hostOf(entry: Local): { hostHeader?: string } {
+  return entry.hostHeader === undefined ? {} : { hostHeader: entry.hostHeader };
 }

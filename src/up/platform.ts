@@ -181,6 +181,9 @@ export class Platform implements Service {
         apiHost: '127.0.0.1',
         apiPort: Number(new URL(address.api).port || 80),
       },
+      // The platform's public face, which the nexus names (`<app>.<domain>:<port>` in deploy URLs, the hostname rules,
+      // the Host of the runners' probes): the balancer's, not the defaults.
+      balancer: { domain: this.options.config.balancer.domain, port: this.options.config.balancer.port },
     });
   }
 

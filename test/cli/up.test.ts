@@ -128,7 +128,7 @@ describe('pier up', () => {
     expect((await runCli(['apps:create', 'greeter'], env)).code).toBe(0);
     const deployed = await runCli(['deploy', fileURLToPath(new URL('../../examples/hello', import.meta.url)), '-a', 'greeter'], env);
     expect(deployed.stderr).toBe('');
-    expect(deployed.stdout).toMatch(/v1 is live in [\d.]+ s: http:\/\/greeter\.localhost:\d+\//);
+    expect(deployed.stdout).toMatch(new RegExp(`v1 is live in [\\d.]+ s: http://greeter\\.localhost:${ports[9]}/`));
     const get = async (path: string): Promise<number> => {
       const res = await request(`http://127.0.0.1:${ports[9]}${path}`, { headers: { host: 'greeter.localhost' } });
       expect(await res.body.text()).toBe('Hello from Pier!\n');

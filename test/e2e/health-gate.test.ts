@@ -102,6 +102,38 @@ describe('health gate e2e', () => {
     console.log(`[health] ${sick.reason}`);
   });
 
+  it("probes, warms up and checks an instance with the app's hostname as Host, as apps that refuse unknown hosts need", { timeout: 60_000 }, async () => {
+    const app = newApp();
+    // Like Django's ALLOWED_HOSTS: any other Host gets a 400, and is noted in the instance's TMPDIR.
+    const wsgi = `import os
+def application(environ, start_response):
+    host = environ.get('HTTP_HOST', '')
+    noted = os.path.join(os.environ['TMPDIR'], 'hosts')
+    if environ.get('PATH_INFO') == '/hosts':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [open(noted).read().encode() if os.path.exists(noted) else b'']
+    with open(noted, 'a') as f:
+        f.write('%s %s\\n' % (environ.get('HTTP_USER_AGENT'), host))
+    if host != '${app}.localhost':
+        start_response('400 Bad Request', [('Content-Type', 'text/plain')])
+        return [b'bad host ' + host.encode()]
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'ok']
+`;
+    expect((await p.api('POST', '/v1/apps', { name: app })).status).toBe(201);
+    expect((await p.api('PUT', `/v1/apps/${app}/checks`, { path: '/', status: 200, intervalMs: 1000, timeoutMs: 500 })).status).toBe(200);
+    const release = await p.deploy(app, p.writeApp(app, { 'wsgi.py': wsgi }));
+    expect({ status: release.status, error: release.error }).toEqual({ status: 'live', error: null });
+    const [instance] = await p.readyInstances(app);
+    await waitFor(async () => (await health(app)).instances.find((i) => i.id === instance!.id && i.healthy === true && i.status === 200),
+      { name: 'healthy by the runner', timeoutMs: 10_000 });
+    const res = await fetch(`http://127.0.0.1:${instance!.port}/hosts`, { headers: { host: `${app}.localhost` } });
+    const seen = (await res.text()).trim().split('\n');
+    // The start probe, the warm-up, the deploy's gate and the health prober: every one with the app's hostname.
+    expect(new Set(seen.map((line) => line.split(' ')[0]))).toEqual(new Set(['pier-probe', 'pier-check']));
+    expect(seen.filter((line) => line.split(' ')[1] !== `${app}.localhost`)).toEqual([]);
+  });
+
   it('drops instance results from a node that does not hold the instance, and refuses malformed reports', { timeout: 60_000 }, async () => {
     const app = newApp();
     expect((await p.deploy(app, p.writeApp(app, healthApp('v1')))).status).toBe('live');
