@@ -5,7 +5,7 @@
  * stopped and never routed again beside its replacement.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
@@ -102,7 +102,13 @@ beforeAll(async () => {
   await waitFor(async () => {
     const ready = (await instances()).filter((i) => i.state === 'ready' && i.isLive);
     return ready.length === 2 && new Set(ready.map((i) => i.runnerId)).size === 2;
-  }, { name: 'one ready instance on each runner', timeoutMs: 60_000, intervalMs: 200 });
+  }, { name: 'one ready instance on each runner', timeoutMs: 60_000, intervalMs: 200 }).catch(async (err: unknown) => {
+    // A set-up that fails on CI must say why: where the instances are, and what runner B (another process) logged.
+    const list = await instances().catch(() => []);
+    console.log(`[partition] set-up failed; instances: ${JSON.stringify(list.map((i) => ({ id: i.id, runner: i.runnerId, state: i.state, isLive: i.isLive, port: i.port })))}`);
+    console.log(`[partition] runner B's log (last 40 lines):\n${readFileSync(join(dir, 'b', 'runner.log'), 'utf8').trim().split('\n').slice(-40).join('\n')}`);
+    throw err;
+  });
 }, 120_000);
 
 afterAll(async () => {
