@@ -35,6 +35,8 @@ const nsVeth = `pn${suffix}`;
 const subnet = `10.231.${process.pid % 250}`;
 const hostIp = `${subnet}.1`;
 const nsIp = `${subnet}.2`;
+/** Above the link's own route (metric 0): used only while the link is down. */
+const UNREACHABLE_METRIC = 4000;
 const timing = { heartbeatIntervalMs: 500, heartbeatMisses: 3, controlTimeoutMs: 1000 };
 let nexus: NexusHandle;
 let runnerA: Runner;
@@ -61,6 +63,10 @@ beforeAll(async () => {
   ip('link', 'set', nsVeth, 'netns', ns);
   ip('addr', 'add', `${hostIp}/24`, 'dev', hostVeth);
   ip('link', 'set', hostVeth, 'up');
+  // While the link is down, B's subnet must lead nowhere, as when a router answers "host unreachable": without
+  // this route its packets take the default route, and whatever answers there (this machine's gateway answers HTTP
+  // 404 on most ports) gets B's traffic.
+  ip('route', 'add', 'unreachable', `${subnet}.0/24`, 'metric', String(UNREACHABLE_METRIC));
   ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${nsIp}/24`, 'dev', nsVeth);
   ip('netns', 'exec', ns, 'ip', 'link', 'set', nsVeth, 'up');
   ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
@@ -122,6 +128,11 @@ afterAll(async () => {
   await runnerA?.stop();
   try {
     ip('netns', 'del', ns); // takes the veth pair with it
+  } catch {
+    // not created
+  }
+  try {
+    ip('route', 'del', 'unreachable', `${subnet}.0/24`, 'metric', String(UNREACHABLE_METRIC)); // in this namespace: stays otherwise
   } catch {
     // not created
   }
