@@ -538,12 +538,21 @@ export class InstanceManager {
    * @throws PortSquattedError when anyone else holds the port
    */
   private async proveListener(name: string, port: number, uid: number | undefined, isFinal: boolean): Promise<boolean> {
-    const status = await this.options.emperor.status().catch((err: Error) => {
-      if (isFinal) throw new PierError('PIER_ILLEGAL_STATE', `cannot ask the emperor which process is the instance: ${err.message}`);
-      return undefined;
-    });
-    if (!status) return false;
-    const verdict = await checkListener(port, { vassalPid: status.vassals.find((v) => v.name === name)?.pid, uid });
+    // The emperor is asked only once the kernel's table is read (checkListener calls this): asked first, it could
+    // answer just before it spawns the vassal, whose socket would then be held by no process it named.
+    let unknown: Error | undefined;
+    const vassalPid = async (): Promise<number | undefined> => {
+      const status = await this.options.emperor.status().catch((err: Error) => {
+        unknown = err;
+        return undefined;
+      });
+      return status?.vassals.find((v) => v.name === name)?.pid;
+    };
+    const verdict = await checkListener(port, { vassalPid, uid });
+    if (unknown) {
+      if (isFinal) throw new PierError('PIER_ILLEGAL_STATE', `cannot ask the emperor which process is the instance: ${unknown.message}`);
+      return false;
+    }
     if (verdict.state === 'foreign') throw new PortSquattedError(port, verdict.reason);
     if (verdict.state === 'none' && isFinal) throw new PierError('PIER_ILLEGAL_STATE', `the instance stopped listening on port ${port}`);
     return verdict.state === 'ours';

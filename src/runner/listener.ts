@@ -19,8 +19,13 @@ export type ListenerVerdict =
   | { state: 'foreign'; uid: number; inode: number; reason: string };
 
 export interface ListenerOwner {
-  /** The vassal's master pid, or undefined when the emperor runs no process for it right now. */
-  vassalPid: number | undefined;
+  /**
+   * The vassal's master pid, or undefined when the emperor runs no process for it right now. Pass a function (one
+   * that asks the emperor) rather than a pid read beforehand: it is called only after the kernel's table was read,
+   * so a vassal the emperor spawns meanwhile is already known to it (a pid read first would miss it, and the
+   * vassal's own fresh socket would be judged a squatter's).
+   */
+  vassalPid: number | undefined | (() => Promise<number | undefined>);
   /** The uid the vassal runs as; undefined skips the uid check. */
   uid?: number;
 }
@@ -30,7 +35,10 @@ interface ListenSocket {
   inode: number;
 }
 
-/** Judges who listens on `port` (see the module comment). */
+/**
+ * Judges who listens on `port` (see the module comment). Order matters: the sockets first, then who the vassal is,
+ * then the fds; any socket in the table was bound before the vassal was looked up.
+ */
 export async function checkListener(port: number, owner: ListenerOwner): Promise<ListenerVerdict> {
   const sockets = await listenSockets(port);
   if (sockets.length === 0) return { state: 'none' };
@@ -38,9 +46,10 @@ export async function checkListener(port: number, owner: ListenerOwner): Promise
     const stranger = sockets.find((s) => s.uid !== owner.uid);
     if (stranger) return { state: 'foreign', ...stranger, reason: `port ${port} is held by uid ${stranger.uid}, not the app's uid ${owner.uid}` };
   }
+  const vassalPid = typeof owner.vassalPid === 'function' ? await owner.vassalPid() : owner.vassalPid;
   // The master holds the sockets it bound (workers inherit them): look there first, and walk its tree only if needed.
-  let held = owner.vassalPid === undefined ? new Set<number>() : await socketInodes([owner.vassalPid]);
-  if (owner.vassalPid !== undefined && sockets.some((s) => !held.has(s.inode))) held = await socketInodes(await processTree(owner.vassalPid));
+  let held = vassalPid === undefined ? new Set<number>() : await socketInodes([vassalPid]);
+  if (vassalPid !== undefined && sockets.some((s) => !held.has(s.inode))) held = await socketInodes(await processTree(vassalPid));
   const stranger = sockets.find((s) => !held.has(s.inode));
   if (stranger) return { state: 'foreign', ...stranger, reason: `port ${port} is held by a socket (inode ${stranger.inode}) no process of the vassal holds` };
   return { state: 'ours' };

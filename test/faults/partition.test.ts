@@ -5,7 +5,7 @@
  * stopped and never routed again beside its replacement.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packDirectory } from '../../src/archive/index.js';
@@ -35,6 +35,8 @@ const nsVeth = `pn${suffix}`;
 const subnet = `10.231.${process.pid % 250}`;
 const hostIp = `${subnet}.1`;
 const nsIp = `${subnet}.2`;
+/** Above the link's own route (metric 0): used only while the link is down. */
+const UNREACHABLE_METRIC = 4000;
 const timing = { heartbeatIntervalMs: 500, heartbeatMisses: 3, controlTimeoutMs: 1000 };
 let nexus: NexusHandle;
 let runnerA: Runner;
@@ -61,6 +63,10 @@ beforeAll(async () => {
   ip('link', 'set', nsVeth, 'netns', ns);
   ip('addr', 'add', `${hostIp}/24`, 'dev', hostVeth);
   ip('link', 'set', hostVeth, 'up');
+  // While the link is down, B's subnet must lead nowhere, as when a router answers "host unreachable": without
+  // this route its packets take the default route, and whatever answers there (this machine's gateway answers HTTP
+  // 404 on most ports) gets B's traffic.
+  ip('route', 'add', 'unreachable', `${subnet}.0/24`, 'metric', String(UNREACHABLE_METRIC));
   ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${nsIp}/24`, 'dev', nsVeth);
   ip('netns', 'exec', ns, 'ip', 'link', 'set', nsVeth, 'up');
   ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
@@ -102,7 +108,13 @@ beforeAll(async () => {
   await waitFor(async () => {
     const ready = (await instances()).filter((i) => i.state === 'ready' && i.isLive);
     return ready.length === 2 && new Set(ready.map((i) => i.runnerId)).size === 2;
-  }, { name: 'one ready instance on each runner', timeoutMs: 60_000, intervalMs: 200 });
+  }, { name: 'one ready instance on each runner', timeoutMs: 60_000, intervalMs: 200 }).catch(async (err: unknown) => {
+    // A set-up that fails on CI must say why: where the instances are, and what runner B (another process) logged.
+    const list = await instances().catch(() => []);
+    console.log(`[partition] set-up failed; instances: ${JSON.stringify(list.map((i) => ({ id: i.id, runner: i.runnerId, state: i.state, isLive: i.isLive, port: i.port })))}`);
+    console.log(`[partition] runner B's log (last 40 lines):\n${readFileSync(join(dir, 'b', 'runner.log'), 'utf8').trim().split('\n').slice(-40).join('\n')}`);
+    throw err;
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -116,6 +128,11 @@ afterAll(async () => {
   await runnerA?.stop();
   try {
     ip('netns', 'del', ns); // takes the veth pair with it
+  } catch {
+    // not created
+  }
+  try {
+    ip('route', 'del', 'unreachable', `${subnet}.0/24`, 'metric', String(UNREACHABLE_METRIC)); // in this namespace: stays otherwise
   } catch {
     // not created
   }

