@@ -3,8 +3,13 @@
  * (src/nexus/addons/); Redis placement columns are written by src/db/addon-placements.ts only.
  */
 import { ConflictError, NotFoundError } from '../core/errors.js';
-import type { AppRef } from './apps.js';
 import { isUniqueViolation, type Queryable } from './pool.js';
+
+/** An app as add-ons name it (apps.ts's AppRef; apps.ts imports this module, so not imported back). */
+interface AppRef {
+  id: number;
+  name: string;
+}
 
 export const ADDON_KINDS = ['postgresql', 'redis'] as const;
 export type AddonKind = (typeof ADDON_KINDS)[number];
