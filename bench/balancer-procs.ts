@@ -114,9 +114,11 @@ function toMs(text: string): number {
 }
 
 /** Runs wrk against http://127.0.0.1:port/ (or `path`) with a Host header and any `headers` (`Name: value`). */
-export function wrk(port: number, host: string, seconds: number, connections: number, threads: number, path = '/', headers: string[] = []): Promise<WrkResult> {
+export function wrk(port: number, host: string, seconds: number, connections: number, threads: number, path = '/', headers: string[] = [], cpus?: string): Promise<WrkResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, ...headers.flatMap((h) => ['-H', h]), `http://127.0.0.1:${port}${path}`]);
+    // `cpus` (a taskset list such as '0') keeps the load generator off the server's CPUs.
+    const [command, prefix] = cpus === undefined ? ['wrk', []] : ['taskset', ['-c', cpus, 'wrk']];
+    const proc = spawn(command, [...prefix, `-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, ...headers.flatMap((h) => ['-H', h]), `http://127.0.0.1:${port}${path}`]);
     let out = '';
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -31,6 +31,18 @@ const THREADS = intArg('threads', 2);
 const SIZE = intArg('size', 8192, 16);
 const WARMUP_SECONDS = 2;
 const FILE = '/static/css/base.4f3c2a1b9e8d.css';
+/**
+ * `--pin`: every server (vassal, balancer, nginx) on CPU 1 and wrk on CPU 0, so each server gets the same one core
+ * and never competes with the load generator for it; without it the scheduler shares both cores among all of them.
+ */
+const PIN = process.argv.includes('--pin');
+const SERVER_CPUS = '1';
+const WRK_CPUS = PIN ? '0' : undefined;
+
+/** `command args` on the servers' CPU when pinned. */
+function pinned(command: string, args: string[]): [string, string[]] {
+  return PIN ? ['taskset', ['-c', SERVER_CPUS, command, ...args]] : [command, args];
+}
 
 interface Row extends WrkResult {
   target: string;
@@ -77,7 +89,7 @@ async function startVassal(dir: string, appDir: string, offloadThreads: number):
   // The bench alone: no request log (the runner's vassals log to a file the shipper reads).
   const file = join(dir, `vassal-${offloadThreads}.ini`);
   writeFileSync(file, `${ini}disable-logging = true\nlisten = 1024\n`);
-  const child = start(`uwsgi vassal (offload ${offloadThreads})`, 'uwsgi', ['--ini', file], 'SIGINT');
+  const child = start(`uwsgi vassal (offload ${offloadThreads})`, ...pinned('uwsgi', ['--ini', file]), 'SIGINT');
   await waitForPort(port);
   return { child, port };
 }
@@ -89,7 +101,7 @@ const DEFAULT_CACHE_BYTES = loadConfig({ env: {}, overrides: { dataDir: '/tmp' }
 async function startBalancer(backendPort: number, cacheBytes: number): Promise<{ child: Child; port: number }> {
   const port = await freePort();
   process.env.PIER_BALANCER_STATIC_CACHE_BYTES = String(cacheBytes); // read by the child's loadConfig at spawn
-  const child = start('pier balancer', process.execPath, ['--import', 'tsx', join(here, 'balancer-proxy.ts'), String(port), `127.0.0.1:${backendPort}`]);
+  const child = start('pier balancer', ...pinned(process.execPath, ['--import', 'tsx', join(here, 'balancer-proxy.ts'), String(port), `127.0.0.1:${backendPort}`]));
   delete process.env.PIER_BALANCER_STATIC_CACHE_BYTES;
   await waitForPort(port, 20_000);
   return { child, port };
@@ -119,7 +131,7 @@ http {
   }
 }
 `);
-  const child = start('nginx', 'nginx', ['-c', conf, '-p', dir, '-e', `${dir}/nginx-error.log`], 'SIGQUIT');
+  const child = start('nginx', ...pinned('nginx', ['-c', conf, '-p', dir, '-e', `${dir}/nginx-error.log`]), 'SIGQUIT');
   await waitForPort(port);
   return { child, port };
 }
@@ -145,8 +157,8 @@ async function measure(target: string, port: number): Promise<Row[]> {
     if (probe.status !== 200 || (encoding === 'identity' ? probe.bytes !== SIZE : probe.encoding !== 'gzip')) {
       throw new Error(`${target} answered ${probe.status} with ${probe.bytes} bytes (${probe.encoding ?? 'identity'}) for ${FILE}; not measuring it`);
     }
-    await wrk(port, HOST, WARMUP_SECONDS, CONNECTIONS, THREADS, FILE, [...headers]);
-    const result = await wrk(port, HOST, SECONDS, CONNECTIONS, THREADS, FILE, [...headers]);
+    await wrk(port, HOST, WARMUP_SECONDS, CONNECTIONS, THREADS, FILE, [...headers], WRK_CPUS);
+    const result = await wrk(port, HOST, SECONDS, CONNECTIONS, THREADS, FILE, [...headers], WRK_CPUS);
     console.log(`  ${target} (${encoding}): ${Math.round(result.rps)} req/s`);
     rows.push({ target, encoding, ...result });
   }
@@ -158,7 +170,7 @@ function printTable(rows: Row[]): void {
   const lines = rows.map((r) => [r.target, r.encoding, String(Math.round(r.rps)), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), String(r.errors)]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const format = (cells: string[]): string => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  console.log(`\nwrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s (after ${WARMUP_SECONDS} s warm-up), GET ${FILE} (${SIZE} bytes), Host: ${HOST}`);
+  console.log(`\nwrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s (after ${WARMUP_SECONDS} s warm-up), GET ${FILE} (${SIZE} bytes), Host: ${HOST}; ${PIN ? `servers pinned to CPU ${SERVER_CPUS}, wrk to CPU ${WRK_CPUS}` : 'not pinned (all share both CPUs)'}`);
   console.log(format(header));
   console.log(`|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
   for (const line of lines) console.log(format(line));
