@@ -125,7 +125,12 @@ describe('pier up', () => {
 
   it('deploys examples/hello with the CLI; pier logs shows the router and app lines, -f streams, pier stats counts', async () => {
     const { request } = await import('undici');
-    expect((await runCli(['apps:create', 'greeter'], env)).code).toBe(0);
+    const created = await runCli(['apps:create', 'greeter'], env);
+    expect(created.code).toBe(0);
+    // The URL comes from the nexus (its balancer's domain and port), not a default the CLI guesses.
+    expect(created.stdout).toContain(`once deployed it answers at http://greeter.localhost:${ports[9]}/`);
+    const info = await runCli(['apps:info', '-a', 'greeter'], env);
+    expect(info.stdout).toMatch(new RegExp(`url:\\s+http://greeter\\.localhost:${ports[9]}/`));
     const deployed = await runCli(['deploy', fileURLToPath(new URL('../../examples/hello', import.meta.url)), '-a', 'greeter'], env);
     expect(deployed.stderr).toBe('');
     expect(deployed.stdout).toMatch(new RegExp(`v1 is live in [\\d.]+ s: http://greeter\\.localhost:${ports[9]}/`));

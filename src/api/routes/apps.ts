@@ -10,12 +10,14 @@ export function appRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Body: CreateAppBody }>('/v1/apps', { schema: { body: CreateAppBody } }, async (request, reply) => {
     const principal = await principalOf(ctx, request);
     const created = await mutate(ctx.pool, idempotencyKey(request, principal), 'app.create', (tx) => createApp(tx, principal, request.body.name));
-    return reply.status(201).send({ app: created });
+    return reply.status(201).send({ app: created, url: ctx.appUrl(created.name) });
   });
 
   app.get<{ Params: AppParams }>('/v1/apps/:app', { schema: { params: AppParams } }, async (request) => {
     const principal = await principalOf(ctx, request);
-    return { app: await getApp(ctx.pool, await resolveApp(ctx.pool, principal, request.params.app)) };
+    const found = await getApp(ctx.pool, await resolveApp(ctx.pool, principal, request.params.app));
+    // The public URL from the balancer's domain and port as the nexus is configured (the CLI cannot know them).
+    return { app: found, url: ctx.appUrl(found.name) };
   });
 
   app.delete<{ Params: AppParams }>('/v1/apps/:app', { schema: { params: AppParams } }, async (request) => {

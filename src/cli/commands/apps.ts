@@ -7,9 +7,9 @@ import { checkAppName, seg, type CliContext } from '../context.js';
 import { ago, print, printFields, printJson, printTable } from '../output.js';
 import { action, appOption, jsonOption } from './shared.js';
 
-/** The URL the balancer serves an app at on one machine (the default domain is localhost). */
-export function appUrl(name: string): string {
-  return `http://${name}.localhost:8080/`;
+/** The URL the balancer serves an app at, as the API says (an older nexus says nothing: the one-machine default). */
+export function appUrl(name: string, url?: string): string {
+  return url ?? `http://${name}.localhost:8080/`;
 }
 
 export function registerAppCommands(program: Command, ctx: CliContext): void {
@@ -24,22 +24,22 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
 
   jsonOption(program.command('apps:create').description('create an app').argument('<name>', 'app name (lowercase letters, digits, dashes)')).action(
     action(ctx, async (name: string, opts: { json?: boolean }) => {
-      const { app } = await ctx.api().post<{ app: App }>('/v1/apps', { name: checkAppName(name) });
+      const { app, url } = await ctx.api().post<{ app: App; url?: string }>('/v1/apps', { name: checkAppName(name) });
       if (opts.json) return printJson(app);
-      print(`created app '${app.name}'; once deployed it answers at ${appUrl(app.name)}`);
+      print(`created app '${app.name}'; once deployed it answers at ${appUrl(app.name, url)}`);
     }),
   );
 
   jsonOption(appOption(program.command('apps:info').description("show an app's details"))).action(
     action(ctx, async (opts: { app?: string; json?: boolean }) => {
       const name = ctx.app(opts);
-      const { app } = await ctx.api().get<{ app: App }>(`/v1/apps/${seg(name)}`);
+      const { app, url } = await ctx.api().get<{ app: App; url?: string }>(`/v1/apps/${seg(name)}`);
       if (opts.json) return printJson(app);
       const { addons } = await ctx.api().get<{ addons: AddonView[] }>(`/v1/apps/${seg(name)}/addons`);
       printFields([
         ['name', app.name],
         ['owner', app.owner],
-        ['url', appUrl(app.name)],
+        ['url', appUrl(app.name, url)],
         ['hostnames', app.hostnames.join(', ') || '-'],
         ['web scale', app.webScale],
         ['add-ons', addons.map((a) => `${a.name} (${a.configVar})`).join(', ') || '-'],
