@@ -88,7 +88,7 @@ describe('api', () => {
     const name = `shop-${randomId()}`;
     const created = await api('POST', '/v1/apps', { token: alice, body: { name } });
     expect(created.status).toBe(201);
-    expect(created.body).toEqual({ app: { name, owner: 'alice', webScale: 1, hostnames: [], createdAt: expect.any(Number) } });
+    expect(created.body).toEqual({ app: { name, owner: 'alice', webScale: 1, hostnames: [], createdAt: expect.any(Number) }, url: `http://${name}.localhost:8080/` });
 
     const list = await api('GET', '/v1/apps', { token: alice });
     expect(list.status).toBe(200);
