@@ -136,6 +136,16 @@ export function wrk(port: number, host: string, seconds: number, connections: nu
   });
 }
 
+/** Installs wrk and nginx-light with apt-get when either is missing. */
+export function ensureTools(): void {
+  const missing = [['wrk', 'wrk'], ['nginx', 'nginx-light']].filter(([command]) => !hasCommand(command!)).map(([, pkg]) => pkg!);
+  if (missing.length === 0) return;
+  console.log(`installing ${missing.join(' ')} with apt-get`);
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+  const result = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit' });
+  if (result.status !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed; install them and run again`);
+}
+
 /** True when `command` is on PATH. */
 export function hasCommand(command: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pull } from 'zeromq';
 import { freePort } from '../test/helpers/ports.js';
-import { cpuSeconds, hasCommand, processTree, start, stop, stopAll, waitForPort, wrk, type Child } from './balancer-procs.js';
+import { cpuSeconds, ensureTools, hasCommand, processTree, start, stop, stopAll, waitForPort, wrk, type Child } from './balancer-procs.js';
 
 const HOST = 'bench.localhost';
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -38,15 +38,6 @@ interface Row {
   p99Ms: number;
   cpuS: number | null;
   errors: number;
-}
-
-function ensureTools(): void {
-  const missing = [['wrk', 'wrk'], ['nginx', 'nginx-light']].filter(([command]) => !hasCommand(command!)).map(([, pkg]) => pkg!);
-  if (missing.length === 0) return;
-  console.log(`installing ${missing.join(' ')} with apt-get`);
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  const result = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit' });
-  if (result.status !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed; install them and run again`);
 }
 
 function hasUwsgiPython(): boolean {

@@ -10,7 +10,6 @@
  * req/s, p50/p99 ms, errors and the balancer/nginx ratio (goal ≥ 50%). Installs wrk and nginx-light with apt-get
  * when missing. Every process and temp file it starts is removed at the end.
  */
-import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -20,7 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { loadConfig } from '../src/config/index.js';
 import { renderVassal } from '../src/runner/vassal.js';
 import { freePort } from '../test/helpers/ports.js';
-import { hasCommand, start, stop, stopAll, waitForPort, wrk, type Child, type WrkResult } from './balancer-procs.js';
+import { ensureTools, start, stop, stopAll, waitForPort, wrk, type Child, type WrkResult } from './balancer-procs.js';
 import { intArg } from './common.js';
 
 const HOST = 'bench.localhost';
@@ -47,15 +46,6 @@ function pinned(command: string, args: string[]): [string, string[]] {
 interface Row extends WrkResult {
   target: string;
   encoding: string;
-}
-
-function ensureTools(): void {
-  const missing = [['wrk', 'wrk'], ['nginx', 'nginx-light']].filter(([command]) => !hasCommand(command!)).map(([, pkg]) => pkg!);
-  if (missing.length === 0) return;
-  console.log(`installing ${missing.join(' ')} with apt-get`);
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  const result = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit' });
-  if (result.status !== 0) throw new Error(`apt-get install ${missing.join(' ')} failed; install them and run again`);
 }
 
 /** A CSS-looking file of `size` bytes (compressible as real CSS is). */

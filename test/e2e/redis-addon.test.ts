@@ -8,7 +8,6 @@
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
@@ -21,6 +20,7 @@ import { controlClient } from '../helpers/daemons.js';
 import { platformForFile } from '../helpers/platform.js';
 import { testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
+import { resp } from '../helpers/redis.js';
 
 const isRoot = process.getuid?.() === 0;
 const apps: string[] = [];
@@ -46,20 +46,6 @@ function pier(args: string[], timeoutMs = 30_000): Promise<Ran> {
       clearTimeout(timer);
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
-  });
-}
-
-/** Sends raw RESP lines and returns what the server answered within `ms`. */
-function resp(port: number, lines: string[], ms = 500): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(lines.map((l) => `${l}\r\n`).join('')));
-    socket.on('data', (c) => (got += c.toString()));
-    socket.once('error', reject);
-    setTimeout(() => {
-      socket.destroy();
-      resolve(got);
-    }, ms);
   });
 }
 

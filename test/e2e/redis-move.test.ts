@@ -6,17 +6,14 @@
  * runner then comes back and starts no stale server. A runner frozen (SIGSTOP: silent, its server still running)
  * has its add-on placed elsewhere, and stops the stale server once it runs again. App names start with `rd`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { getAddon, redisUrl } from '../../src/db/index.js';
-import { processesOf } from '../../src/runner/app-files.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { authPing } from '../../src/runner/redis-server.js';
-import { CLI } from '../helpers/cli.js';
+import { redisServersOf } from '../helpers/redis.js';
+import { exited, startSecondRunner } from '../helpers/second-runner.js';
 import { platformForFile } from '../helpers/platform.js';
 import { testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
@@ -25,41 +22,6 @@ const isRoot = process.getuid?.() === 0;
 const apps: string[] = [];
 const slot = 31500 + (process.pid % 40) * 10;
 const p = platformForFile({ prefix: 'rd', apps, runner: { addonPortMin: slot, addonPortMax: slot + 4 } });
-
-/** Starts the second runner as its own process (no CURVE, as the platform's nexus; no stats collector). */
-function startRunner(id: string, dir: string, portMin: number): ChildProcess {
-  const file = join(dir, `${id}.toml`);
-  writeFileSync(file, [
-    `dataDir = "${dir}"`,
-    '[log]', 'level = "info"',
-    '[security]', 'curve = false',
-    '[cluster]', 'heartbeatIntervalMs = 100', 'heartbeatMisses = 15', 'controlTimeoutMs = 500', 'stats = []',
-    '[[cluster.nexus]]',
-    `control = "${p.nexus.control}"`, `events = "${p.nexus.events}"`, `heartbeats = "${p.nexus.heartbeats}"`, `api = "${p.nexus.api}"`,
-    '[runner]', `id = "${id}"`, `dir = "${join(dir, id)}"`, `portMin = ${portMin}`, `portMax = ${portMin + 49}`,
-    `addonPortMin = ${slot + 5}`, `addonPortMax = ${slot + 9}`, 'startTimeoutMs = 6000', 'drainMs = 0',
-    '',
-  ].join('\n'));
-  const out = openSync(join(dir, `${id}.log`), 'a');
-  return spawn(process.execPath, [CLI, 'runner', '--config', file], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', out, out] });
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-/** Live redis-server processes of the uid. */
-async function redisServersOf(uid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for (const pid of await processesOf(uid)) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/redis-server')) pids.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
 
 const WSGI = 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"ok"]\n';
 
@@ -71,7 +33,7 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
     const second = `runner-rd2-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50;
-    let child: ChildProcess | undefined = startRunner(second, p.dir, portMin);
+    let child: ChildProcess | undefined = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
     onTestFinished(async () => {
       if (child) {
         child.kill('SIGTERM');
@@ -126,7 +88,7 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     }, { name: 'a release with the new REDIS_URL live', timeoutMs: 20_000, intervalMs: 200 });
 
     // The killed runner comes back: nothing of the moved add-on starts there.
-    child = startRunner(second, p.dir, portMin);
+    child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
     await waitFor(() => isAlive(second), { name: 'second runner back', timeoutMs: 15_000, intervalMs: 100 });
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(await redisServersOf(uid)).toEqual([p.runner.addons!.servers().find((s) => s.name === created.name)!.pid]);
@@ -139,7 +101,7 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
     const second = `runner-rd3-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50;
-    const child = startRunner(second, p.dir, portMin);
+    const child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
     onTestFinished(async () => {
       child.kill('SIGCONT');
       child.kill('SIGTERM');

@@ -3,17 +3,14 @@
  * (SIGTERM: stopped; kill -9: parent-death signal), and the restarted runner starts them again from its assignments,
  * same generation and REDIS_URL, empty, with `note` saying why. App names start with `rd`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import { getAddon, redisUrl, type Addon } from '../../src/db/index.js';
-import { processesOf } from '../../src/runner/app-files.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { authPing } from '../../src/runner/redis-server.js';
-import { CLI } from '../helpers/cli.js';
+import { redisServersOf } from '../helpers/redis.js';
+import { exited, startSecondRunner } from '../helpers/second-runner.js';
 import { platformForFile } from '../helpers/platform.js';
 import { testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
@@ -24,41 +21,6 @@ const slot = 32000 + (process.pid % 40) * 10;
 // A 10 s dead-after budget (100 ms × 100): a runner restarted within it keeps its add-ons, and must start them again.
 const p = platformForFile({ prefix: 'rd', apps, runner: { addonPortMin: slot, addonPortMax: slot + 4 }, cluster: { heartbeatMisses: 100 } });
 
-/** Starts the second runner as its own process (no CURVE, as the platform's nexus; no stats collector). */
-function startRunner(id: string, dir: string, portMin: number): ChildProcess {
-  const file = join(dir, `${id}.toml`);
-  writeFileSync(file, [
-    `dataDir = "${dir}"`,
-    '[log]', 'level = "info"',
-    '[security]', 'curve = false',
-    '[cluster]', 'heartbeatIntervalMs = 100', 'heartbeatMisses = 100', 'controlTimeoutMs = 500', 'stats = []',
-    '[[cluster.nexus]]',
-    `control = "${p.nexus.control}"`, `events = "${p.nexus.events}"`, `heartbeats = "${p.nexus.heartbeats}"`, `api = "${p.nexus.api}"`,
-    '[runner]', `id = "${id}"`, `dir = "${join(dir, id)}"`, `portMin = ${portMin}`, `portMax = ${portMin + 49}`,
-    `addonPortMin = ${slot + 5}`, `addonPortMax = ${slot + 9}`, 'startTimeoutMs = 6000', 'drainMs = 0',
-    '',
-  ].join('\n'));
-  const out = openSync(join(dir, `${id}.log`), 'a');
-  return spawn(process.execPath, [CLI, 'runner', '--config', file], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', out, out] });
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-/** Live redis-server processes of the uid. */
-async function redisServersOf(uid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for (const pid of await processesOf(uid)) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/usr/bin/redis-server')) pids.push(pid);
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
-
 const WSGI = 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"ok"]\n';
 
 describe.runIf(isRoot)('a redis add-on whose runner restarts in time', () => {
@@ -68,7 +30,7 @@ describe.runIf(isRoot)('a redis add-on whose runner restarts in time', () => {
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
     const second = `runner-rd4-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50;
-    let child: ChildProcess | undefined = startRunner(second, p.dir, portMin);
+    let child: ChildProcess | undefined = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, heartbeatMisses: 100, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
     onTestFinished(async () => {
       if (child) {
         child.kill('SIGTERM');
@@ -102,7 +64,7 @@ describe.runIf(isRoot)('a redis add-on whose runner restarts in time', () => {
       child = undefined;
       // Its server is gone with it (stopped, or killed by the parent-death signal) before the runner is back.
       await waitFor(async () => !(await redisServersOf(uid)).includes(oldPid!) || undefined, { name: `server gone after ${signal}`, timeoutMs: 5000, intervalMs: 20 });
-      child = startRunner(second, p.dir, portMin);
+      child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, heartbeatMisses: 100, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
       const again = await readySince(previous.startedAt!.getTime());
       expect({ runner: again.runnerId, generation: again.generation, port: again.port, note: again.note }).toEqual({
         runner: second, generation: first.generation, port: first.port, note: `runner ${second} restarted; restarted empty`,

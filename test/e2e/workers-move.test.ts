@@ -5,13 +5,13 @@
  * within 10 s, never two copies of a worker at once (sampled every 50 ms). The killed runner then comes back and
  * runs nothing twice. App names start with `wk`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import type { Instance } from '../../src/protocol/index.js';
-import { CLI } from '../helpers/cli.js';
+import { exited, startSecondRunner } from '../helpers/second-runner.js';
 import { platformForFile } from '../helpers/platform.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -44,28 +44,6 @@ function running(jobs: string): Map<number, string> {
   return found;
 }
 
-/** Starts the second runner as its own process (no CURVE, as the platform's nexus; no stats collector). */
-function startRunner(id: string, dir: string, portMin: number): ChildProcess {
-  const file = join(dir, `${id}.toml`);
-  writeFileSync(file, [
-    `dataDir = "${dir}"`,
-    '[log]', 'level = "info"',
-    '[security]', 'curve = false',
-    '[cluster]', 'heartbeatIntervalMs = 100', 'heartbeatMisses = 15', 'controlTimeoutMs = 500', 'stats = []',
-    '[[cluster.nexus]]',
-    `control = "${p.nexus.control}"`, `events = "${p.nexus.events}"`, `heartbeats = "${p.nexus.heartbeats}"`, `api = "${p.nexus.api}"`,
-    '[runner]', `id = "${id}"`, `dir = "${join(dir, id)}"`, `portMin = ${portMin}`, `portMax = ${portMin + 49}`,
-    'startTimeoutMs = 6000', 'stopGraceMs = 2000', 'workerSettleMs = 500', 'drainMs = 0',
-    '',
-  ].join('\n'));
-  const out = openSync(join(dir, `${id}.log`), 'a');
-  return spawn(process.execPath, [CLI, 'runner', '--config', file], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', out, out] });
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
 describe.runIf(isRoot)('a worker whose runner dies', () => {
   it('runs again on a live runner within 10 s, and never twice', async () => {
     const app = `wk${randomId()}-move`;
@@ -76,7 +54,7 @@ describe.runIf(isRoot)('a worker whose runner dies', () => {
     const jobs = join(record, app);
     const second = `runner-wk2-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50; // outside the platform runner's 24000-28999
-    let child: ChildProcess | undefined = startRunner(second, p.dir, portMin);
+    let child: ChildProcess | undefined = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { stopGraceMs: 2000, workerSettleMs: 500 } });
     onTestFinished(async () => {
       if (child) {
         child.kill('SIGTERM');
@@ -127,7 +105,7 @@ describe.runIf(isRoot)('a worker whose runner dies', () => {
       expect(now.filter((i) => i.processType === 'worker').every((i) => i.runnerId === p.runner.id)).toBe(true);
 
       // The runner comes back: it starts nothing of what moved away.
-      child = startRunner(second, p.dir, portMin);
+      child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { stopGraceMs: 2000, workerSettleMs: 500 } });
       await waitFor(async () => (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === second && n.status === 'alive'), {
         name: 'second runner back', timeoutMs: 15_000, intervalMs: 100,
       });

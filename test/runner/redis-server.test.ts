@@ -15,6 +15,7 @@ import { AppUsers, type AppUser } from '../../src/runner/app-users.js';
 import { RedisServer, redisConfig, type RedisServerSpec } from '../../src/runner/redis-server.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
 import { waitFor } from '../helpers/wait.js';
+import { resp } from '../helpers/redis.js';
 
 const isRoot = process.getuid?.() === 0;
 const users = new AppUsers();
@@ -40,19 +41,6 @@ function spec(port: number, overrides: Partial<RedisServerSpec> = {}): RedisServ
   mkdirSync(workDir, { mode: 0o700 });
   if (user) chownSync(workDir, user.uid, user.gid);
   return { name: `redis-${randomId(2)}`, port, bindHost: '127.0.0.1', password: randomId(16), maxmemoryMb: 8, workDir, ...(user ? { user } : {}), ...overrides };
-}
-
-function resp(port: number, lines: string[], ms = 400): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(lines.map((l) => `${l}\r\n`).join('')));
-    socket.on('data', (c) => (got += c.toString()));
-    socket.once('error', reject);
-    setTimeout(() => {
-      socket.destroy();
-      resolve(got);
-    }, ms);
-  });
 }
 
 describe('redisConfig', () => {
