@@ -125,3 +125,17 @@ export async function deleteDestroyedAddon(q: Queryable, id: number): Promise<bo
   const result = await q.query("DELETE FROM addons WHERE id = $1 AND state = 'destroying'", [id]);
   return (result.rowCount ?? 0) > 0;
 }
+
+/**
+ * The config vars the app's add-ons own, as they are now (`null`: not set, e.g. a Redis not placed yet). A rollback
+ * restores a release's vars but keeps these: an add-on's URL points at where its data is now (a Redis that moved, a
+ * database created after that release), as on Heroku, where a rollback does not roll back add-ons.
+ */
+export async function addonVarsNow(q: Queryable, app: AppRef): Promise<Array<{ key: string; value: string | null }>> {
+  const { rows } = await q.query<{ key: string; value: string | null }>(
+    `SELECT a.config_var AS key, c.value FROM addons a LEFT JOIN config_vars c ON c.app_id = a.app_id AND c.key = a.config_var
+     WHERE a.app_id = $1 ORDER BY a.id`,
+    [app.id],
+  );
+  return rows;
+}

@@ -9,6 +9,7 @@ import type { AppRef } from './apps.js';
 import { appendEvent } from './events.js';
 import { claimDeploy, type DeployClaim } from './deploy-lock.js';
 import { promoteRelease } from './release-states.js';
+import { addonVarsNow } from './addons.js';
 import { replaceConfigVars } from './config-vars.js';
 import type { Queryable } from './pool.js';
 import { pickLimits } from './limits.js';
@@ -133,7 +134,7 @@ export async function instanceSpec(q: Queryable, instanceId: string): Promise<In
 /**
  * Rolls `app` back to release `version` (default: the newest release older than the live one that was live
  * before), as Heroku does: a new release with that release's code and config vars, which also become the app's
- * config vars. The caller holds the app row lock. @throws ConflictError when there is nothing to roll back to
+ * config vars — but for the add-ons' vars, which keep their current values (addonVarsNow). The caller holds the app row lock. @throws ConflictError when there is nothing to roll back to
  */
 export async function rollbackRelease(tx: Queryable, app: AppRef, version: number | undefined, ownerId: number | null, claim?: DeployClaim): Promise<Release> {
   const { rows } = await tx.query<{ version: number; status: string; sha256: string; config: Record<string, string> }>(
@@ -151,7 +152,12 @@ export async function rollbackRelease(tx: Queryable, app: AppRef, version: numbe
     throw new ConflictError(`app '${app.name}' has no earlier good release to roll back to; name one: pier rollback vN -a ${app.name}`);
   }
   if (source.status === 'failed') throw new ConflictError(`v${source.version} failed to start; roll back to a release that ran`);
-  await replaceConfigVars(tx, app, source.config, { rollback: source.version });
+  const vars = { ...source.config };
+  for (const { key, value } of await addonVarsNow(tx, app)) {
+    if (value === null) delete vars[key];
+    else vars[key] = value;
+  }
+  await replaceConfigVars(tx, app, vars, { rollback: source.version });
   return createRelease(tx, app, source.sha256, ownerId, `rollback to v${source.version}`, { ...(claim ? { claim } : {}) });
 }
 

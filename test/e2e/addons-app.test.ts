@@ -1,7 +1,8 @@
 /**
  * A deployed app and its postgresql add-on end to end (root platform, real runner, uWSGI, balancer): creating the
  * add-on rolls a new release whose instances get DATABASE_URL and reach their database as the app's user (Debian
- * psycopg2 in the release's virtualenv); the data outlives a redeploy; destroying the add-on rolls a release without it.
+ * psycopg2 in the release's virtualenv); the data outlives a redeploy and a rollback to a release from before the
+ * add-on (which keeps DATABASE_URL); destroying the add-on rolls a release without it.
  */
 import { request } from 'undici';
 import pg from 'pg';
@@ -84,7 +85,18 @@ describe('a deployed app with a postgresql add-on', () => {
 
     // A redeploy of the code keeps the database and its rows.
     expect((await p.deploy(app, dir)).status).toBe('live');
-    expect(count(await get())).toBeGreaterThan(second);
+    const third = count(await get());
+    expect(third).toBeGreaterThan(second);
+
+    // A rollback to the release from before the add-on keeps the add-on's var (add-ons are not rolled back).
+    const rollback = await p.api<{ release: Release }>('POST', `/v1/apps/${app}/rollback`, { version: before });
+    expect(rollback.status, JSON.stringify(rollback.json)).toBeLessThan(300);
+    expect(Object.keys((await p.api<{ vars: Record<string, string> }>('GET', `/v1/apps/${app}/config`)).json.vars)).toContain('DATABASE_URL');
+    await waitFor(async () => {
+      const release = await latestRelease();
+      return release.description === `rollback to v${before}` && release.status === 'live' ? release : undefined;
+    }, { name: 'the rollback is live', timeoutMs: 30_000, intervalMs: 200 });
+    expect(count(await get())).toBeGreaterThan(third);
 
     const destroyed = await p.api<{ addon: AddonView }>('DELETE', `/v1/apps/${app}/addons/${created.json.addon.name}`);
     expect(destroyed.json.addon.state).toBe('destroyed');
