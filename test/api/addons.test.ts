@@ -14,7 +14,7 @@ import type { AddonView } from '../../src/protocol/index.js';
 import { apiCaller, type ApiCall } from '../helpers/api.js';
 import { testConfig } from '../helpers/config.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
-import { testDatabase, testPool } from '../helpers/postgres.js';
+import { dropAddonLeftovers, testDatabase, testPool } from '../helpers/postgres.js';
 
 const dbUrl = await testDatabase();
 const pool = testPool(dbUrl);
@@ -77,19 +77,8 @@ beforeAll(async () => {
   bob = apiCaller(() => n.api, b.token);
 });
 
-afterAll(async () => {
-  // Whatever a failed test left: this file's roles and databases go, so the shared server stays clean.
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  for (const app of apps) {
-    const prefix = `addon_${app.replace(/-/g, '_')}_`;
-    const { rows } = await admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix]);
-    for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
-    const roles = await admin.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [prefix]);
-    for (const { rolname } of roles.rows) await admin.query(`DROP ROLE IF EXISTS "${rolname}"`);
-  }
-  await admin.end();
-});
+// Whatever a failed test left: this file's roles and databases go, so the shared server stays clean.
+afterAll(() => dropAddonLeftovers(adminUrl, apps));
 
 describe('postgresql add-ons', () => {
   it('confines each app to its own database, and destroying the add-on or the app drops database and role', async () => {

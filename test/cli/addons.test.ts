@@ -2,7 +2,6 @@
  * `pier addons*`: argument errors caught before anything is sent, and the commands end to end (the built CLI as a
  * real process) against a nexus on the test PostgreSQL.
  */
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { checkAddonName, checkDestroyConfirm, parseAddonKind } from '../../src/cli/commands/addons.js';
 import { randomId } from '../../src/core/ids.js';
@@ -10,7 +9,7 @@ import { createOwner, withTransaction } from '../../src/db/index.js';
 import type { AddonView } from '../../src/protocol/index.js';
 import { runCli } from '../helpers/cli.js';
 import { startNexus, type NexusHandle } from '../helpers/daemons.js';
-import { testDatabase, testPool } from '../helpers/postgres.js';
+import { dropAddonLeftovers, testDatabase, testPool } from '../helpers/postgres.js';
 
 describe('addons arguments', () => {
   it('takes the kinds Pier knows (and their Heroku names), refusing others with the list', () => {
@@ -48,19 +47,8 @@ describe('pier addons', () => {
     env = { PIER_API_URL: n.api, PIER_TOKEN: owner.token, XDG_CONFIG_HOME: '/nonexistent', PIER_DATA: '/nonexistent' };
   });
 
-  afterAll(async () => {
-    // A failed test may leave the app's database: drop it and its role from the shared server.
-    const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
-    await admin.connect();
-    const prefix = `addon_${app.replace(/-/g, '_')}_`;
-    for (const { datname } of (await admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix])).rows) {
-      await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
-    }
-    for (const { rolname } of (await admin.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [prefix])).rows) {
-      await admin.query(`DROP ROLE IF EXISTS "${rolname}"`);
-    }
-    await admin.end();
-  });
+  // A failed test may leave the app's database: drop it and its role from the shared server.
+  afterAll(() => dropAddonLeftovers(inject('pgAdminUrl'), [app]));
 
   it('creates, lists, shows and destroys an add-on; refuses bad arguments in one line before sending', async () => {
     expect((await runCli(['apps:create', app], env)).code).toBe(0);

@@ -5,11 +5,11 @@
  * add-on (which keeps DATABASE_URL); destroying the add-on rolls a release without it.
  */
 import { request } from 'undici';
-import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
 import type { AddonView, Release } from '../../src/protocol/index.js';
 import { platformForFile } from '../helpers/platform.js';
+import { dropAddonLeftovers } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
 const apps: string[] = [];
@@ -46,19 +46,8 @@ async function latestRelease(): Promise<Release> {
   return releases.reduce((a, b) => (a.version > b.version ? a : b));
 }
 
-afterAll(async () => {
-  // A failed run may leave the app's database on the shared server.
-  const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
-  await admin.connect();
-  const prefix = `addon_${app.replace(/-/g, '_')}_`;
-  for (const { datname } of (await admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix])).rows) {
-    await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
-  }
-  for (const { rolname } of (await admin.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [prefix])).rows) {
-    await admin.query(`DROP ROLE IF EXISTS "${rolname}"`);
-  }
-  await admin.end();
-});
+// A failed run may leave the app's database on the shared server.
+afterAll(() => dropAddonLeftovers(inject('pgAdminUrl'), [app]));
 
 describe('a deployed app with a postgresql add-on', () => {
   it('gets DATABASE_URL in a new release, keeps its data across a deploy, and loses it on destroy', async () => {

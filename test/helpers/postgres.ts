@@ -39,3 +39,23 @@ export function testPool(url: string): pg.Pool {
   afterAll(() => pool.end());
   return pool;
 }
+
+/**
+ * Drops whatever add-on databases and roles of `apps` a failed test left on the shared server (the platform names
+ * them `addon_<app, dashes as underscores>_…`), so the server stays clean. For an afterAll.
+ */
+export async function dropAddonLeftovers(adminUrl: string, apps: readonly string[]): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    for (const app of apps) {
+      const prefix = `addon_${app.replace(/-/g, '_')}_`;
+      const { rows } = await admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix]);
+      for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+      const roles = await admin.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)', [prefix]);
+      for (const { rolname } of roles.rows) await admin.query(`DROP ROLE IF EXISTS "${rolname}"`);
+    }
+  } finally {
+    await admin.end();
+  }
+}
