@@ -8,6 +8,26 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const results = `${root}/.vitest-results.json`;
 const extra = process.argv.slice(2);
 
+// The Debian packages the suite needs (scripts/test-packages.txt): installed when missing as root, else named.
+const packages = readFileSync(`${root}/scripts/test-packages.txt`, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+const installed = (pkg) => /install ok installed/.test(spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' }).stdout ?? '');
+const missing = spawnSync('dpkg-query', ['--version']).status === 0 ? packages.filter((pkg) => !installed(pkg)) : [];
+if (missing.length > 0) {
+  if (process.getuid?.() !== 0) {
+    console.error(`error: the tests need Debian packages; install them with: sudo apt-get install -y ${missing.join(' ')}`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  console.error(`test: installing Debian packages: ${missing.join(' ')}…`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = spawnSync('sh', ['-c', 'apt-get update -qq && apt-get install -y -qq "$@" >/dev/null', 'sh', ...missing], { stdio: 'inherit', env });
+  if (apt.status !== 0) {
+    console.error(`error: apt-get install ${missing.join(' ')} failed; install them and run npm test again`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+}
+
 const build = spawnSync(process.execPath, [`${root}/scripts/build.mjs`], { stdio: 'inherit', cwd: root });
 if (build.status !== 0) {
   console.log('0 passed, 1 failed');
