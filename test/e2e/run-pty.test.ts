@@ -21,7 +21,7 @@ const servers: string[] = [];
 afterEach(() => {
   for (const server of servers.splice(0)) {
     try {
-      execFileSync('tmux', ['-L', server, 'kill-server'], { stdio: 'ignore' });
+      execFileSync('tmux', ['-S', server, 'kill-server'], { stdio: 'ignore' });
     } catch {
       // already gone
     }
@@ -30,11 +30,12 @@ afterEach(() => {
 
 /** A tmux server of its own running `pier run -a APP -- ARGS` in one pane; `EXIT=N` is printed when it ends. */
 function terminal(app: string, args: string[]) {
-  const server = `rn-${randomId()}`;
+  // Its socket in the test's folder (a `-L` name's socket would stay in /tmp/tmux-UID after kill-server).
+  const server = join(p.dir, `rn-${randomId()}.tmux`);
   servers.push(server);
   const quoted = args.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   const command = `PIER_API_URL=${p.nexus.api} PIER_TOKEN=${p.tokens.owner} TERM=xterm ${process.execPath} ${CLI} run -a ${app} -- ${quoted}; echo EXIT=$?; sleep 60`;
-  const tmux = (...a: string[]): string => execFileSync('tmux', ['-L', server, ...a]).toString();
+  const tmux = (...a: string[]): string => execFileSync('tmux', ['-S', server, ...a]).toString();
   tmux('-f', '/dev/null', 'new-session', '-d', '-s', 'rn', '-x', '100', '-y', '30', command);
   tmux('set-option', '-t', 'rn', 'status', 'off');
   return {

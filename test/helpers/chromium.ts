@@ -44,7 +44,8 @@ export async function startChromium(dir: string): Promise<ChromiumHandle> {
   const userDataDir = join(dir, 'chromium-profile');
   mkdirSync(userDataDir, { recursive: true });
   const child: ChildProcess = spawn(CHROMIUM, [...FLAGS, `--user-data-dir=${userDataDir}`, 'about:blank'], {
-    detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: dir },
+    // TMPDIR too: Chromium puts its singleton socket folder there, and a killed browser leaves it behind.
+    detached: true, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: dir, TMPDIR: dir },
   });
   const pid = child.pid!;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
