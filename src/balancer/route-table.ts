@@ -18,6 +18,8 @@ export interface Backend {
   readonly release: number;
   /** The runner that runs it. */
   readonly runnerId: string;
+  /** Requests it serves at once, when its runner said (upstreams.ts keeps fewer connections to it than that). */
+  readonly capacity?: number;
 }
 
 /** An app as routed: its current backends and the round-robin cursor over them. */
@@ -69,7 +71,10 @@ const isInstance = validatorFor(Instance);
 function backendOf(instance: Instance, slot: 'live' | 'stage' = 'live'): Backend | undefined {
   if (!isRoutedIn(instance, slot) || instance.port === null || instance.isOutOfRotation === true) return undefined;
   const host = instance.host.includes(':') && !instance.host.startsWith('[') ? `[${instance.host}]` : instance.host;
-  return { id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release, runnerId: instance.runnerId };
+  return {
+    id: instance.id, host: instance.host, port: instance.port, address: `${host}:${instance.port}`, release: instance.release, runnerId: instance.runnerId,
+    ...(instance.capacity === undefined ? {} : { capacity: instance.capacity }),
+  };
 }
 
 /** Host → app → backends, with round-robin picking; see the module comment. */

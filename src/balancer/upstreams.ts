@@ -23,9 +23,20 @@ export interface UpstreamOptions {
   log: Logger;
 }
 
+/**
+ * Connections kept to one instance. A uWSGI thread serves one kept-alive connection until it closes, so a balancer
+ * holding as many connections as the instance has threads leaves every further connection (a burst past that, the
+ * runner's health probe, another balancer) waiting for uWSGI's 4 s socket time-out. Kept below the instance's
+ * capacity (processes x threads, as its runner reports), one thread stays free; requests past it queue here.
+ */
+export function connectionsFor(capacity: number | undefined, maxConnections: number): number {
+  if (capacity === undefined) return maxConnections;
+  return Math.max(1, Math.min(maxConnections, capacity - 1));
+}
+
 /** One keep-alive pool per instance address, created on first use and retired when the instance leaves. */
 export class UpstreamPools {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, { pool: Pool; connections: number }>();
   private readonly coolingUntil = new Map<string, number>();
   private readonly log: Logger;
 
@@ -33,24 +44,25 @@ export class UpstreamPools {
     this.log = options.log.child({ component: 'balancer.upstreams' });
   }
 
-  /** The pool for a backend, created on first use. */
+  /** The pool for a backend, created on first use (and again when the instance at that address serves a different number at once). */
   pool(backend: Backend): Pool {
-    let pool = this.pools.get(backend.address);
-    if (!pool) {
-      const { options } = this;
-      pool = new Pool(`http://${backend.address}`, {
-        connections: options.maxConnections,
-        pipelining: 1,
-        connectTimeout: options.connectTimeoutMs,
-        headersTimeout: options.responseTimeoutMs,
-        bodyTimeout: options.bodyTimeoutMs,
-        keepAliveTimeout: options.keepAliveMs,
-        keepAliveMaxTimeout: options.keepAliveMs,
-        // A body that does not match its Content-Length fails the request instead of reaching the app malformed.
-        strictContentLength: true,
-      });
-      this.pools.set(backend.address, pool);
-    }
+    const connections = connectionsFor(backend.capacity, this.options.maxConnections);
+    const known = this.pools.get(backend.address);
+    if (known && known.connections === connections) return known.pool;
+    if (known) this.retire(backend.address, known.pool);
+    const { options } = this;
+    const pool = new Pool(`http://${backend.address}`, {
+      connections,
+      pipelining: 1,
+      connectTimeout: options.connectTimeoutMs,
+      headersTimeout: options.responseTimeoutMs,
+      bodyTimeout: options.bodyTimeoutMs,
+      keepAliveTimeout: options.keepAliveMs,
+      keepAliveMaxTimeout: options.keepAliveMs,
+      // A body that does not match its Content-Length fails the request instead of reaching the app malformed.
+      strictContentLength: true,
+    });
+    this.pools.set(backend.address, { pool, connections });
     return pool;
   }
 
@@ -71,13 +83,17 @@ export class UpstreamPools {
 
   /** Closes (gracefully) the pools of instances no longer routed to. */
   retain(addresses: ReadonlySet<string>): void {
-    for (const [address, pool] of this.pools) {
+    for (const [address, { pool }] of this.pools) {
       if (addresses.has(address)) continue;
-      this.pools.delete(address);
       this.coolingUntil.delete(address);
-      // Requests still running on it finish; then its sockets close. A failure here changes nothing for clients.
-      pool.close().catch((err: Error) => this.log.debug({ err: err.message, backend: address }, 'pool close failed'));
+      this.retire(address, pool);
     }
+  }
+
+  /** Requests still running on it finish; then its sockets close. A failure here changes nothing for clients. */
+  private retire(address: string, pool: Pool): void {
+    this.pools.delete(address);
+    pool.close().catch((err: Error) => this.log.debug({ err: err.message, backend: address }, 'pool close failed'));
   }
 
   /** Open pools (one per instance ever routed to and not yet retired). */
@@ -89,14 +105,14 @@ export class UpstreamPools {
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
-    await Promise.allSettled(pools.map((pool) => pool.close()));
+    await Promise.allSettled(pools.map(({ pool }) => pool.close()));
   }
 
   /** Aborts everything still running and closes every connection at once. */
   async destroy(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
-    await Promise.allSettled(pools.map((pool) => pool.destroy()));
+    await Promise.allSettled(pools.map(({ pool }) => pool.destroy()));
   }
 }
 

@@ -188,7 +188,9 @@ export type ReportedState = 'starting' | 'ready' | 'failed' | 'stopped';
  * Applies a runner's report about one of its instances. Reports from another runner are ignored (the instance
  * moved); `stopped` removes the row; a stopping instance never goes back to ready.
  */
-export async function reportInstance(tx: Queryable, runnerId: string, id: string, state: ReportedState, port: number | null, error: string | null): Promise<boolean> {
+export async function reportInstance(
+  tx: Queryable, runnerId: string, id: string, state: ReportedState, port: number | null, error: string | null, capacity: number | null = null,
+): Promise<boolean> {
   if (state === 'stopped') {
     const { rows } = await tx.query<{ app: string }>(
       'DELETE FROM instances i USING apps a WHERE i.id = $1 AND i.runner_id = $2 AND a.id = i.app_id RETURNING a.name AS app', [id, runnerId],
@@ -198,9 +200,9 @@ export async function reportInstance(tx: Queryable, runnerId: string, id: string
     return rows.length > 0;
   }
   const result = await tx.query(
-    `UPDATE instances SET state = $3, port = coalesce($4, port), error = $5, updated_at = now()
+    `UPDATE instances SET state = $3, port = coalesce($4, port), error = $5, capacity = coalesce($6, capacity), updated_at = now()
      WHERE id = $1 AND runner_id = $2 AND state NOT IN ('stopping', 'failed') AND state <> $3`,
-    [id, runnerId, state, port, error],
+    [id, runnerId, state, port, error, capacity],
   );
   if (result.rowCount) await instanceChanged(tx, id);
   return (result.rowCount ?? 0) > 0;

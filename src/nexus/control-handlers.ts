@@ -75,7 +75,7 @@ export function controlHandlers(ctx: HandlerContext): HandlerMap {
       const applied = await runOnce(pool, r.id, r.type, async (tx) => {
         // The process is gone (the runner says so): a singleton's lease is free for its successor at once.
         if (r.state === 'stopped') await releaseSingletonOf(tx, r.instanceId);
-        return reportInstance(tx, r.nodeId, r.instanceId, r.state, r.port ?? null, r.error ?? null);
+        return reportInstance(tx, r.nodeId, r.instanceId, r.state, r.port ?? null, r.error ?? null, r.capacity ?? null);
       });
       ctx.onInstanceReport?.();
       return { applied };

@@ -94,6 +94,8 @@ export const Instance = Type.Object({
   state: InstanceState,
   /** Taken out of rotation by the remediation ladder: balancers do not route it. Absent: false. */
   isOutOfRotation: Type.Optional(Type.Boolean()),
+  /** Requests it serves at once (uWSGI processes x threads), as its runner reported; absent when not reported. */
+  capacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
 }, { additionalProperties: false });
 export type Instance = Static<typeof Instance>;
 

@@ -111,6 +111,8 @@ export const COMMANDS = {
       instanceId: Type.String({ minLength: 1, maxLength: 64 }),
       state: Type.Union([Type.Literal('starting'), Type.Literal('ready'), Type.Literal('failed'), Type.Literal('stopped')]),
       port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+      /** Requests the instance serves at once (uWSGI processes x threads); sent with its port. */
+      capacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
       error: Type.Optional(Type.String({ maxLength: 16 * 1024 })),
     },
     Type.Object({ applied: Type.Boolean() }),

@@ -704,7 +704,9 @@ export class InstanceManager {
     const id = `${this.options.runnerId}:${instanceId}:${state}:${Date.now()}`;
     for (let attempt = 0; attempt < 30 && !this.isClosed; attempt++) {
       try {
-        await this.options.control.call('instance.report', { nodeId: this.options.runnerId, instanceId, state, ...(port === undefined ? {} : { port }), ...(error === undefined ? {} : { error: error.slice(0, 16_000) }) }, { id });
+        // With its port goes how many requests it serves at once: balancers keep fewer connections to it (upstreams.ts).
+        const served = port === undefined ? {} : { port, capacity: Math.min(65_535, this.options.processes * this.options.threads) };
+        await this.options.control.call('instance.report', { nodeId: this.options.runnerId, instanceId, state, ...served, ...(error === undefined ? {} : { error: error.slice(0, 16_000) }) }, { id });
         return;
       } catch (err) {
         this.log.warn({ instance: instanceId, state, err: (err as Error).message }, 'cannot report instance state; retrying');

@@ -47,20 +47,21 @@ export async function startBackend(name: string, handler: Handler = echo): Promi
 }
 
 /** Ready, live instances of `app` at the given ports. */
-export function instances(app: string, ports: number[]): Instance[] {
+export function instances(app: string, ports: number[], capacity?: number): Instance[] {
   return ports.map((port, i) => ({
     id: `${app}-${i + 1}`, app, release: 1, isLive: true, processType: 'web', runnerId: 'runner-1', host: '127.0.0.1', port, state: 'ready' as const,
+    ...(capacity === undefined ? {} : { capacity }),
   }));
 }
 
 /** A route table holding the given apps (name → hostnames and backend ports). */
-export function tableWith(apps: Record<string, { hostnames?: string[]; ports: number[] }>, domain = 'localhost'): RouteTable {
+export function tableWith(apps: Record<string, { hostnames?: string[]; ports: number[]; capacity?: number }>, domain = 'localhost'): RouteTable {
   const table = new RouteTable({ domain });
   table.load({
     version: 1,
     apps: Object.entries(apps).map(([name, a]) => ({ name, owner: 'admin', webScale: a.ports.length, hostnames: a.hostnames ?? [], createdAt: 0 })),
     nodes: [],
-    instances: Object.entries(apps).flatMap(([name, a]) => instances(name, a.ports)),
+    instances: Object.entries(apps).flatMap(([name, a]) => instances(name, a.ports, a.capacity)),
   });
   return table;
 }

@@ -137,6 +137,18 @@ describe('proxy', () => {
     expect(backend.connections).toBeLessThanOrEqual(10);
   });
 
+  it('keeps fewer connections to an instance than the requests it serves at once, and queues the rest', async () => {
+    const backend = await startBackend('b', (req, res) => setTimeout(() => res.end('ok'), 20));
+    const { port } = await startProxy(tableWith({ app: { ports: [backend.port], capacity: 3 } }));
+    const replies = await Promise.all(Array.from({ length: 12 }, () => send(port, 'app.localhost')));
+    expect(replies.map((r) => r.status)).toEqual(Array.from({ length: 12 }, () => 200));
+    expect(backend.connections).toBe(2); // one of its three threads stays free for a new connection (a health probe)
+    const single = await startBackend('c');
+    const one = await startProxy(tableWith({ app: { ports: [single.port], capacity: 1 } }));
+    await Promise.all(Array.from({ length: 4 }, () => send(one.port, 'app.localhost')));
+    expect(single.connections).toBe(1);
+  });
+
   it('streams request and response bodies through', async () => {
     const backend = await startBackend('b', (req, res) => {
       let bytes = 0;
