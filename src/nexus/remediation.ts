@@ -4,14 +4,16 @@
  * applies the actions in one transaction.
  *
  * The ladder, for an unhealthy instance, one rung per check interval:
- *   1 out-of-rotation — balancers stop routing it (never the app's last serving instance while it still answers);
+ *   1 out-of-rotation — balancers stop routing it (never the app's last serving instance: see below);
  *   2 rewrite         — its runner writes its vassal again from its record (uWSGI reloads it);
  *   3 restart         — its runner stops and starts its vassal;
  *   4 move            — it is stopped and a replacement is placed on another runner (the same one if none other).
  * Healthy again at any rung: back into rotation, off the ladder. At most one instance of an app is on the ladder
- * at a time, and none while the app is deploying. The app's last serving instance, while it still answers, is left
- * alone (its alert stays open): even a graceful reload of the only instance refuses requests for a moment, and a
- * check that is wrong for the app must not take it down. One that does not answer at all climbs the whole ladder.
+ * at a time, and none while the app is deploying. The app's last serving instance stays in rotation whatever
+ * happens: out of it, every request gets a 503, which helps no one. While it still answers it is left alone (its
+ * alert stays open): even a graceful reload of the only instance refuses requests for a moment, and a check that is
+ * wrong for the app must not take it down. One that does not answer at all climbs the other rungs in place
+ * (rewrite, restart, move).
  */
 import type { LadderAppRow, LadderInstanceRow } from '../db/index.js';
 import type { Rung } from '../protocol/index.js';
@@ -82,10 +84,11 @@ function nextRung(app: LadderAppRow, i: LadderInstanceRow, web: readonly LadderI
   const reason = i.reason ?? 'unhealthy';
   const base = { kind: 'rung' as const, app: app.name, appId: app.appId, instance: i.id, reason };
   if (!i.isOutOfRotation) {
-    if (isKept) return undefined; // the last one serving: left in rotation (see the module comment)
-    return { ...base, rung: 'out-of-rotation', step: Math.max(1, i.rung) };
+    if (othersServing) return { ...base, rung: 'out-of-rotation', step: Math.max(1, i.rung) };
+    if (isKept) return undefined; // the last one serving, still answering: left alone (see the module comment)
   }
-  const step = i.rung + 1;
+  // Out of rotation, or the last one serving and not answering: the next rung past out-of-rotation.
+  const step = Math.max(1, i.rung) + 1;
   if (step > STEPS.length) return undefined;
   const rung = STEPS[step - 1]!;
   if (rung !== 'move') return { ...base, rung, step };

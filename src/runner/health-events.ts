@@ -46,7 +46,7 @@ export class HealthEvents {
     this.logLine(app, instance, `instance ${instance}: remediation ${rung}${reason ? ` (${reason})` : ''}`);
     const { manager, log } = this.options;
     const act = rung === 'rewrite' ? manager.rewrite(instance)
-      : rung === 'restart' ? manager.restart(instance).finally(() => this.options.prober.forgetRestarts(instance)) : undefined;
+      : rung === 'restart' ? (this.options.prober.pierRestarts(instance), manager.restart(instance)) : undefined;
     void act?.catch((err) => log.warn({ err, instance, rung }, 'remediation step failed'));
   }
 

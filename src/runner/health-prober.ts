@@ -32,6 +32,9 @@ export interface HealthProberOptions {
 /** Pause before a probe that got no answer is tried again. */
 const NO_ANSWER_RETRY_MS = 200;
 
+/** How long after Pier began restarting an instance its next restart is taken for Pier's. */
+const PIER_RESTART_MS = 30_000;
+
 /** Results waiting for the nexus; beyond it the oldest are dropped (only the newest per target matters much). */
 const MAX_QUEUE = 5000;
 
@@ -40,8 +43,11 @@ export class HealthProber {
   /** Instance → when its next probe is due (ms). */
   private readonly due = new Map<string, number>();
   private readonly inFlight = new Set<string>();
-  /** Vassal → its master's pid and respawn count last seen, and when it was seen restarting. */
-  private readonly vassals = new Map<string, { pid: number; respawns: number; restarts: number[] }>();
+  /**
+   * Vassal → its master's pid and respawn count last seen, when it was seen restarting, and when Pier began
+   * restarting it (the next restart within PIER_RESTART_MS is Pier's, not counted).
+   */
+  private readonly vassals = new Map<string, { pid: number; respawns: number; restarts: number[]; pierRestartAt?: number }>();
   private readonly crashLoops = new Map<string, string>();
   private queue: HealthResult[] = [];
   private tickTimer: NodeJS.Timeout | undefined;
@@ -70,10 +76,13 @@ export class HealthProber {
     for (const s of this.options.serving()) if (s.app === app) this.due.delete(s.id);
   }
 
-  /** Pier itself restarted the instance (remediation): that restart is not the app crashing. */
-  forgetRestarts(id: string): void {
-    this.vassals.delete(id);
-    this.crashLoops.delete(id);
+  /**
+   * Pier itself restarts the instance (remediation): that restart is not the app crashing, so it is not counted.
+   * The app's own restarts before it still are: a crash loop is not forgotten by restarting it.
+   */
+  pierRestarts(id: string): void {
+    const known = this.vassals.get(id);
+    if (known) known.pierRestartAt = Date.now();
   }
 
   checkOf(app: string): Check {
@@ -137,8 +146,10 @@ export class HealthProber {
       const known = this.vassals.get(v.name);
       const restarts = (known?.restarts ?? []).filter((at) => now - at <= windowMs);
       // uWSGI 2.0's emperor does not count a vassal that died and came back in `respawns`: its master's pid changes.
-      if (known && (known.pid !== v.pid || v.respawns > known.respawns)) restarts.push(now);
-      this.vassals.set(v.name, { pid: v.pid, respawns: v.respawns, restarts });
+      const hasRestarted = known !== undefined && (known.pid !== v.pid || v.respawns > known.respawns);
+      const pierRestartAt = known?.pierRestartAt !== undefined && now - known.pierRestartAt < PIER_RESTART_MS ? known.pierRestartAt : undefined;
+      if (hasRestarted && pierRestartAt === undefined) restarts.push(now);
+      this.vassals.set(v.name, { pid: v.pid, respawns: v.respawns, restarts, ...(pierRestartAt !== undefined && !hasRestarted ? { pierRestartAt } : {}) });
       if (restarts.length >= limit) this.crashLoops.set(v.name, `crash loop: uWSGI restarted it ${restarts.length} times in the last ${Math.round(windowMs / 1000)} s`);
       else this.crashLoops.delete(v.name);
     }

@@ -43,14 +43,20 @@ describe('remediation ladder', () => {
     expect(actions).toEqual([{ kind: 'raise', app: 'hc-a', instance: 'b', reason: sick.reason }]);
   });
 
-  it('leaves the last serving instance alone while it answers (alert only); one that does not answer climbs', () => {
+  it('leaves the last serving instance alone while it answers (alert only); one that does not answer climbs in rotation', () => {
     expect(decide([app([inst('a', sick)])], { now, runners })).toEqual([{ kind: 'raise', app: 'hc-a', instance: 'a', reason: sick.reason }]);
     const kept = inst('a', { ...sick, alertId: 1 });
     expect(decide([app([kept])], { now, runners })).toEqual([]);
     // An out-of-rotation instance does not count as serving; another instance that serves frees it to leave.
     expect(decide([app([kept, inst('b', { isOutOfRotation: true, healthy: true })])], { now, runners })).toMatchObject([{ kind: 'restore', instance: 'b' }]);
     expect(decide([app([kept, inst('b')])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'out-of-rotation', step: 1 }]);
-    expect(decide([app([inst('a', { ...sick, answers: false, alertId: 1 })])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'out-of-rotation', step: 1 }]);
+    // Not answering: rewrite, restart, move, all in rotation (out of it, the public would get only 503s).
+    const dead = (rung: number) => inst('a', { ...sick, answers: false, alertId: 1, rung, rungAt: rung > 0 ? now - 1000 : null });
+    expect(decide([app([dead(0)])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'rewrite', step: 2 }]);
+    expect(decide([app([dead(2)])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'restart', step: 3 }]);
+    expect(decide([app([dead(3)])], { now, runners })).toMatchObject([{ kind: 'rung', rung: 'move', step: 4, toRunner: 'r2' }]);
+    // Another instance serving again: the one on the ladder leaves rotation at its rung, then climbs on.
+    expect(decide([app([dead(2), inst('b')])], { now, runners })).toMatchObject([{ kind: 'rung', instance: 'a', rung: 'out-of-rotation', step: 2 }]);
     // The other instance turning unhealthy while one is out leaves it in place (the last serving).
     const out = inst('a', { ...sick, alertId: 1, isOutOfRotation: true, rung: 1, rungAt: now - 5000 });
     expect(decide([app([out, inst('b', { ...sick, alertId: 2 })])], { now, runners })).toMatchObject([{ kind: 'rung', instance: 'a', rung: 'rewrite', step: 2 }]);
