@@ -275,9 +275,10 @@ export const PierConfig = Type.Object(
       /** How long an idle keep-alive connection to an instance is kept (keep below uWSGI's socket timeout). @default 3000 */
       upstreamKeepAliveMs: Ms(3000, 1),
       /**
-       * Most connections to one instance; further requests queue in the balancer. Keep it near the instance's
-       * concurrency: a uWSGI worker holds one keep-alive connection at a time, so many half-idle connections
-       * starve (measured with 2 workers: 16 connections 14k req/s, 64 connections 4–12k with multi-second tails).
+       * Most connections to one instance; further requests queue in the balancer. Below this, the balancer keeps
+       * one fewer than the instance's reported capacity (processes x threads; balancer/upstreams.ts): a uWSGI
+       * thread holds one kept-alive connection until it closes, so more connections than threads stall (measured
+       * with 2 workers: 16 connections 14k req/s, 64 connections 4–12k with multi-second tails).
        * @default 16
        */
       maxConnectionsPerBackend: Type.Integer({ minimum: 1, maximum: 65_535, default: 16 }),
