@@ -84,8 +84,9 @@ export interface LadderInstanceRow {
   isOutOfRotation: boolean;
   rung: number;
   rungAt: number | null;
-  /** Its open alert. */
+  /** Its open alert, and what that alert says. */
   alertId: number | null;
+  alertReason?: string | null;
 }
 
 export interface LadderAppRow {
@@ -120,13 +121,13 @@ export async function loadLadderState(q: Queryable): Promise<LadderAppRow[]> {
   );
   const instances = await q.query<{
     id: string; app_id: number; runner_id: string; process_type: string; state: string; release_id: number; routed: boolean;
-    ok: boolean | null; status: number | null; error: string | null; out_of_rotation: boolean; remediation_rung: number; remediation_at: Date | null; alert_id: number | null;
+    ok: boolean | null; status: number | null; error: string | null; out_of_rotation: boolean; remediation_rung: number; remediation_at: Date | null; alert_id: number | null; alert_reason: string | null;
     answered_lately: boolean;
   }>(
     // answered_lately: some probe of its runner got an answer within the last two check intervals, so one probe lost
     // to a respawn or a busy moment does not make an app's last serving instance look dead.
     `SELECT i.id, i.app_id, i.runner_id, i.process_type, i.state, i.release_id, i.routed, h.ok, h.status, h.error, i.out_of_rotation,
-            i.remediation_rung, i.remediation_at, al.id AS alert_id,
+            i.remediation_rung, i.remediation_at, al.id AS alert_id, al.reason AS alert_reason,
             EXISTS (SELECT 1 FROM health_results r WHERE r.app_id = i.app_id AND r.target = i.id AND r.from_node = i.runner_id AND r.status > 0
                     AND r.at > now() - make_interval(secs => 2 * coalesce(c.interval_ms, $1) / 1000.0)) AS answered_lately
      FROM instances i LEFT JOIN health_last h ON h.target = i.id AND h.from_node = i.runner_id
@@ -147,7 +148,7 @@ export async function loadLadderState(q: Queryable): Promise<LadderAppRow[]> {
       .map((i) => ({
         id: i.id, runnerId: i.runner_id, processType: i.process_type, state: i.state, healthy: i.ok, answers: (i.status !== null && i.status > 0) || i.answered_lately,
         reason: i.ok === false ? i.error : null, isOutOfRotation: i.out_of_rotation, rung: i.remediation_rung,
-        rungAt: i.remediation_at?.getTime() ?? null, alertId: i.alert_id === null ? null : Number(i.alert_id),
+        rungAt: i.remediation_at?.getTime() ?? null, alertId: i.alert_id === null ? null : Number(i.alert_id), alertReason: i.alert_reason,
       })),
     strayAlerts: stray.rows.filter((s) => s.app_id === a.id).map((s) => Number(s.id)),
   }));

@@ -32,6 +32,11 @@ export interface DecideOptions {
 
 const STEPS: Rung[] = ['out-of-rotation', 'rewrite', 'restart', 'move'];
 
+/** Whether a health reason is the runner's crash-loop verdict (health-prober.ts). */
+function isCrashLoop(reason: string | null | undefined): boolean {
+  return reason?.startsWith('crash loop: ') === true;
+}
+
 /** Whether an instance takes public traffic now. */
 function isServing(i: LadderInstanceRow): boolean {
   return i.state === 'ready' && !i.isOutOfRotation && i.healthy !== false;
@@ -50,6 +55,11 @@ function decideApp(app: LadderAppRow, options: DecideOptions): HealthAction[] {
   for (const i of web) {
     if (i.healthy === false && i.state === 'ready' && i.alertId === null) {
       actions.push({ kind: 'raise', app: app.name, instance: i.id, reason: i.reason ?? 'unhealthy' });
+    } else if (i.healthy === false && i.alertId !== null && isCrashLoop(i.reason) && !isCrashLoop(i.alertReason)) {
+      // A crash loop is the sharper diagnosis (a probe may first have caught one of its deaths): the open alert is
+      // replaced by one that says so.
+      actions.push({ kind: 'clear', app: app.name, alertId: i.alertId, why: 'diagnosed as a crash loop' });
+      actions.push({ kind: 'raise', app: app.name, instance: i.id, reason: i.reason! });
     } else if (i.healthy === true && i.alertId !== null) {
       actions.push({ kind: 'clear', app: app.name, alertId: i.alertId, why: 'healthy again' });
     }

@@ -112,7 +112,12 @@ describe('health checks e2e', () => {
     expect(result2.failed, result2.failures.join('; ')).toBe(0);
     const h = await health(app);
     expect(h.instances.find((i) => i.id === b!.id)).toMatchObject({ healthy: true, isOutOfRotation: false, rung: 0 });
-    const logs = (await p.api<{ lines: string[] }>('GET', `/v1/apps/${app}/logs?lines=10000`)).json.lines.filter((l) => l.includes(' pier['));
+    // The runner's log lines travel through a collector: waited for, not read once.
+    const pierLines = async () => (await p.api<{ lines: string[] }>('GET', `/v1/apps/${app}/logs?lines=10000`)).json.lines.filter((l) => l.includes(' pier['));
+    const logs = await waitFor(async () => {
+      const lines = await pierLines();
+      return lines.some((l) => l.includes(`alert cleared for instance ${b!.id}: healthy again`)) ? lines : undefined;
+    }, { name: 'the clearing in the app log', timeoutMs: 10_000, intervalMs: 200 }).catch(async () => pierLines());
     expect(logs.some((l) => l.includes(`alert raised for instance ${a!.id}: check GET /health answered 500`)), logs.join('\n')).toBe(true);
     expect(logs.some((l) => l.includes(`alert cleared for instance ${b!.id}: healthy again`)), logs.join('\n')).toBe(true);
   });

@@ -35,6 +35,17 @@ describe('remediation ladder', () => {
     expect(decide([app([at(4, 5000), inst('b')])], { now, runners })).toEqual([]);
   });
 
+  it('replaces an open alert by one saying crash loop once the instance is diagnosed so, once', () => {
+    const loop = 'crash loop: uWSGI restarted it 3 times in the last 60 s';
+    const caught = inst('a', { healthy: false, reason: loop, alertId: 4, alertReason: 'check GET / failed: ECONNREFUSED' });
+    expect(decide([app([caught, inst('b')])], { now, runners }).filter((a) => a.kind !== 'rung')).toEqual([
+      { kind: 'clear', app: 'hc-a', alertId: 4, why: 'diagnosed as a crash loop' },
+      { kind: 'raise', app: 'hc-a', instance: 'a', reason: loop },
+    ]);
+    const said = inst('a', { healthy: false, reason: loop, alertId: 5, alertReason: loop });
+    expect(decide([app([said, inst('b')])], { now, runners }).filter((a) => a.kind !== 'rung')).toEqual([]);
+  });
+
   it('never has two instances of an app on the ladder at once', () => {
     const a = inst('a', { ...sick, alertId: 1, isOutOfRotation: true, rung: 1, rungAt: now - 10 });
     const b = inst('b', { ...sick });
