@@ -202,8 +202,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     // undici accepts async iterables as bodies (documented), though its types list only streams and buffers.
     const body = hasBody(req) ? (this.body() as unknown as Dispatcher.DispatchOptions['body']) : null;
+    // An instance serving one request at a time gets no kept-alive connection: held, it would be its only thread.
     this.proxy.options.upstreams.pool(backend).dispatch(
-      { path: originPath(req.url), method: req.method ?? 'GET', headers: this.headers, body },
+      { path: originPath(req.url), method: req.method ?? 'GET', headers: this.headers, body, ...(backend.capacity === 1 ? { reset: true } : {}) },
       this,
     );
   }

@@ -27,7 +27,8 @@ export interface UpstreamOptions {
  * Connections kept to one instance. A uWSGI thread serves one kept-alive connection until it closes, so a balancer
  * holding as many connections as the instance has threads leaves every further connection (a burst past that, the
  * runner's health probe, another balancer) waiting for uWSGI's 4 s socket time-out. Kept below the instance's
- * capacity (processes x threads, as its runner reports), one thread stays free; requests past it queue here.
+ * capacity (processes x threads, as its runner reports), one thread stays free; requests past it queue here. An
+ * instance of capacity 1 gets one connection, closed after each response (proxy.ts), so its thread is free between.
  */
 export function connectionsFor(capacity: number | undefined, maxConnections: number): number {
   if (capacity === undefined) return maxConnections;

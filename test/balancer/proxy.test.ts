@@ -143,10 +143,13 @@ describe('proxy', () => {
     const replies = await Promise.all(Array.from({ length: 12 }, () => send(port, 'app.localhost')));
     expect(replies.map((r) => r.status)).toEqual(Array.from({ length: 12 }, () => 200));
     expect(backend.connections).toBe(2); // one of its three threads stays free for a new connection (a health probe)
+    // One thread: one connection at a time, closed after each response, so the thread is free again in between.
     const single = await startBackend('c');
     const one = await startProxy(tableWith({ app: { ports: [single.port], capacity: 1 } }));
-    await Promise.all(Array.from({ length: 4 }, () => send(one.port, 'app.localhost')));
-    expect(single.connections).toBe(1);
+    const answers = await Promise.all(Array.from({ length: 4 }, () => send(one.port, 'app.localhost')));
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    expect(single.connections).toBe(4);
+    await waitFor(() => single.open.size === 0 || undefined, { name: 'no connection kept to a one-thread instance', timeoutMs: 2000 });
   });
 
   it('streams request and response bodies through', async () => {
