@@ -15,7 +15,7 @@ export interface CommandModule {
 }
 
 export const COMMAND_MODULES: readonly CommandModule[] = [
-  { commands: ['up', 'down', 'status', 'nodes', 'login', 'nexus', 'runner', 'balancer'], load: async () => (await import('./commands/platform.js')).registerPlatformCommands },
+  { commands: ['up', 'down', 'status', 'nodes', 'nodes:drain', 'login', 'nexus', 'runner', 'balancer'], load: async () => (await import('./commands/platform.js')).registerPlatformCommands },
   { commands: ['apps', 'apps:create', 'apps:info', 'apps:destroy', 'owners:create'], load: async () => (await import('./commands/apps.js')).registerAppCommands },
   { commands: ['hosts', 'hosts:add', 'hosts:remove'], load: async () => (await import('./commands/hosts.js')).registerHostCommands },
   { commands: ['config', 'config:set', 'config:unset'], load: async () => (await import('./commands/config.js')).registerConfigCommands },

@@ -25,6 +25,8 @@ export interface AddonRunner {
   load: number;
   /** Ports its add-on servers hold now. */
   usedPorts: Set<number>;
+  /** An operator drains it (`pier nodes:drain`): no add-on server goes there, the ones there move. */
+  isDraining: boolean;
 }
 
 /** `redis://:PASSWORD@host:port/0`, as Heroku's REDIS_URL. */
@@ -41,8 +43,10 @@ export async function redisAddons(q: Queryable): Promise<Addon[]> {
 
 /** Runners with their add-on port ranges (from registration; `defaults` for an older runner) and their load. */
 export async function addonRunners(q: Queryable, defaults: { portMin: number; portMax: number }): Promise<AddonRunner[]> {
-  const { rows } = await q.query<{ id: string; address: string; info: Record<string, unknown>; beat: Date | null; instances: string; addons: string; ports: number[] | null }>(
-    `SELECT n.id, n.address, n.info, n.last_heartbeat_at AS beat,
+  const { rows } = await q.query<{
+    id: string; address: string; info: Record<string, unknown>; beat: Date | null; instances: string; addons: string; ports: number[] | null; is_draining: boolean;
+  }>(
+    `SELECT n.id, n.address, n.info, n.last_heartbeat_at AS beat, n.draining_since IS NOT NULL AS is_draining,
        (SELECT count(*) FROM instances i WHERE i.runner_id = n.id) AS instances,
        (SELECT count(*) FROM addons a WHERE a.runner_id = n.id) AS addons,
        (SELECT array_agg(a.port) FROM addons a WHERE a.runner_id = n.id AND a.port IS NOT NULL) AS ports
@@ -53,7 +57,7 @@ export async function addonRunners(q: Queryable, defaults: { portMin: number; po
     const max = Number.isInteger(r.info.addonPortMax) ? (r.info.addonPortMax as number) : defaults.portMax;
     return {
       id: r.id, address: r.address, lastHeartbeatAtMs: r.beat ? r.beat.getTime() : null, portMin: min, portMax: max,
-      load: Number(r.instances) + Number(r.addons), usedPorts: new Set(r.ports ?? []),
+      load: Number(r.instances) + Number(r.addons), usedPorts: new Set(r.ports ?? []), isDraining: r.is_draining,
     };
   });
 }

@@ -1,4 +1,5 @@
 /** Nodes of the cluster (nexus replicas, runners, balancers, collectors): registration, heartbeats, listing. */
+import { NotFoundError, ValidationError } from '../core/errors.js';
 import type { NodeLiveness } from '../core/liveness.js';
 import type { Node, NodeKind } from '../protocol/index.js';
 import { appendEvent } from './events.js';
@@ -43,12 +44,14 @@ export async function upsertNexus(q: Queryable, nodeId: string, address: string,
   );
 }
 
-type NodeRow = { id: string; kind: NodeKind; address: string; last_heartbeat_at: Date | null; info: Record<string, unknown>; is_leader: boolean };
+type NodeRow = {
+  id: string; kind: NodeKind; address: string; last_heartbeat_at: Date | null; info: Record<string, unknown>; is_leader: boolean; draining_since: Date | null;
+};
 
 /** Every node, its liveness by the one rule (core/liveness.ts) and what its newest heartbeat reported. */
 export async function listNodes(q: Queryable, liveness: NodeLiveness): Promise<Node[]> {
   const { rows } = await q.query<NodeRow>(
-    `SELECT n.id, n.kind, n.address, n.last_heartbeat_at, n.info,
+    `SELECT n.id, n.kind, n.address, n.last_heartbeat_at, n.info, n.draining_since,
             EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = n.leader_pid
                     AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2) AS is_leader
      FROM nodes n ORDER BY n.kind, n.id`,
@@ -69,8 +72,22 @@ export async function listNodes(q: Queryable, liveness: NodeLiveness): Promise<N
       ...(summary.load !== undefined ? { load: Math.round(summary.load * 100) / 100 } : {}),
       ...(summary.instances !== undefined ? { instances: summary.instances } : {}),
       ...(summary.repairs !== undefined ? { repairs: summary.repairs } : {}),
+      ...(r.draining_since ? { drainingSince: r.draining_since.getTime() } : {}),
     };
   });
+}
+
+/**
+ * Drains a runner (`pier nodes:drain`), or undoes it: while draining, the scheduler places nothing new on it and
+ * moves what runs there to other runners (scheduler.ts). Draining again keeps the first time. Records `node.drained`.
+ * @throws NotFoundError for an unknown node; ValidationError for a node that is not a runner.
+ */
+export async function setNodeDraining(tx: Queryable, nodeId: string, isDraining: boolean): Promise<void> {
+  const { rows } = await tx.query<{ kind: string }>('SELECT kind FROM nodes WHERE id = $1 FOR UPDATE', [nodeId]);
+  if (!rows[0]) throw new NotFoundError(`no node '${nodeId}'; run 'pier nodes'`);
+  if (rows[0].kind !== 'runner') throw new ValidationError(`only runners can be drained; '${nodeId}' is a ${rows[0].kind}`);
+  await tx.query('UPDATE nodes SET draining_since = CASE WHEN $2 THEN coalesce(draining_since, now()) END WHERE id = $1', [nodeId, isDraining]);
+  await appendEvent(tx, 'node.drained', null, { id: nodeId, isDraining });
 }
 
 export async function nodeExists(q: Queryable, nodeId: string): Promise<boolean> {

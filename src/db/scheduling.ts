@@ -19,7 +19,7 @@ export interface SchedulingState {
     processType: string; name: string | null;
   }>;
   /** Every node but the nexus replicas (read once per pass): stored heartbeat time, and whether the last node event recorded it down. */
-  nodes: Array<{ id: string; kind: string; lastHeartbeatAt: number | null; isMarkedDown: boolean }>;
+  nodes: Array<{ id: string; kind: string; lastHeartbeatAt: number | null; isMarkedDown: boolean; isDraining: boolean }>;
 }
 
 export async function loadSchedulingState(q: Queryable): Promise<SchedulingState> {
@@ -39,8 +39,8 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
             process_type, process_name
      FROM instances ORDER BY created_at, id`,
   );
-  const nodes = await q.query<{ id: string; kind: string; status: string; last_heartbeat_at: Date | null }>(
-    "SELECT id, kind, status, last_heartbeat_at FROM nodes WHERE kind <> 'nexus' ORDER BY id",
+  const nodes = await q.query<{ id: string; kind: string; status: string; last_heartbeat_at: Date | null; is_draining: boolean }>(
+    "SELECT id, kind, status, last_heartbeat_at, draining_since IS NOT NULL AS is_draining FROM nodes WHERE kind <> 'nexus' ORDER BY id",
   );
   return {
     apps: apps.rows.map((r) => ({
@@ -52,7 +52,9 @@ export async function loadSchedulingState(q: Queryable): Promise<SchedulingState
       id: r.id, appId: r.app_id, releaseId: r.release_id, runnerId: r.runner_id, state: r.state, error: r.error, ageMs: r.age_ms, isRouted: r.routed,
       processType: r.process_type, name: r.process_name,
     })),
-    nodes: nodes.rows.map((r) => ({ id: r.id, kind: r.kind, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null, isMarkedDown: r.status === 'dead' })),
+    nodes: nodes.rows.map((r) => ({
+      id: r.id, kind: r.kind, lastHeartbeatAt: r.last_heartbeat_at?.getTime() ?? null, isMarkedDown: r.status === 'dead', isDraining: r.is_draining,
+    })),
   };
 }
 

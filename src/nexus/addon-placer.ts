@@ -99,12 +99,16 @@ export class AddonPlacer {
           note = addon.generation === 0 ? 'created' : `${addon.note ?? 'its start failed'}; placed again`;
         } else if (mayForget && !isAlive(addon.runnerId)) {
           note = `runner ${addon.runnerId} lost; restarted empty`;
+        } else if (runners.find((r) => r.id === addon.runnerId)?.isDraining && addon.state === 'ready') {
+          // Drained by an operator: moved like a lost one (its data is a cache), when another runner can take it.
+          note = `runner ${addon.runnerId} drained; restarted empty`;
         } else {
           continue;
         }
-        const to = pickRunner(runners.filter((r) => r.id !== addon.runnerId && liveness.isAlive(r.id, r.lastHeartbeatAtMs, now)));
+        const to = pickRunner(runners.filter((r) => r.id !== addon.runnerId && !r.isDraining && liveness.isAlive(r.id, r.lastHeartbeatAtMs, now)));
         if (!to) {
-          this.log.warn({ addon: addon.name, app: addon.appName }, 'no live runner for an add-on server; waiting for one');
+          // A drained runner's server stays where it is while there is nowhere else (no warning each pass).
+          if (!note.endsWith('drained; restarted empty')) this.log.warn({ addon: addon.name, app: addon.appName }, 'no live runner for an add-on server; waiting for one');
           continue;
         }
         const port = pickPort(to);

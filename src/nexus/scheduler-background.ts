@@ -28,8 +28,10 @@ function ordinal(instance: SchedInstance): number {
 }
 
 export interface BackgroundContext {
-  /** Live runner ids, sorted. */
+  /** Live runner ids that are not draining, sorted: where new instances go. */
   alive: string[];
+  /** Draining runners: their background instances stop, then start again elsewhere (when there is an elsewhere). @default none */
+  draining?: ReadonlySet<string>;
   /** Instances per runner (all apps), updated as instances are placed. */
   load: Map<string, number>;
 }
@@ -54,7 +56,10 @@ export function planBackground(app: SchedApp, runId: number | null, instances: S
     // A worker the runner gave up on (its release cannot be prepared, say) is replaced, possibly elsewhere.
     const broken = current.filter((i) => i.state === 'failed');
     stop(broken);
-    const healthy = current.filter((i) => i.state !== 'failed');
+    // On a draining runner: stopped now, placed elsewhere below (a singleton once it is gone: its lease fences it).
+    const leaving = ctx.alive.length > 0 ? current.filter((i) => i.state !== 'failed' && ctx.draining?.has(i.runnerId) === true) : [];
+    stop(leaving);
+    const healthy = current.filter((i) => i.state !== 'failed' && !leaving.includes(i));
     const isSingleton = app.singletons?.includes(type) === true;
     const want = types.includes(type) ? Math.min(isSingleton ? 1 : Infinity, Math.max(0, formation[type] ?? 0)) : 0;
     if (healthy.length > want) {
@@ -64,7 +69,7 @@ export function planBackground(app: SchedApp, runId: number | null, instances: S
     // Stop, then start: nothing of this type from another release may still run (or be stopping); for a singleton,
     // nothing of it at all (its lease, checked when the placement is applied, is the fence; this saves the attempt).
     if (healthy.length === want || all.some((i) => i.releaseId !== runId || (isSingleton && !healthy.includes(i)))) continue;
-    const used = new Set(all.filter((i) => !broken.includes(i)).map((i) => i.name).filter((n): n is string => typeof n === 'string'));
+    const used = new Set(all.filter((i) => !broken.includes(i) && !leaving.includes(i)).map((i) => i.name).filter((n): n is string => typeof n === 'string'));
     const perRunner = new Map<string, number>();
     for (const i of healthy) perRunner.set(i.runnerId, (perRunner.get(i.runnerId) ?? 0) + 1);
     for (let n = healthy.length; n < want; n++) {

@@ -84,7 +84,8 @@ export class SchedulerLoop {
         this.log.warn({ appId: lost.appId, releaseId: lost.releaseId, reason: lost.reason }, 'deploy lock lost');
       }
       const state = await withProcessTypes(tx, await loadSchedulingState(tx));
-      const runners = state.nodes.filter((n) => n.kind === 'runner').map((r) => ({ id: r.id, isAlive: liveness.isAlive(r.id, r.lastHeartbeatAt, now) }));
+      const runners = state.nodes.filter((n) => n.kind === 'runner')
+        .map((r) => ({ id: r.id, isAlive: liveness.isAlive(r.id, r.lastHeartbeatAt, now), isDraining: r.isDraining }));
       const planned = plan(state.apps, state.instances, runners, {
         startTimeoutMs: this.options.startTimeoutMs, mayForget, keepsPreviousLive: (this.options.verdictWindowMs ?? 0) > 0,
       });

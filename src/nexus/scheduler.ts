@@ -4,6 +4,12 @@
  * when all of them are ready, and only then are the old ones stopped. A release whose instance fails (or does
  * not become ready in time) is marked failed and the app's target goes back to the live release. The stage slot
  * holds one instance of its release beside them (unless that release is the target or live one).
+ *
+ * A draining runner (`pier nodes:drain`) gets nothing new. Its web instances are replaced: new ones start on other
+ * runners, and the drained ones stop once the app has as many ready elsewhere as it wants, so the app keeps serving
+ * throughout. Its background instances stop first and start again elsewhere (scheduler-background.ts). With no
+ * other runner to go to, what runs there stays. A rolling deploy still rolls through a drained runner; the moves
+ * come after it.
  */
 import type { InstanceState } from '../protocol/index.js';
 import { RELEASE_TASK, releasePhaseGate } from './release-phase.js';
@@ -55,6 +61,8 @@ export interface SchedInstance {
 export interface SchedRunner {
   id: string;
   isAlive: boolean;
+  /** An operator drains it: nothing new is placed there, what runs there moves. @default false */
+  isDraining?: boolean;
 }
 
 export type Action =
@@ -82,6 +90,9 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
   const actions: Action[] = [];
   const alive = runners.filter((r) => r.isAlive).map((r) => r.id).sort();
   const aliveSet = new Set(alive);
+  const draining = new Set(runners.filter((r) => r.isAlive && r.isDraining === true).map((r) => r.id));
+  // Where new instances may go: live runners that are not draining.
+  const placeable = alive.filter((id) => !draining.has(id));
   // Load per runner, updated as we place, so one pass spreads instances.
   const load = new Map<string, number>(alive.map((id) => [id, 0]));
   const appLoad = new Map<string, number>();
@@ -100,7 +111,7 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     const all = kept.filter((i) => i.appId === app.id);
     // While the target's release phase runs, nothing else of the app changes (release-phase.ts).
     const gate = releasePhaseGate(app, all, (releaseId) => {
-      const runnerId = pickRunner(alive, load, appLoad, app.id);
+      const runnerId = pickRunner(placeable, load, appLoad, app.id);
       if (runnerId !== undefined) actions.push({ kind: 'place', appId: app.id, releaseId, runnerId, processType: RELEASE_TASK });
       return runnerId !== undefined;
     });
@@ -110,24 +121,26 @@ export function plan(apps: SchedApp[], instances: SchedInstance[], runners: Sche
     const mine = running.filter((i) => typeOf(i) === 'web');
     const background = running.filter((i) => typeOf(i) !== 'web');
     const before = actions.length;
-    actions.push(...planWeb(app, mine, { alive, aliveSet, load, appLoad, options }));
+    actions.push(...planWeb(app, mine, { placeable, aliveSet, draining, load, appLoad, options }));
     const wentLive = actions.slice(before).some((a) => a.kind === 'live' && a.appId === app.id);
     const runId = app.targetReleaseId === null ? null : wentLive ? app.targetReleaseId : app.liveReleaseId;
-    actions.push(...planBackground(app, runId, background, { alive, load }));
+    actions.push(...planBackground(app, runId, background, { alive: placeable, load, draining }));
   }
   return actions;
 }
 
 interface WebContext {
-  alive: string[];
+  /** Live runners that are not draining, sorted: where new instances go. */
+  placeable: string[];
   aliveSet: ReadonlySet<string>;
+  draining: ReadonlySet<string>;
   load: Map<string, number>;
   appLoad: Map<string, number>;
   options: PlanOptions;
 }
 
 /** The web instances of one app: blue/green or rolling deploys, the stage slot, scale. */
-function planWeb(app: SchedApp, mine: SchedInstance[], { alive, aliveSet, load, appLoad, options }: WebContext): Action[] {
+function planWeb(app: SchedApp, mine: SchedInstance[], { placeable, aliveSet, draining, load, appLoad, options }: WebContext): Action[] {
   const actions: Action[] = [];
   const scale = app.hasWeb === false ? 0 : app.scale;
   {
@@ -138,7 +151,7 @@ function planWeb(app: SchedApp, mine: SchedInstance[], { alive, aliveSet, load, 
       stop(mine);
       return actions;
     }
-    const pick = (): string | undefined => pickRunner(alive, load, appLoad, app.id);
+    const pick = (): string | undefined => pickRunner(placeable, load, appLoad, app.id);
     /** Places an instance of `releaseId` on `runnerId`, counting it so the rest of the pass spreads around it. */
     const place = (releaseId: number, runnerId: string): void => {
       // Web instances get their `web.N` name when the row is written (placeInstance), lowest free then.
@@ -171,17 +184,22 @@ function planWeb(app: SchedApp, mine: SchedInstance[], { alive, aliveSet, load, 
       actions.push(...planRolling({ ...app, scale }, healthy, old, (runnerId) => place(targetId, runnerId), aliveSet, pick));
       return actions;
     }
-    if (healthy.length < scale) {
-      for (let n = healthy.length; n < scale; n++) {
+    // Instances on draining runners are replaced, unless there is nowhere else to go: they count only then.
+    const leaving = placeable.length > 0 ? healthy.filter((i) => draining.has(i.runnerId)) : [];
+    const staying = healthy.filter((i) => !leaving.includes(i));
+    if (staying.length < scale) {
+      for (let n = staying.length; n < scale; n++) {
         const runnerId = pick();
         if (runnerId === undefined) break;
         place(app.targetReleaseId, runnerId);
       }
-    } else if (healthy.length > scale) {
+    } else if (staying.length > scale) {
       const rank = (i: SchedInstance): number => (i.state === 'ready' ? 1 : 0);
-      const extras = [...healthy].sort((a, b) => rank(a) - rank(b) || a.ageMs - b.ageMs).slice(0, healthy.length - scale);
+      const extras = [...staying].sort((a, b) => rank(a) - rank(b) || a.ageMs - b.ageMs).slice(0, staying.length - scale);
       stop(extras);
     }
+    // The drained ones stop once as many as the app wants are ready elsewhere (or it wants none).
+    if (leaving.length > 0 && staying.filter((i) => i.state === 'ready').length >= scale) stop(leaving);
     const readyCount = healthy.filter((i) => i.state === 'ready').length;
     if (isDeploying && readyCount >= scale && broken.length === 0) {
       actions.push({ kind: 'live', appId: app.id, releaseId: app.targetReleaseId });

@@ -6,6 +6,9 @@ const strict = { additionalProperties: false } as const;
 
 export const AppParams = Type.Object({ app: Type.String({ maxLength: 64 }) }, strict);
 export type AppParams = Static<typeof AppParams>;
+/** `/v1/nodes/:node/…` (a name only; an unknown node is a 404). */
+export const NodeParams = Type.Object({ node: Type.String({ maxLength: 64 }) }, strict);
+export type NodeParams = Static<typeof NodeParams>;
 export const HostParams = Type.Object({ app: Type.String({ maxLength: 64 }), hostname: Type.String({ maxLength: 253 }) }, strict);
 export type HostParams = Static<typeof HostParams>;
 

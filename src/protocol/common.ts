@@ -113,6 +113,8 @@ export const Node = Type.Object({
   instances: Type.Optional(Type.Integer({ minimum: 0 })),
   /** From its newest heartbeat: drift its integrity checks repaired since it started (runners, balancers). */
   repairs: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** A runner an operator drains (`pier nodes:drain`): since when. Absent: not draining. */
+  drainingSince: Type.Optional(Timestamp),
 }, { additionalProperties: false });
 export type Node = Static<typeof Node>;
 

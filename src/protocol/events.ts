@@ -17,6 +17,8 @@ export const EVENT_TYPES = [
   'node.down',
   /** data: { id, kind } — a node marked down is heartbeating again. */
   'node.up',
+  /** data: { id, isDraining } — an operator drained a runner (nothing new goes there, what runs moves) or undid it. */
+  'node.drained',
   'release.created',
   /** data: the Instance (as in snapshots). */
   'instance.changed',

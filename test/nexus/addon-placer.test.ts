@@ -5,7 +5,7 @@ import { pickPort, pickRunner } from '../../src/nexus/addon-placer.js';
 import { redisPassword } from '../../src/nexus/addons/redis.js';
 
 function runner(id: string, load: number, used: number[] = [], portMin = 30000, portMax = 30009): AddonRunner {
-  return { id, address: '127.0.0.1', lastHeartbeatAtMs: Date.now(), portMin, portMax, load, usedPorts: new Set(used) };
+  return { id, address: '127.0.0.1', lastHeartbeatAtMs: Date.now(), portMin, portMax, load, usedPorts: new Set(used), isDraining: false };
 }
 
 describe('pickRunner', () => {

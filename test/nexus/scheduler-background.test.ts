@@ -19,6 +19,24 @@ const places = (actions: Action[]) => actions.filter((a) => a.kind === 'place' &
 const stops = (actions: Action[]) => actions.filter((a) => a.kind === 'stop').map((a) => (a as { instanceId: string }).instanceId).sort();
 
 describe('scheduler plan (background process types)', () => {
+  it('moves the workers of a draining runner: stopped there, placed elsewhere; a singleton only once it is gone', () => {
+    const drained = [{ id: 'r1', isAlive: true, isDraining: true }, { id: 'r2', isAlive: true }];
+    const k1 = worker({ id: 'k1', runnerId: 'r1' });
+    const k2 = worker({ id: 'k2', runnerId: 'r2', name: 'worker.2' });
+    const actions = plan([app()], [web({ runnerId: 'r2' }), k1, k2], drained, options);
+    expect(stops(actions)).toEqual(['k1']);
+    expect(places(actions)).toEqual([{ kind: 'place', appId: 1, releaseId: 1, runnerId: 'r2', processType: 'worker', name: 'worker.1' }]);
+    const clock = worker({ id: 'c1', runnerId: 'r1', processType: 'clock', name: 'clock.1' });
+    const single = app({ formation: { clock: 1 }, singletons: ['clock'] });
+    const first = plan([single], [web({ runnerId: 'r2' }), clock], drained, options);
+    expect(stops(first)).toEqual(['c1']);
+    expect(places(first)).toEqual([]);
+    expect(places(plan([single], [web({ runnerId: 'r2' }), { ...clock, state: 'stopping' }], drained, options))).toEqual([]);
+    expect(places(plan([single], [web({ runnerId: 'r2' })], drained, options))).toEqual([
+      { kind: 'place', appId: 1, releaseId: 1, runnerId: 'r2', processType: 'clock', name: 'clock.1', singleton: true },
+    ]);
+  });
+
   it('places formation[type] workers of the live release spread across runners, named type.N', () => {
     const actions = plan([app()], [web({})], runners('r1', 'r2'), options);
     expect(places(actions)).toEqual([

@@ -15,6 +15,31 @@ describe('scheduler plan', () => {
     expect(placed.sort()).toEqual(['r1', 'r2', 'r3']);
   });
 
+  it('drains a runner: replacements start elsewhere first, the drained instances stop once those are ready', () => {
+    const live = app({ scale: 2, targetReleaseId: 1, liveReleaseId: 1 });
+    const drained = [{ id: 'r1', isAlive: true, isDraining: true }, { id: 'r2', isAlive: true }, { id: 'r3', isAlive: true }];
+    const a = inst({ id: 'a', releaseId: 1, runnerId: 'r1' });
+    const b = inst({ id: 'b', releaseId: 1, runnerId: 'r1' });
+    // Both on the drained runner: two placed on the others, nothing stopped yet.
+    expect(plan([live], [a, b], drained, options)).toEqual([
+      { kind: 'place', appId: 1, releaseId: 1, runnerId: 'r2' },
+      { kind: 'place', appId: 1, releaseId: 1, runnerId: 'r3' },
+    ]);
+    // One replacement ready, one starting: still serving from the drained runner.
+    const c = inst({ id: 'c', releaseId: 1, runnerId: 'r2' });
+    const d = inst({ id: 'd', releaseId: 1, runnerId: 'r3', state: 'starting' });
+    expect(plan([live], [a, b, c, d], drained, options)).toEqual([]);
+    // Both ready: the drained ones stop; nothing new goes to r1.
+    expect(plan([live], [a, b, c, { ...d, state: 'ready' }], drained, options)).toEqual([{ kind: 'stop', instanceId: 'a' }, { kind: 'stop', instanceId: 'b' }]);
+    expect(plan([live], [c], drained, options)).toEqual([{ kind: 'place', appId: 1, releaseId: 1, runnerId: 'r3' }]);
+    // With nowhere else to go, what runs on a drained runner stays, and nothing is placed.
+    const alone = [{ id: 'r1', isAlive: true, isDraining: true }];
+    expect(plan([live], [a], alone, options)).toEqual([]);
+    // A deploy places its new instances only on runners that are not draining.
+    const deploying = app({ scale: 1, targetReleaseId: 2, liveReleaseId: 1 });
+    expect(plan([deploying], [a], drained, options)).toEqual([{ kind: 'place', appId: 1, releaseId: 2, runnerId: 'r2' }]);
+  });
+
   it('places nothing when no runner is alive', () => {
     expect(plan([app()], [], [{ id: 'r1', isAlive: false }], options)).toEqual([]);
   });

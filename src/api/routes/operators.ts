@@ -1,7 +1,9 @@
 /** Operator endpoints (admin token): owners, nodes, events; and /v1/status for everyone. */
 import type { FastifyInstance } from 'fastify';
-import { createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin, tokenShownOnce, type OnceOptions } from '../../db/index.js';
-import { CreateOwnerBody, EventsQuery, type Owner } from '../../protocol/index.js';
+import {
+  createOwner, currentVersion, eventsSince, listApps, listNodes, listOwners, mutate, requireAdmin, setNodeDraining, tokenShownOnce, withTransaction, type OnceOptions,
+} from '../../db/index.js';
+import { CreateOwnerBody, EventsQuery, NodeParams, type Node, type Owner } from '../../protocol/index.js';
 import { idempotencyKey, livenessOf, principalOf, type ApiContext } from '../context.js';
 
 /**
@@ -51,6 +53,19 @@ export function operatorRoutes(app: FastifyInstance, ctx: ApiContext): void {
     requireAdmin(await principalOf(ctx, request));
     return { nodes: await listNodes(ctx.pool, livenessOf(ctx)) };
   });
+
+  // Drain a runner (`pier nodes:drain NODE`): nothing new goes there, what runs there moves; DELETE undoes it.
+  for (const [method, isDraining] of [['POST', true], ['DELETE', false]] as const) {
+    app.route<{ Params: NodeParams }>({
+      method, url: '/v1/nodes/:node/drain', schema: { params: NodeParams },
+      handler: async (request) => {
+        requireAdmin(await principalOf(ctx, request));
+        await withTransaction(ctx.pool, (tx) => setNodeDraining(tx, request.params.node, isDraining));
+        const node: Node | undefined = (await listNodes(ctx.pool, livenessOf(ctx))).find((n) => n.id === request.params.node);
+        return { node };
+      },
+    });
+  }
 
   app.get<{ Querystring: EventsQuery }>('/v1/events', { schema: { querystring: EventsQuery } }, async (request) => {
     requireAdmin(await principalOf(ctx, request));

@@ -13,7 +13,7 @@ import type { PlatformState } from '../../up/index.js';
 const loadUp = () => import('../../up/index.js');
 import { ApiClient } from '../client.js';
 import { saveLogin } from '../credentials.js';
-import type { CliContext } from '../context.js';
+import { seg, type CliContext } from '../context.js';
 import { ago, print, printJson, printTable } from '../output.js';
 import { printOpenAlerts } from './health.js';
 import { action, jsonOption } from './shared.js';
@@ -183,6 +183,21 @@ export function registerPlatformCommands(program: Command, ctx: CliContext): voi
     }),
   );
 
+  jsonOption(
+    program.command('nodes:drain').description('drain a runner: nothing new goes there, what runs there moves to other runners (operators)')
+      .argument('<node>', "the runner's id, as 'pier nodes' shows it")
+      .option('--undo', 'stop draining it: it takes new instances again'),
+  ).action(
+    action(ctx, async (node: string, opts: { undo?: boolean; json?: boolean }) => {
+      const path = `/v1/nodes/${seg(node)}/drain`;
+      const { node: shown } = opts.undo ? await ctx.api().delete<{ node?: Node }>(path) : await ctx.api().post<{ node?: Node }>(path, {});
+      if (opts.json) return printJson(shown ?? null);
+      print(opts.undo
+        ? `${node} is no longer draining: new instances may go there again`
+        : `draining ${node}: nothing new goes there; its instances start on other runners and then stop there (watch with 'pier ps'; undo: pier nodes:drain ${node} --undo)`);
+    }),
+  );
+
   program
     .command('login')
     .description('store the API URL(s) and token this CLI uses')
@@ -227,7 +242,7 @@ const NODE_COLUMNS = ['node', 'kind', 'status', 'leader', 'address', 'heartbeat'
 
 function nodeRow(n: Node): string[] {
   return [
-    n.id, n.kind, n.status, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt),
+    n.id, n.kind, n.drainingSince === undefined ? n.status : `${n.status}, draining`, n.isLeader ? 'leader' : '', n.address, ago(n.lastHeartbeatAt),
     n.load === undefined ? '' : n.load.toFixed(2), n.instances === undefined ? '' : String(n.instances), n.repairs === undefined ? '' : String(n.repairs),
   ];
 }
