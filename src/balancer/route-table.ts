@@ -92,6 +92,8 @@ export class RouteTable {
   private readonly now: () => number;
   /** When each held backend (by instance id) was first held; kept across snapshot loads. */
   private readonly heldSince = new Map<string, number>();
+  /** Balancers of the cluster (this one included) → whether it is up, for each one's share of an instance's threads. */
+  private readonly balancers = new Map<string, boolean>();
 
   constructor(options: RouteTableOptions) {
     this.domain = options.domain.toLowerCase();
@@ -99,9 +101,21 @@ export class RouteTable {
     this.hosts = new HostIndex(options.domain.toLowerCase());
   }
 
+  /**
+   * How many balancers are up (at least 1): each keeps its share of an instance's threads (upstreams.ts), so
+   * together they never hold every one.
+   */
+  get balancerCount(): number {
+    let up = 0;
+    for (const isUp of this.balancers.values()) if (isUp) up += 1;
+    return Math.max(1, up);
+  }
+
   /** Replaces the whole table with a snapshot's state. */
   load(snapshot: Snapshot): void {
     this.revision += 1;
+    this.balancers.clear();
+    for (const node of snapshot.nodes) if (node.kind === 'balancer') this.balancers.set(node.id, node.status !== 'dead');
     // Backends served until now whose instances the new state no longer has (forgotten, as in rebuild).
     const known = new Set(snapshot.instances.map((i) => i.id));
     const serving = new Map([...this.apps.values()].map((e) => [e.name, e.backends.filter((b) => !known.has(b.id))]));
@@ -192,8 +206,16 @@ export class RouteTable {
         this.rebuild(entry, undefined, true);
         return true;
       }
+      case 'node.registered':
+      case 'node.down':
+      case 'node.up': {
+        // Routes do not change; the balancers' shares of instance threads may.
+        const id = event.type === 'node.registered' ? event.data.nodeId : event.data.id;
+        if (event.data.kind === 'balancer' && typeof id === 'string') this.balancers.set(id, event.type !== 'node.down');
+        return false;
+      }
       default:
-        return false; // node.registered, config.changed, … do not change routes
+        return false; // config.changed, … do not change routes
     }
   }
 

@@ -42,7 +42,7 @@ export class ProxyServer {
     this.upstreams = new UpstreamPools({
       connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs, bodyTimeoutMs: settings.bodyTimeoutMs,
       keepAliveMs: settings.upstreamKeepAliveMs, maxConnections: settings.maxConnectionsPerBackend, cooldownMs: settings.backendCooldownMs,
-      log: options.log,
+      balancers: () => table.balancerCount, log: options.log,
     });
     const staticCache = (settings.staticCacheBytes ?? 0) > 0 ? new StaticCache({ maxBytes: settings.staticCacheBytes! }) : undefined;
     this.proxy = new HttpProxy({ table, upstreams: this.upstreams, log: options.log, onAccess, ...(staticCache ? { staticCache } : {}) });

@@ -20,19 +20,22 @@ export interface UpstreamOptions {
   maxConnections: number;
   /** How long an instance that refused a connection is avoided. */
   cooldownMs: number;
+  /** How many balancers share each instance's threads (RouteTable.balancerCount). @default 1 */
+  balancers?: () => number;
   log: Logger;
 }
 
 /**
- * Connections kept to one instance. A uWSGI thread serves one kept-alive connection until it closes, so a balancer
- * holding as many connections as the instance has threads leaves every further connection (a burst past that, the
- * runner's health probe, another balancer) waiting for uWSGI's 4 s socket time-out. Kept below the instance's
- * capacity (processes x threads, as its runner reports), one thread stays free; requests past it queue here. An
- * instance of capacity 1 gets one connection, closed after each response (proxy.ts), so its thread is free between.
+ * Connections kept to one instance. A uWSGI thread serves one kept-alive connection until it closes, so balancers
+ * holding as many connections as the instance has threads leave every further connection (a burst past that, the
+ * runner's health probe, another balancer's) waiting for uWSGI's 4 s socket time-out. Each of `balancers` keeps
+ * its share of the instance's capacity (processes x threads, as its runner reports) less one, so one thread stays
+ * free; requests past it queue here. At least one each: an instance of capacity 1 gets one connection, closed
+ * after each response (proxy.ts), so its thread is free between.
  */
-export function connectionsFor(capacity: number | undefined, maxConnections: number): number {
+export function connectionsFor(capacity: number | undefined, maxConnections: number, balancers = 1): number {
   if (capacity === undefined) return maxConnections;
-  return Math.max(1, Math.min(maxConnections, capacity - 1));
+  return Math.max(1, Math.min(maxConnections, Math.floor((capacity - 1) / Math.max(1, balancers))));
 }
 
 /** One keep-alive pool per instance address, created on first use and retired when the instance leaves. */
@@ -47,7 +50,7 @@ export class UpstreamPools {
 
   /** The pool for a backend, created on first use (and again when the instance at that address serves a different number at once). */
   pool(backend: Backend): Pool {
-    const connections = connectionsFor(backend.capacity, this.options.maxConnections);
+    const connections = connectionsFor(backend.capacity, this.options.maxConnections, this.options.balancers?.() ?? 1);
     const known = this.pools.get(backend.address);
     if (known && known.connections === connections) return known.pool;
     if (known) this.retire(backend.address, known.pool);

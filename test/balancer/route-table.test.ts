@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeHost } from '../../src/balancer/host-match.js';
 import { RouteTable, type RouteLookup } from '../../src/balancer/route-table.js';
-import type { App, Instance, Snapshot, StateEvent } from '../../src/protocol/index.js';
+import { connectionsFor } from '../../src/balancer/upstreams.js';
+import type { App, Instance, Node, Snapshot, StateEvent } from '../../src/protocol/index.js';
 
 function app(name: string, hostnames: string[] = []): App {
   return { name, owner: 'admin', webScale: 1, hostnames, createdAt: 0 };
@@ -26,6 +27,34 @@ function event(type: StateEvent['type'], appName: string | null, data: Record<st
 function appOf(lookup: RouteLookup): string | undefined {
   return lookup.kind === 'app' ? lookup.route.name : undefined;
 }
+
+describe("the balancers' shares of an instance's threads", () => {
+  const node = (id: string, kind: Node['kind'], status: Node['status'] = 'alive'): Node =>
+    ({ id, kind, address: '127.0.0.1', status, lastHeartbeatAt: 0, isLeader: false, info: {} });
+
+  it('counts the balancers that are up, from the snapshot and node events, at least one', () => {
+    const table = new RouteTable({ domain: 'localhost' });
+    expect(table.balancerCount).toBe(1);
+    table.load({ ...snapshot([]), nodes: [node('balancer-1', 'balancer'), node('balancer-2', 'balancer', 'dead'), node('runner-1', 'runner')] });
+    expect(table.balancerCount).toBe(1);
+    table.apply(event('node.up', null, { id: 'balancer-2', kind: 'balancer' }));
+    table.apply(event('node.registered', null, { nodeId: 'balancer-3', kind: 'balancer', address: '127.0.0.1:80' }));
+    table.apply(event('node.registered', null, { nodeId: 'runner-2', kind: 'runner', address: '127.0.0.1' }));
+    expect(table.balancerCount).toBe(3);
+    table.apply(event('node.down', null, { id: 'balancer-1', kind: 'balancer' }));
+    expect(table.balancerCount).toBe(2);
+  });
+
+  it('keeps each balancer below its share of the capacity, one thread free, at least one connection', () => {
+    expect(connectionsFor(undefined, 16)).toBe(16); // not reported: the configured most
+    expect(connectionsFor(4, 16)).toBe(3);
+    expect(connectionsFor(4, 16, 2)).toBe(1);
+    expect(connectionsFor(9, 16, 2)).toBe(4);
+    expect(connectionsFor(64, 16)).toBe(16);
+    expect(connectionsFor(1, 16)).toBe(1);
+    expect(connectionsFor(2, 16, 3)).toBe(1);
+  });
+});
 
 describe('normalizeHost', () => {
   it('lower-cases, strips the port and a trailing dot', () => {
