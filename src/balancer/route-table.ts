@@ -115,7 +115,7 @@ export class RouteTable {
   load(snapshot: Snapshot): void {
     this.revision += 1;
     this.balancers.clear();
-    for (const node of snapshot.nodes) if (node.kind === 'balancer') this.balancers.set(node.id, node.status !== 'dead');
+    for (const node of snapshot.nodes) if (node.kind === 'balancer') this.balancers.set(node.id, node.status === 'alive');
     // Backends served until now whose instances the new state no longer has (forgotten, as in rebuild).
     const known = new Set(snapshot.instances.map((i) => i.id));
     const serving = new Map([...this.apps.values()].map((e) => [e.name, e.backends.filter((b) => !known.has(b.id))]));
