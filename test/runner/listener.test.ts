@@ -4,6 +4,7 @@
  * random, never taken, and a squatted one is set aside.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkListener } from '../../src/runner/listener.js';
 import { PortPool } from '../../src/runner/ports.js';
@@ -22,6 +23,25 @@ afterEach(async () => {
 });
 
 /** A process listening on `port` (as `uid` when given), answering nothing: the squatter. */
+/** The first of `n` neighbouring ports free now (other test files take ports meanwhile: each one is checked). */
+async function freeRun(n: number): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = await freePort();
+    let free = true;
+    for (let i = 1; i < n && free; i++) free = await isFree(port + i);
+    if (free || tries >= 50) return port;
+  }
+}
+
+/** Whether a listener could bind 127.0.0.1:port now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 async function squat(port: number, uid?: number): Promise<ChildProcess> {
   // SO_REUSEPORT too: uWSGI does not set it, so it still cannot share the port (the kernel also wants the same uid).
   const code = `import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\ns.bind(("127.0.0.1", ${port}))\ns.listen(8)\nprint("up", flush=True)\nsys.stdin.read()\n`;
@@ -141,17 +161,18 @@ describe('PortPool', () => {
     expect(steps.filter((s) => s === 1).length).toBeLessThan(5); // not handed out in order
     for (const p of got) expect(p >= min && p <= min + 199).toBe(true);
 
-    const tiny = new PortPool(min + 300, min + 302, '127.0.0.1', () => min + 300);
+    const base = await freeRun(3);
+    const tiny = new PortPool(base, base + 2, '127.0.0.1', () => base);
     const first = await tiny.allocate();
-    expect(first).toBe(min + 300);
+    expect(first).toBe(base);
     tiny.quarantine(first);
     const next = [await tiny.allocate(), await tiny.allocate()].sort();
-    expect(next).toEqual([min + 301, min + 302]);
+    expect(next).toEqual([base + 1, base + 2]);
     await expect(tiny.allocate()).rejects.toThrow(/no free port in/);
   });
 
   it('skips a port someone else listens on', async () => {
-    const port = await freePort();
+    const port = await freeRun(2);
     await squat(port);
     const pool = new PortPool(port, port + 1, '127.0.0.1', () => port);
     expect(await pool.allocate()).toBe(port + 1);
