@@ -82,7 +82,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
     $('nodes-section').hidden = !status.isAdmin;
     fill('nodes', status.nodes.map(function (n) {
       var info = n.info || {};
-      return el('tr', null, td(n.id), td(n.kind), td(n.status, n.status), td(n.isLeader ? 'leader' : ''),
+      return el('tr', null, td(n.id), td(n.kind), td(n.drainingSince ? n.status + ', draining' : n.status, n.status), td(n.isLeader ? 'leader' : ''),
         td(typeof info.load === 'number' ? info.load.toFixed(2) : null, 'num'), td(typeof info.instances === 'number' ? info.instances : null, 'num'),
         td(n.address), td(ago(n.lastHeartbeatAt)));
     }), 'no nodes', 8);
