@@ -11,6 +11,7 @@
  * which we write straight to the client response; it also gives explicit connect/headers/body timeouts and an
  * abort handle per request, which the retry and client-abort rules below need.
  */
+import { forwardedProto, type TrustedPeer } from './trusted-proxies.js';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
@@ -45,6 +46,8 @@ export interface ProxyOptions {
   onAccess?: (record: AccessRecord) => void;
   /** Holds hot static files (static-cache.ts). @default none */
   staticCache?: StaticCache;
+  /** Peers whose X-Forwarded-Proto is passed on (trusted-proxies.ts). @default none */
+  isTrusted?: TrustedPeer;
 }
 
 /** Counters for `pier status` and tests. */
@@ -194,7 +197,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     const { req } = this;
     if (!this.headers) {
       const forwarded = forwardRequestHeaders(req.rawHeaders, {
-        clientIp: clientAddress(req.socket.remoteAddress), proto: 'http', host: req.headers.host ?? '', requestId: this.requestId,
+        clientIp: clientAddress(req.socket.remoteAddress), host: req.headers.host ?? '', requestId: this.requestId,
+        proto: forwardedProto(this.proxy.options.isTrusted?.(req.socket.remoteAddress) === true, req.headers['x-forwarded-proto']),
       });
       const validation = translateStaticValidator(req.method, forwarded);
       this.headers = validation.headers;

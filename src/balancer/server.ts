@@ -12,13 +12,14 @@ import type { RouteTable } from './route-table.js';
 import { UpgradeProxy } from './upgrades.js';
 import { UpstreamPools } from './upstreams.js';
 import { StaticCache } from './static-cache.js';
+import { trustedProxies } from './trusted-proxies.js';
 
 /** The proxy settings of the `balancer` config section. */
 export type ProxySettings = Pick<
   PierConfig['balancer'],
   | 'connectTimeoutMs' | 'responseTimeoutMs' | 'bodyTimeoutMs' | 'upstreamKeepAliveMs' | 'maxConnectionsPerBackend'
   | 'backendCooldownMs' | 'clientKeepAliveMs'
-> & Partial<Pick<PierConfig['balancer'], 'staticCacheBytes'>>;
+> & Partial<Pick<PierConfig['balancer'], 'staticCacheBytes' | 'trustedProxies'>>;
 
 export interface ProxyServerOptions {
   table: RouteTable;
@@ -45,10 +46,11 @@ export class ProxyServer {
       balancers: () => table.balancerCount, log: options.log,
     });
     const staticCache = (settings.staticCacheBytes ?? 0) > 0 ? new StaticCache({ maxBytes: settings.staticCacheBytes! }) : undefined;
-    this.proxy = new HttpProxy({ table, upstreams: this.upstreams, log: options.log, onAccess, ...(staticCache ? { staticCache } : {}) });
+    const isTrusted = trustedProxies(settings.trustedProxies ?? []);
+    this.proxy = new HttpProxy({ table, upstreams: this.upstreams, log: options.log, onAccess, isTrusted, ...(staticCache ? { staticCache } : {}) });
     this.upgrades = new UpgradeProxy({
       table, upstreams: this.upstreams, connectTimeoutMs: settings.connectTimeoutMs, responseTimeoutMs: settings.responseTimeoutMs,
-      log: options.log, onAccess,
+      log: options.log, onAccess, isTrusted,
     });
     this.server = createServer({ keepAliveTimeout: settings.clientKeepAliveMs }, this.proxy.handle);
     this.server.on('upgrade', this.upgrades.handle);

@@ -3,6 +3,7 @@
  * (retrying a connection failure once on another), relays the instance's 101 with our X-Request-Id, then
  * splices the two sockets together until either side closes. Open tunnels are tracked so stop() can end them.
  */
+import { forwardedProto, type TrustedPeer } from './trusted-proxies.js';
 import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -20,6 +21,8 @@ export interface UpgradeProxyOptions {
   responseTimeoutMs: number;
   log: Logger;
   onAccess?: (record: AccessRecord) => void;
+  /** Peers whose X-Forwarded-Proto is passed on (trusted-proxies.ts). @default none */
+  isTrusted?: TrustedPeer;
 }
 
 interface Attempt {
@@ -78,7 +81,8 @@ export class UpgradeProxy {
   private connect(attempt: Attempt, backend: Backend, tries: number): void {
     const { req, socket } = attempt;
     const headers = forwardRequestHeaders(req.rawHeaders, {
-      clientIp: clientAddress(req.socket.remoteAddress), proto: 'http', host: req.headers.host ?? '', requestId: attempt.requestId, isUpgrade: true,
+      clientIp: clientAddress(req.socket.remoteAddress), host: req.headers.host ?? '', requestId: attempt.requestId, isUpgrade: true,
+      proto: forwardedProto(this.options.isTrusted?.(req.socket.remoteAddress) === true, req.headers['x-forwarded-proto']),
     });
     const upstreamReq = request({ host: backend.host, port: backend.port, method: req.method, path: req.url, headers, agent: false, setHost: false });
     let timer = setTimeout(() => upstreamReq.destroy(timeoutError('connect timed out', 'PIER_CONNECT_TIMEOUT')), this.options.connectTimeoutMs);

@@ -5,6 +5,7 @@ import { parse as parseToml } from 'smol-toml';
 import { Kind, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
+import { trustedProxies } from '../balancer/trusted-proxies.js';
 import { ConfigError } from '../core/errors.js';
 import { defaultDataDir } from './paths.js';
 import { PierConfig, REMOVED_SETTINGS } from './schema.js';
@@ -63,6 +64,11 @@ export function validateConfig(input: ConfigInput, source = 'config'): PierConfi
     throw new ConfigError(`${source}: ${path === '' ? 'config' : path} ${what}`, { details: { path } });
   }
   checkAddonPorts(withDefaults as PierConfig, source);
+  try {
+    trustedProxies((withDefaults as PierConfig).balancer.trustedProxies);
+  } catch (err) {
+    throw new ConfigError(`${source}: ${(err as Error).message}`, { details: { path: 'balancer.trustedProxies' } });
+  }
   return withDefaults as PierConfig;
 }
 

@@ -296,6 +296,11 @@ export const PierConfig = Type.Object(
        * @default 33554432 (32 MiB)
        */
       staticCacheBytes: Type.Integer({ minimum: 0, maximum: 4 * 1024 * 1024 * 1024, default: 32 * 1024 * 1024 }),
+      /**
+       * Proxies in front of the balancer (a TLS terminator, a cloud load balancer), as addresses or CIDR blocks:
+       * their `X-Forwarded-Proto` is passed on to apps; anyone else's is replaced by `http`. @default [] (none)
+       */
+      trustedProxies: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 256, default: [] }),
     }),
     services: Section({
       /**

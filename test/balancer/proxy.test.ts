@@ -125,6 +125,16 @@ describe('proxy', () => {
     expect(plain['x-forwarded-for']).toBe('127.0.0.1');
   });
 
+  it("passes on X-Forwarded-Proto only from a trusted proxy (balancer.trustedProxies)", async () => {
+    const backend = await startBackend('b', (req, res) => res.end(String(req.headers['x-forwarded-proto'])));
+    const table = tableWith({ app: { ports: [backend.port] } });
+    const trusting = await startProxy(table, { trustedProxies: ['127.0.0.0/8'] });
+    expect((await send(trusting.port, 'app.localhost', { headers: { 'x-forwarded-proto': 'https' } })).body).toBe('https');
+    expect((await send(trusting.port, 'app.localhost')).body).toBe('http');
+    const other = await startProxy(table, { trustedProxies: ['10.0.0.0/8'] });
+    expect((await send(other.port, 'app.localhost', { headers: { 'x-forwarded-proto': 'https' } })).body).toBe('http');
+  });
+
   it('reuses keep-alive connections to the instance', async () => {
     const backend = await startBackend('b');
     const { port } = await startProxy(tableWith({ app: { ports: [backend.port] } }));
