@@ -208,7 +208,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const body = hasBody(req) ? (this.body() as unknown as Dispatcher.DispatchOptions['body']) : null;
     // An instance serving one request at a time gets no kept-alive connection: held, it would be its only thread.
     this.proxy.options.upstreams.pool(backend).dispatch(
-      { path: originPath(req.url), method: req.method ?? 'GET', headers: this.headers, body, ...(backend.capacity === 1 ? { reset: true } : {}) },
+      { path: originPath(req.url), method: req.method ?? 'GET', headers: this.headers, body, reset: backend.capacity === 1 },
       this,
     );
   }

@@ -94,6 +94,7 @@ export class RouteTable {
   private readonly heldSince = new Map<string, number>();
   /** Balancers of the cluster (this one included) → whether it is up, for each one's share of an instance's threads. */
   private readonly balancers = new Map<string, boolean>();
+  private upBalancers = 1;
 
   constructor(options: RouteTableOptions) {
     this.domain = options.domain.toLowerCase();
@@ -106,16 +107,22 @@ export class RouteTable {
    * together they never hold every one.
    */
   get balancerCount(): number {
+    return this.upBalancers; // read per proxied request: counted when a balancer comes or goes, not here
+  }
+
+  private noteBalancer(id: string, isUp: boolean): void {
+    this.balancers.set(id, isUp);
     let up = 0;
-    for (const isUp of this.balancers.values()) if (isUp) up += 1;
-    return Math.max(1, up);
+    for (const value of this.balancers.values()) if (value) up += 1;
+    this.upBalancers = Math.max(1, up);
   }
 
   /** Replaces the whole table with a snapshot's state. */
   load(snapshot: Snapshot): void {
     this.revision += 1;
     this.balancers.clear();
-    for (const node of snapshot.nodes) if (node.kind === 'balancer') this.balancers.set(node.id, node.status === 'alive');
+    this.upBalancers = 1;
+    for (const node of snapshot.nodes) if (node.kind === 'balancer') this.noteBalancer(node.id, node.status === 'alive');
     // Backends served until now whose instances the new state no longer has (forgotten, as in rebuild).
     const known = new Set(snapshot.instances.map((i) => i.id));
     const serving = new Map([...this.apps.values()].map((e) => [e.name, e.backends.filter((b) => !known.has(b.id))]));
@@ -211,7 +218,7 @@ export class RouteTable {
       case 'node.up': {
         // Routes do not change; the balancers' shares of instance threads may.
         const id = event.type === 'node.registered' ? event.data.nodeId : event.data.id;
-        if (event.data.kind === 'balancer' && typeof id === 'string') this.balancers.set(id, event.type !== 'node.down');
+        if (event.data.kind === 'balancer' && typeof id === 'string') this.noteBalancer(id, event.type !== 'node.down');
         return false;
       }
       default:

@@ -94,6 +94,7 @@ export class AddonPlacer {
           continue;
         }
         let note: string;
+        let isDrainMove = false;
         if (addon.runnerId === null) {
           if (addon.generation > 0 && now - addon.updatedAt.getTime() < (this.options.retryAfterMs ?? 1000)) continue;
           note = addon.generation === 0 ? 'created' : `${addon.note ?? 'its start failed'}; placed again`;
@@ -102,13 +103,14 @@ export class AddonPlacer {
         } else if (runners.find((r) => r.id === addon.runnerId)?.isDraining && addon.state === 'ready') {
           // Drained by an operator: moved like a lost one (its data is a cache), when another runner can take it.
           note = `runner ${addon.runnerId} drained; restarted empty`;
+          isDrainMove = true;
         } else {
           continue;
         }
         const to = pickRunner(runners.filter((r) => r.id !== addon.runnerId && !r.isDraining && liveness.isAlive(r.id, r.lastHeartbeatAtMs, now)));
         if (!to) {
           // A drained runner's server stays where it is while there is nowhere else (no warning each pass).
-          if (!note.endsWith('drained; restarted empty')) this.log.warn({ addon: addon.name, app: addon.appName }, 'no live runner for an add-on server; waiting for one');
+          if (!isDrainMove) this.log.warn({ addon: addon.name, app: addon.appName }, 'no live runner for an add-on server; waiting for one');
           continue;
         }
         const port = pickPort(to);

@@ -5,12 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
-import { getAddon, redisUrl } from '../../src/db/index.js';
+import { redisUrl } from '../../src/db/index.js';
 import type { Instance, Node } from '../../src/protocol/index.js';
 import { runCli } from '../helpers/cli.js';
 import { SteadyLoad } from '../helpers/load.js';
 import { platformForFile } from '../helpers/platform.js';
-import { testPool } from '../helpers/postgres.js';
+import { createRedisAddon } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
 const apps: string[] = [];
@@ -86,24 +86,21 @@ describe('draining a runner', () => {
     const app = `dr${randomId(4)}`;
     apps.push(app);
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': FILES['wsgi.py'] }))).status).toBe('live');
-    const pool = testPool(p.dbUrl);
-    const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
-    const created = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
-    expect(created.status).toBe(201);
+    const created = await createRedisAddon(p, app);
     const first = await waitFor(async () => {
-      const a = await getAddon(pool, ref, created.json.addon.name);
+      const a = await created.read();
       return a.state === 'ready' ? a : undefined;
     }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
     expect((await runCli(['nodes:drain', first.runnerId!], operator())).code).toBe(0);
     const moved = await waitFor(async () => {
-      const a = await getAddon(pool, ref, created.json.addon.name);
+      const a = await created.read();
       return a.state === 'ready' && a.runnerId !== first.runnerId ? a : undefined;
     }, { name: 'add-on ready on the other runner', timeoutMs: 20_000, intervalMs: 50 });
     expect(moved.note).toBe(`runner ${first.runnerId} drained; restarted empty`);
     const vars = (await p.api<{ vars: Record<string, string> }>('GET', `/v1/apps/${app}/config`)).json.vars;
     expect(vars.REDIS_URL).toBe(redisUrl('127.0.0.1', moved.port!, moved.secret));
     expect((await runCli(['nodes:drain', first.runnerId!, '--undo'], operator())).code).toBe(0);
-    expect((await p.api('DELETE', `/v1/apps/${app}/addons/${created.json.addon.name}`)).status).toBe(200);
+    expect((await p.api('DELETE', `/v1/apps/${app}/addons/${created.name}`)).status).toBe(200);
   });
 
   it('answers bad input in one line and changes nothing', async () => {

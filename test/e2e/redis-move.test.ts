@@ -6,16 +6,15 @@
  * runner then comes back and starts no stale server. A runner frozen (SIGSTOP: silent, its server still running)
  * has its add-on placed elsewhere, and stops the stale server once it runs again. App names start with `rd`.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
-import { getAddon, redisUrl } from '../../src/db/index.js';
+import { redisUrl } from '../../src/db/index.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { authPing } from '../../src/runner/redis-server.js';
-import { redisServersOf } from '../helpers/redis.js';
-import { exited, startSecondRunner } from '../helpers/second-runner.js';
+import { createRedisAddon, redisServersOf } from '../helpers/redis.js';
+import { isNodeAlive, TestRunner } from '../helpers/second-runner.js';
 import { platformForFile } from '../helpers/platform.js';
-import { testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -33,23 +32,12 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
     const second = `runner-rd2-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50;
-    let child: ChildProcess | undefined = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
-    onTestFinished(async () => {
-      if (child) {
-        child.kill('SIGTERM');
-        await exited(child);
-      }
-    });
-    const isAlive = async (id: string) => (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === id && n.status === 'alive');
-    await waitFor(() => isAlive(second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
+    const runner = new TestRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
+    await waitFor(() => isNodeAlive(p, second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
 
-    const pool = testPool(p.dbUrl);
-    const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
-    const create = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
-    expect(create.status).toBe(201);
-    const created = create.json.addon;
+    const created = await createRedisAddon(p, app);
     const first = await waitFor(async () => {
-      const a = await getAddon(pool, ref, created.name);
+      const a = await created.read();
       return a.state === 'ready' ? a : undefined;
     }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
     expect(first.runnerId).toBe(second); // the less busy runner
@@ -61,14 +49,12 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     // Some data, to see it start empty.
     execFileSync('redis-cli', ['-p', String(first.port), '--no-auth-warning', '-a', first.secret, 'SET', 'k', 'v']);
 
-    child.kill('SIGKILL');
-    await exited(child);
-    child = undefined;
+    await runner.kill('SIGKILL');
     const killedAt = Date.now();
     await waitFor(async () => !(await redisServersOf(uid)).includes(oldPid!) || undefined, { name: "the dead runner's redis gone", timeoutMs: 2000, intervalMs: 20 });
     const goneMs = Date.now() - killedAt;
     const moved = await waitFor(async () => {
-      const a = await getAddon(pool, ref, created.name);
+      const a = await created.read();
       if (a.state !== 'ready' || a.runnerId !== p.runner.id) return undefined;
       if ((await config()).REDIS_URL !== redisUrl('127.0.0.1', a.port!, a.secret)) return undefined;
       return (await authPing('127.0.0.1', a.port!, a.secret, 500)) ? a : undefined;
@@ -88,11 +74,11 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     }, { name: 'a release with the new REDIS_URL live', timeoutMs: 20_000, intervalMs: 200 });
 
     // The killed runner comes back: nothing of the moved add-on starts there.
-    child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
-    await waitFor(() => isAlive(second), { name: 'second runner back', timeoutMs: 15_000, intervalMs: 100 });
+    runner.start();
+    await waitFor(() => isNodeAlive(p, second), { name: 'second runner back', timeoutMs: 15_000, intervalMs: 100 });
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(await redisServersOf(uid)).toEqual([p.runner.addons!.servers().find((s) => s.name === created.name)!.pid]);
-    expect((await getAddon(pool, ref, created.name)).generation).toBe(moved.generation);
+    expect((await created.read()).generation).toBe(moved.generation);
   }, 90_000);
 
   it('is placed elsewhere when its runner goes silent, and the runner stops its stale server when it is back', async () => {
@@ -101,20 +87,11 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
     const second = `runner-rd3-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50;
-    const child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
-    onTestFinished(async () => {
-      child.kill('SIGCONT');
-      child.kill('SIGTERM');
-      await exited(child);
-    });
-    const isAlive = async (id: string) => (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === id && n.status === 'alive');
-    await waitFor(() => isAlive(second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
-    const pool = testPool(p.dbUrl);
-    const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
-    const create = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
-    expect(create.status).toBe(201);
+    const runner = new TestRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
+    await waitFor(() => isNodeAlive(p, second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
+    const created = await createRedisAddon(p, app);
     const first = await waitFor(async () => {
-      const a = await getAddon(pool, ref, create.json.addon.name);
+      const a = await created.read();
       return a.state === 'ready' ? a : undefined;
     }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
     expect(first.runnerId).toBe(second);
@@ -122,20 +99,20 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
     const [stalePid] = await redisServersOf(uid);
 
     // Frozen, not dead: its heartbeats stop, its redis-server keeps running (no parent death).
-    child.kill('SIGSTOP');
+    runner.child!.kill('SIGSTOP');
     const moved = await waitFor(async () => {
-      const a = await getAddon(pool, ref, first.name);
+      const a = await created.read();
       return a.state === 'ready' && a.runnerId === p.runner.id ? a : undefined;
     }, { name: 'add-on ready on the live runner', timeoutMs: 10_000, intervalMs: 50 });
     expect(moved.note).toBe(`runner ${second} lost; restarted empty`);
     expect((await redisServersOf(uid)).sort()).toEqual([stalePid!, p.runner.addons!.servers().find((s) => s.name === first.name)!.pid!].sort());
 
     // Back: it learns its assignment is gone and stops the stale server; the live one stays.
-    child.kill('SIGCONT');
+    runner.child!.kill('SIGCONT');
     const backAt = Date.now();
     await waitFor(async () => !(await redisServersOf(uid)).includes(stalePid!) || undefined, { name: 'stale server stopped', timeoutMs: 10_000, intervalMs: 50 });
     console.log(`[redis] a frozen runner resumed: its stale redis-server stopped after ${Date.now() - backAt} ms`);
     expect(await redisServersOf(uid)).toEqual([p.runner.addons!.servers().find((s) => s.name === first.name)!.pid]);
-    expect((await getAddon(pool, ref, first.name)).generation).toBe(moved.generation);
+    expect((await created.read()).generation).toBe(moved.generation);
   }, 90_000);
 });

@@ -3,16 +3,15 @@
  * (SIGTERM: stopped; kill -9: parent-death signal), and the restarted runner starts them again from its assignments,
  * same generation and REDIS_URL, empty, with `note` saying why. App names start with `rd`.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
 import { randomId } from '../../src/core/ids.js';
-import { getAddon, redisUrl, type Addon } from '../../src/db/index.js';
+import { redisUrl, type Addon } from '../../src/db/index.js';
 import { appUserName } from '../../src/runner/app-users.js';
 import { authPing } from '../../src/runner/redis-server.js';
-import { redisServersOf } from '../helpers/redis.js';
-import { exited, startSecondRunner } from '../helpers/second-runner.js';
+import { createRedisAddon, redisServersOf } from '../helpers/redis.js';
+import { isNodeAlive, TestRunner } from '../helpers/second-runner.js';
 import { platformForFile } from '../helpers/platform.js';
-import { testPool } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -30,22 +29,11 @@ describe.runIf(isRoot)('a redis add-on whose runner restarts in time', () => {
     expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
     const second = `runner-rd4-${randomId(3)}`;
     const portMin = 23000 + (process.pid % 19) * 50;
-    let child: ChildProcess | undefined = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, heartbeatMisses: 100, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
-    onTestFinished(async () => {
-      if (child) {
-        child.kill('SIGTERM');
-        await exited(child);
-      }
-    });
-    const isAlive = async (id: string) => (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === id && n.status === 'alive');
-    await waitFor(() => isAlive(second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
-    const pool = testPool(p.dbUrl);
-    const ref = { id: Number((await pool.query<{ id: string }>('SELECT id FROM apps WHERE name = $1', [app])).rows[0]!.id), name: app };
-    const create = await p.api<{ addon: { name: string } }>('POST', `/v1/apps/${app}/addons`, { kind: 'redis' });
-    expect(create.status).toBe(201);
-    const name = create.json.addon.name;
+    const runner = new TestRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, heartbeatMisses: 100, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
+    await waitFor(() => isNodeAlive(p, second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
+    const created = await createRedisAddon(p, app);
     const readySince = (after: number) => waitFor(async () => {
-      const a = await getAddon(pool, ref, name);
+      const a = await created.read();
       return a.state === 'ready' && a.startedAt && a.startedAt.getTime() > after && (await authPing('127.0.0.1', a.port!, a.secret, 500)) ? a : undefined;
     }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
     const first = await readySince(0);
@@ -59,12 +47,10 @@ describe.runIf(isRoot)('a redis add-on whose runner restarts in time', () => {
     let previous = first;
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       const [oldPid] = await redisServersOf(uid);
-      child.kill(signal);
-      await exited(child);
-      child = undefined;
+      await runner.kill(signal);
       // Its server is gone with it (stopped, or killed by the parent-death signal) before the runner is back.
       await waitFor(async () => !(await redisServersOf(uid)).includes(oldPid!) || undefined, { name: `server gone after ${signal}`, timeoutMs: 5000, intervalMs: 20 });
-      child = startSecondRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, heartbeatMisses: 100, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
+      runner.start();
       const again = await readySince(previous.startedAt!.getTime());
       expect({ runner: again.runnerId, generation: again.generation, port: again.port, note: again.note }).toEqual({
         runner: second, generation: first.generation, port: first.port, note: `runner ${second} restarted; restarted empty`,

@@ -6,7 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import { CLI } from './cli.js';
+import type { Platform } from './platform.js';
 
 export interface SecondRunnerOptions {
   id: string;
@@ -41,4 +43,47 @@ export function startSecondRunner(o: SecondRunnerOptions): ChildProcess {
 /** Resolves once the child has exited (at once if it already has). */
 export function exited(child: ChildProcess): Promise<void> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/**
+ * A second runner for one test: started now, woken and stopped when the test ends (whatever the test did to it),
+ * with `kill` and `start` for drills that take it down and bring it back.
+ */
+export class TestRunner {
+  child: ChildProcess | undefined;
+
+  constructor(private readonly options: SecondRunnerOptions) {
+    this.start();
+    onTestFinished(() => this.stop());
+  }
+
+  get id(): string {
+    return this.options.id;
+  }
+
+  /** Starts it (again). */
+  start(): ChildProcess {
+    this.child = startSecondRunner(this.options);
+    return this.child;
+  }
+
+  /** Sends `signal` to it and waits until it has exited. */
+  async kill(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    child.kill(signal);
+    await exited(child);
+    this.child = undefined;
+  }
+
+  /** SIGCONT (a frozen one cannot stop), then SIGTERM and the wait. */
+  async stop(): Promise<void> {
+    this.child?.kill('SIGCONT');
+    await this.kill('SIGTERM');
+  }
+}
+
+/** Whether the platform's nexus lists node `id` as alive. */
+export async function isNodeAlive(p: Platform, id: string): Promise<boolean> {
+  return (await p.admin<{ nodes: Array<{ id: string; status: string }> }>('GET', '/v1/nodes')).json.nodes.some((n) => n.id === id && n.status === 'alive');
 }
