@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI, runCli, type CliResult } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
-import { freePort } from '../helpers/ports.js';
+import { reservedPorts } from '../helpers/daemons.js';
 import { searchableTempDir } from '../helpers/data-dir.js';
 
 let dataDir: string;
@@ -27,7 +27,8 @@ function listening(port: number): boolean {
 
 beforeAll(async () => {
   dataDir = searchableTempDir('pier-up-');
-  ports = await Promise.all(Array.from({ length: 14 }, () => freePort()));
+  // Below the ephemeral range: a port found free there can be any outgoing connection's before pier up binds it.
+  ports = await reservedPorts(14);
   const [pg, c1, e1, h1, a1, c2, e2, h2, a2, web, si, st, sq] = ports;
   const instancePorts = 30000 + (process.pid % 100) * 50;
   writeFileSync(

@@ -24,22 +24,28 @@ const p = platformForFile({ prefix: 'rd', apps, runner: { addonPortMin: slot, ad
 
 const WSGI = 'def application(environ, start_response):\n    start_response("200 OK", [])\n    return [b"ok"]\n';
 
+/**
+ * An app whose Redis add-on is ready on a second runner (`runner-<tag>-…`, its own process): the app is deployed
+ * before that runner joins, so its web instance makes the platform's runner the busier one.
+ */
+async function redisOnSecondRunner(suffix: string, tag: string) {
+  const app = `rd${randomId(2)}-${suffix}`;
+  apps.push(app);
+  expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
+  const second = `runner-${tag}-${randomId(3)}`;
+  const runner = new TestRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: 23000 + (process.pid % 19) * 50, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
+  await waitFor(() => isNodeAlive(p, second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
+  const created = await createRedisAddon(p, app);
+  const first = await waitFor(async () => {
+    const a = await created.read();
+    return a.state === 'ready' ? a : undefined;
+  }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
+  return { app, second, runner, created, first };
+}
+
 describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
   it('is back, empty, on a live runner within 10 s with REDIS_URL updated, and the dead runner starts nothing stale', async () => {
-    const app = `rd${randomId(2)}-move`;
-    apps.push(app);
-    // Deployed before the second runner joins: its web instance makes the platform's runner the busier one.
-    expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
-    const second = `runner-rd2-${randomId(3)}`;
-    const portMin = 23000 + (process.pid % 19) * 50;
-    const runner = new TestRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
-    await waitFor(() => isNodeAlive(p, second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
-
-    const created = await createRedisAddon(p, app);
-    const first = await waitFor(async () => {
-      const a = await created.read();
-      return a.state === 'ready' ? a : undefined;
-    }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
+    const { app, second, runner, created, first } = await redisOnSecondRunner('move', 'rd2');
     expect(first.runnerId).toBe(second); // the less busy runner
     const config = async () => (await p.api<{ vars: Record<string, string> }>('GET', `/v1/apps/${app}/config`)).json.vars;
     expect((await config()).REDIS_URL).toBe(redisUrl('127.0.0.1', first.port!, first.secret));
@@ -82,18 +88,7 @@ describe.runIf(isRoot)('a redis add-on whose runner dies', () => {
   }, 90_000);
 
   it('is placed elsewhere when its runner goes silent, and the runner stops its stale server when it is back', async () => {
-    const app = `rd${randomId(2)}-stale`;
-    apps.push(app);
-    expect((await p.deploy(app, p.writeApp(app, { 'wsgi.py': WSGI }))).status).toBe('live');
-    const second = `runner-rd3-${randomId(3)}`;
-    const portMin = 23000 + (process.pid % 19) * 50;
-    const runner = new TestRunner({ id: second, dir: p.dir, nexus: p.nexus, portMin: portMin, runner: { addonPortMin: slot + 5, addonPortMax: slot + 9 } });
-    await waitFor(() => isNodeAlive(p, second), { name: 'second runner alive', timeoutMs: 15_000, intervalMs: 100 });
-    const created = await createRedisAddon(p, app);
-    const first = await waitFor(async () => {
-      const a = await created.read();
-      return a.state === 'ready' ? a : undefined;
-    }, { name: 'add-on ready', timeoutMs: 20_000, intervalMs: 50 });
+    const { app, second, runner, created, first } = await redisOnSecondRunner('stale', 'rd3');
     expect(first.runnerId).toBe(second);
     const uid = Number(execFileSync('id', ['-u', appUserName(app)]).toString().trim());
     const [stalePid] = await redisServersOf(uid);

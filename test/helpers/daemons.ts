@@ -60,7 +60,7 @@ export function controlClient(endpoints: string[], timeoutMs = 500): ControlClie
 }
 
 /**
- * Ports for collectors: below the ephemeral range (32768+), where every outgoing connection and every port-0 or
+ * Ports for daemons a test configures before they start (collectors, `pier up`'s): below the ephemeral range (32768+), where every outgoing connection and every port-0 or
  * `:*` bind of this machine takes its port — a port found free there could be taken before the collector binds it
  * (a ZeroMQ "Address already in use" seen on CI). Each vitest worker has a slice of its own (files in one worker
  * run one after another), and no test's fixed range reaches 10000-11999.
@@ -71,19 +71,24 @@ const COLLECTOR_SLICES = 10;
 /** Ports handed out by this process: an address is chosen before its collector binds it. */
 const handedOut = new Set<number>();
 
-/** Endpoints for one stats collector on free loopback ports (known before it starts, so the nexus can list it). */
-export async function collectorAddress(): Promise<StatsAddress> {
+/** `count` free loopback ports of this worker's slice, never handed out twice by this process. */
+export async function reservedPorts(count: number): Promise<number[]> {
   const slice = Number(process.env.VITEST_POOL_ID ?? '0') % COLLECTOR_SLICES;
   const min = COLLECTOR_PORT_MIN + slice * COLLECTOR_SLICE;
   const start = Math.floor(Math.random() * COLLECTOR_SLICE);
   const ports: number[] = [];
-  for (let i = 0; i < COLLECTOR_SLICE && ports.length < 3; i++) {
+  for (let i = 0; i < COLLECTOR_SLICE && ports.length < count; i++) {
     const port = min + ((start + i) % COLLECTOR_SLICE);
     if (!handedOut.has(port) && (await isFreePort(port))) ports.push(port);
   }
-  if (ports.length < 3) throw new Error(`no 3 free collector ports in ${min}-${min + COLLECTOR_SLICE - 1}; is something else listening there?`);
+  if (ports.length < count) throw new Error(`no ${count} free ports in ${min}-${min + COLLECTOR_SLICE - 1}; is something else listening there?`);
   for (const port of ports) handedOut.add(port);
-  const [intake, tail, query] = ports;
+  return ports;
+}
+
+/** Endpoints for one stats collector on free loopback ports (known before it starts, so the nexus can list it). */
+export async function collectorAddress(): Promise<StatsAddress> {
+  const [intake, tail, query] = await reservedPorts(3);
   return { intake: `tcp://127.0.0.1:${intake}`, tail: `tcp://127.0.0.1:${tail}`, query: `tcp://127.0.0.1:${query}` };
 }
 
