@@ -97,9 +97,20 @@ function originPath(url: string | undefined): string {
   }
 }
 
-/** The instances a route holds, in the table's stable order: part of a static cache key. */
-function instancesOf(route: AppRoute): string[] {
-  return route.backends.map((b) => b.id);
+/** The instance ids of each backends list (the table replaces the list whenever it changes), joined. */
+const scopes = new WeakMap<readonly Backend[], string>();
+
+/**
+ * The instances a route holds, in the table's stable order, joined by commas: part of a static cache key.
+ * Computed once per backends list, so a cache hit joins nothing.
+ */
+export function instanceScope(route: AppRoute): string {
+  let scope = scopes.get(route.backends);
+  if (scope === undefined) {
+    scope = route.backends.map((b) => b.id).join(',');
+    scopes.set(route.backends, scope);
+  }
+  return scope;
 }
 
 /** The 'request' listener of the public server, with its counters and in-flight tracking. */
@@ -117,19 +128,15 @@ export class HttpProxy {
   /** The server's 'request' listener. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     this.counters.requests += 1;
+    const lookup = this.options.table.lookup(req.headers.host);
+    const probe = lookup.kind === 'app' ? this.probeCache(lookup.route, req.method, req.headers, req.url ?? '/') : undefined;
+    if (probe?.entry && lookup.kind === 'app') return this.serveCached(req, res, lookup.host, lookup.route, probe.entry);
     this.inflight += 1;
     const requestId = requestIdFor(req.headers['x-request-id']);
-    const lookup = this.options.table.lookup(req.headers.host);
     const exchange = new Exchange(this, req, res, lookup.host, requestId);
     if (lookup.kind === 'unknown') return exchange.answer(lookup.host === '' ? 400 : 404);
     exchange.route = lookup.route;
-    const cache = this.options.staticCache;
-    if (cache) {
-      const key = cache.keyFor(lookup.route.name, instancesOf(lookup.route), req.method, req.headers, req.url ?? '/');
-      const hit = key === undefined || wantsOrigin(req.headers) ? undefined : cache.get(key);
-      if (hit) return exchange.serveCached(hit);
-      exchange.cacheKey = key;
-    }
+    exchange.cacheKey = probe?.key;
     const backend = this.options.table.pick(lookup.route, undefined, this.options.upstreams.isUsable);
     if (!backend) return exchange.answer(503);
     try {
@@ -140,6 +147,56 @@ export class HttpProxy {
       exchange.answer(502);
     }
   };
+
+  /** The static cache's key for a request to `route` and its fresh entry (a hit), or undefined when not cacheable. */
+  private probeCache(route: AppRoute, method: string | undefined, headers: IncomingHttpHeaders, target: string): { key: string; entry: CachedFile | undefined } | undefined {
+    const cache = this.options.staticCache;
+    const key = cache?.keyFor(route.name, instanceScope(route), method, headers, target);
+    if (key === undefined) return undefined;
+    return { key, entry: wantsOrigin(headers) ? undefined : cache!.get(key) };
+  }
+
+  /** The static cache's answer to a request the static lane read (static-lane.ts), or undefined on a miss. */
+  cachedAnswer(hostHeader: string, method: string, headers: IncomingHttpHeaders, target: string): { host: string; route: AppRoute; entry: CachedFile } | undefined {
+    const lookup = this.options.table.lookup(hostHeader);
+    if (lookup.kind !== 'app') return undefined;
+    const entry = this.probeCache(lookup.route, method, headers, target)?.entry;
+    return entry ? { host: lookup.host, route: lookup.route, entry } : undefined;
+  }
+
+  /**
+   * Answers from the static cache: the file, its headers only (HEAD), or a 304 to a matching validator. The hot
+   * path of static files (bench/static.ts), so it is kept lean: synchronous (never in flight), no Exchange, no
+   * listeners, no header array built for a 200.
+   */
+  private serveCached(req: IncomingMessage, res: ServerResponse, host: string, route: AppRoute, entry: CachedFile): void {
+    const startedAt = performance.now();
+    const requestId = requestIdFor(req.headers['x-request-id']);
+    let status = 200;
+    let bytes = 0;
+    if ((req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) && isNotModified(entry, req.headers)) {
+      status = 304;
+      const headers = ['etag', entry.etag, 'cache-control', entry.cacheControl];
+      if (entry.vary !== undefined) headers.push('vary', entry.vary);
+      if (entry.lastModified !== undefined) headers.push('last-modified', entry.lastModified);
+      headers.push('x-request-id', requestId);
+      res.writeHead(304, headers);
+      res.end();
+    } else {
+      const headers = entry.headersWithId;
+      headers[headers.length - 1] = requestId; // writeHead copies the list into the header block before returning
+      res.writeHead(200, headers);
+      if (req.method === 'HEAD') res.end();
+      else {
+        res.end(entry.body);
+        bytes = entry.body.length;
+      }
+    }
+    this.options.onAccess?.({
+      app: route.name, host, method: req.method ?? '', path: req.url ?? '/', status, bytes,
+      durationMs: performance.now() - startedAt, backend: null, release: entry.release, requestId, at: Date.now(),
+    });
+  }
 
   /** Resolves once no request is in flight. */
   idle(): Promise<void> {
@@ -178,8 +235,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   cacheKey: string | undefined;
   /** An answer being read into the cache. */
   private capture: { headers: IncomingHttpHeaders; chunks: Buffer[]; lifetimeMs: number } | undefined;
-  /** Release of a cached answer sent (no instance was asked). */
-  private cachedRelease: number | undefined;
 
   constructor(
     private readonly proxy: HttpProxy,
@@ -300,25 +355,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     return true;
   }
 
-  /** Answers from the static cache: the file, its headers only (HEAD), or a 304 to a matching validator. */
-  serveCached(entry: CachedFile): void {
-    const { req, res } = this;
-    this.cachedRelease = entry.release;
-    if (isNotModified(entry, req.headers)) {
-      const headers = ['etag', entry.etag, 'cache-control', entry.cacheControl];
-      if (entry.vary !== undefined) headers.push('vary', entry.vary);
-      if (entry.lastModified !== undefined) headers.push('last-modified', entry.lastModified);
-      res.writeHead(304, [...headers, 'x-request-id', this.requestId]);
-      res.end();
-      return this.finish(304);
-    }
-    res.writeHead(200, [...entry.headers, 'x-request-id', this.requestId]);
-    const isHead = req.method === 'HEAD';
-    res.end(isHead ? undefined : entry.body);
-    this.bytes = isHead ? 0 : entry.body.length;
-    this.finish(200);
-  }
-
   /** Answers with the balancer's own page. */
   answer(status: BalancerStatus): void {
     const { res } = this;
@@ -351,7 +387,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const { req } = this;
     this.proxy.finished({
       app: this.route?.name ?? null, host: this.host, method: req.method ?? '', path: req.url ?? '/', status, bytes: this.bytes,
-      durationMs: performance.now() - this.startedAt, backend: this.backend?.address ?? null, release: this.backend?.release ?? this.cachedRelease ?? null,
+      durationMs: performance.now() - this.startedAt, backend: this.backend?.address ?? null, release: this.backend?.release ?? null,
       requestId: this.requestId, at: this.at,
     });
   }

@@ -3,7 +3,7 @@
  * that someone else keeps current — the Balancer from nexus events, tests and the benchmark by hand.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createListener, type AddressInfo, type Server as Listener } from 'node:net';
 import type { Logger } from 'pino';
 import type { PierConfig } from '../config/index.js';
 import { sleep } from '../core/wait.js';
@@ -12,6 +12,7 @@ import type { RouteTable } from './route-table.js';
 import { UpgradeProxy } from './upgrades.js';
 import { UpstreamPools } from './upstreams.js';
 import { StaticCache } from './static-cache.js';
+import { StaticLane } from './static-lane.js';
 import { trustedProxies } from './trusted-proxies.js';
 
 /** The proxy settings of the `balancer` config section. */
@@ -34,7 +35,12 @@ export class ProxyServer {
   readonly upstreams: UpstreamPools;
   readonly proxy: HttpProxy;
   readonly upgrades: UpgradeProxy;
+  /** Node's HTTP server: every request the static lane does not answer. */
   readonly server: Server;
+  /** Answers static cache hits straight from the socket (static-lane.ts); only with the static cache on. */
+  readonly lane: StaticLane | undefined;
+  /** What listens: the lane's plain TCP listener, or the HTTP server itself without a lane. */
+  private readonly listener: Listener;
   private readonly log: Logger;
 
   constructor(private readonly options: ProxyServerOptions) {
@@ -54,11 +60,16 @@ export class ProxyServer {
     });
     this.server = createServer({ keepAliveTimeout: settings.clientKeepAliveMs }, this.proxy.handle);
     this.server.on('upgrade', this.upgrades.handle);
+    if (staticCache) {
+      this.lane = new StaticLane(this.proxy, this.server, settings.clientKeepAliveMs);
+      // noDelay as Node's HTTP server sets it: an answer goes out at once, not after the client's delayed ACK.
+      this.listener = createListener({ noDelay: true }, this.lane.onConnection);
+    } else this.listener = this.server;
   }
 
   /** Listens on host:port (0 picks a free port) and resolves with the bound port. */
   listen(host: string, port: number): Promise<number> {
-    const { server } = this;
+    const server = this.listener;
     return new Promise<number>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -70,8 +81,10 @@ export class ProxyServer {
 
   /** Stops accepting connections, closes idle ones, and waits up to `graceMs` for in-flight requests. */
   async drain(graceMs: number): Promise<void> {
+    if (this.listener !== this.server) this.listener.close();
     this.server.close();
     this.server.closeIdleConnections();
+    this.lane?.endAll();
     const graceOver = new AbortController();
     await Promise.race([this.proxy.idle(), sleep(graceMs, graceOver.signal)]);
     graceOver.abort();
@@ -81,10 +94,11 @@ export class ProxyServer {
   async close(): Promise<void> {
     if (this.proxy.inflight > 0) this.log.warn({ inflight: this.proxy.inflight }, 'requests still running after the grace period; closing them');
     this.upgrades.destroyAll();
+    this.lane?.destroyAll();
     this.server.closeAllConnections();
     const closed = new Promise<void>((resolve) => {
-      if (!this.server.listening) return resolve();
-      this.server.close(() => resolve());
+      if (!this.listener.listening) return resolve();
+      this.listener.close(() => resolve());
     });
     await Promise.all([closed, this.upstreams.destroy()]);
   }

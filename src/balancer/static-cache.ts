@@ -28,6 +28,19 @@ export interface CachedFile {
   release: number;
   /** Response headers to send (name, value, …), without X-Request-Id. */
   headers: string[];
+  /**
+   * `headers` and a last `x-request-id` pair whose value the sender overwrites just before `writeHead` (which
+   * copies it into the header block at once): a hit builds no header array.
+   */
+  headersWithId: string[];
+  /**
+   * For the static lane (static-lane.ts), which writes answers itself after its own status line and per-request
+   * header lines: `headers` as header lines, the blank line and the body, in one buffer (one write per hit).
+   * `body` is a view into it.
+   */
+  wire: Buffer;
+  /** `wire` without the body: the answer to a HEAD. */
+  wireHead: Buffer;
   etag: string;
   lastModified: string | undefined;
   cacheControl: string;
@@ -35,6 +48,8 @@ export interface CachedFile {
   body: Buffer;
   /** Epoch ms after which the entry is not used. */
   expiresAt: number;
+  /** Used since eviction last passed it (CLOCK's reference bit: a hit sets a flag instead of reordering the map). */
+  isRecent: boolean;
 }
 
 export interface StaticCacheOptions {
@@ -75,14 +90,17 @@ export class StaticCache {
     return this.totalBytes;
   }
 
-  /** The key of a request, or undefined when it is not one the cache answers (not GET/HEAD, a Range, a body). */
-  keyFor(app: string, instances: readonly string[], method: string | undefined, headers: IncomingHttpHeaders, target: string): string | undefined {
+  /**
+   * The key of a request, or undefined when it is not one the cache answers (not GET/HEAD, a Range, a body).
+   * `instances` is the route's instance ids joined by commas (`instanceScope`).
+   */
+  keyFor(app: string, instances: string, method: string | undefined, headers: IncomingHttpHeaders, target: string): string | undefined {
     if (this.options.maxBytes <= 0 || (method !== 'GET' && method !== 'HEAD')) return undefined;
     if (headers.range !== undefined || headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) return undefined;
     if (instances.length === 0) return undefined;
-    const accept = headers['accept-encoding'] ?? '';
-    const variant = `${accept.includes('gzip') ? 'g' : ''}${accept.includes('br') ? 'b' : ''}`;
-    return `${app}\u0000${instances.join(',')}\u0000${variant}\u0000${target}`;
+    const accept = headers['accept-encoding'];
+    const variant = accept === undefined ? '' : `${accept.includes('gzip') ? 'g' : ''}${accept.includes('br') ? 'b' : ''}`;
+    return `${app}\u0000${instances}\u0000${variant}\u0000${target}`;
   }
 
   /** The fresh entry under `key`, marked as recently used. */
@@ -93,8 +111,7 @@ export class StaticCache {
       this.remove(key, entry);
       return undefined;
     }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    entry.isRecent = true;
     this.counters.hits += 1;
     return entry;
   }
@@ -124,9 +141,11 @@ export class StaticCache {
     }
     const old = this.entries.get(key);
     if (old) this.remove(key, old);
+    // The body lives inside `wire` (the lane's copy of the answer), so an entry holds its bytes once.
+    const { wire, wireHead } = renderWire(kept, body);
     const entry: CachedFile = {
-      app, release, headers: kept, etag: headers.etag as string, lastModified: headers['last-modified'],
-      cacheControl: headers['cache-control'] as string, vary: headers.vary as string | undefined, body, expiresAt: this.now() + lifetimeMs,
+      app, release, headers: kept, headersWithId: [...kept, 'x-request-id', ''], wire, wireHead, etag: headers.etag as string, lastModified: headers['last-modified'],
+      cacheControl: headers['cache-control'] as string, vary: headers.vary as string | undefined, body: wire.subarray(wireHead.length), expiresAt: this.now() + lifetimeMs, isRecent: false,
     };
     this.entries.set(key, entry);
     this.totalBytes += body.length;
@@ -135,17 +154,29 @@ export class StaticCache {
     this.evict(app);
   }
 
+  /**
+   * Evicts the app's entries beyond its quarter, then anyone's beyond the total, in CLOCK order: the map is in
+   * insertion order; an entry used since it was last passed goes to the back with its flag cleared instead of
+   * out, so the least recently used go first without a hit ever reordering the map (measured: the reorder was
+   * the cache's largest cost per hit).
+   */
   private evict(app: string): void {
     const appLimit = Math.floor(this.options.maxBytes / 4);
-    if ((this.appBytes.get(app) ?? 0) > appLimit) {
-      for (const [key, entry] of this.entries) {
-        if ((this.appBytes.get(app) ?? 0) <= appLimit) break;
-        if (entry.app === app) this.remove(key, entry, true);
-      }
-    }
+    this.sweep(() => (this.appBytes.get(app) ?? 0) > appLimit, (entry) => entry.app === app);
+    this.sweep(() => this.totalBytes > this.options.maxBytes, () => true);
+  }
+
+  private sweep(isOver: () => boolean, isCandidate: (entry: CachedFile) => boolean): void {
+    // A Map iterator also visits what is re-inserted during the loop: an entry moved to the back comes round
+    // again with its flag cleared, and goes then if still needed. Each entry moves at most once, so this ends.
     for (const [key, entry] of this.entries) {
-      if (this.totalBytes <= this.options.maxBytes) break;
-      this.remove(key, entry, true);
+      if (!isOver()) return;
+      if (!isCandidate(entry)) continue;
+      if (entry.isRecent) {
+        entry.isRecent = false;
+        this.entries.delete(key);
+        this.entries.set(key, entry);
+      } else this.remove(key, entry, true);
     }
   }
 
@@ -157,6 +188,15 @@ export class StaticCache {
     else this.appBytes.delete(entry.app);
     if (isEviction) this.counters.evictions += 1;
   }
+}
+
+/** The header lines of `headers` (name, value, …), the blank line and `body`; and the same without the body. */
+function renderWire(headers: readonly string[], body: Buffer): { wire: Buffer; wireHead: Buffer } {
+  let lines = '';
+  for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  const head = Buffer.from(`${lines}\r\n`, 'latin1');
+  const wire = Buffer.concat([head, body]);
+  return { wire, wireHead: wire.subarray(0, head.length) };
 }
 
 /** Whether the client asks for an answer from the origin (`Cache-Control: no-cache`/`max-age=0`, `Pragma: no-cache`: a hard reload). */
