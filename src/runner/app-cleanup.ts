@@ -130,6 +130,15 @@ export class AppCleanup {
 
   private async purge(app: string, known?: AppRecord): Promise<void> {
     const started = Date.now();
+    if (known) {
+      const current = await this.readRecord(app);
+      if (current && current.createdAt !== known.createdAt) {
+        // A newer app of the name recorded itself here after this job was queued (it waited for the clean-ups
+        // queued before it): the uid may be reused, so the old record must not end the new app's user or processes.
+        this.log.info({ app }, 'the name belongs to a newer app since this clean-up was queued; leaving it');
+        return;
+      }
+    }
     await this.manager?.stopApp(app);
     const { appUsers } = this.options;
     const user = appUsers ? await appUsers.lookup(app) : undefined;

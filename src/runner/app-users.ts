@@ -22,22 +22,33 @@ export function appUserName(app: string): string {
 }
 
 export class AppUsers {
-  private readonly known = new Map<string, Promise<AppUser>>();
+  /**
+   * Per app, the tail of its user work: creating and deleting a name's user run one after the other, so a start
+   * never gets a user that a clean-up is deleting at that moment.
+   */
+  private readonly work = new Map<string, Promise<unknown>>();
 
   /** Whether apps get their own users (the runner is root and has not been told otherwise). */
   static isPossible(): boolean {
     return typeof process.getuid === 'function' && process.getuid() === 0;
   }
 
-  /** The app's user, created on first use (`useradd --system`, no login, no home). */
+  /**
+   * The app's user, created when it does not exist (`useradd --system`, no login, no home). Looked up every time,
+   * not remembered: a clean-up here or another runner on this machine may have deleted it since (a remembered user
+   * then ran the app under a uid no user holds, which the next `useradd` may hand to another app).
+   */
   ensure(app: string): Promise<AppUser> {
-    let user = this.known.get(app);
-    if (!user) {
-      user = this.create(appUserName(app));
-      this.known.set(app, user);
-      user.catch(() => this.known.delete(app)); // try again next time
-    }
-    return user;
+    return this.serially(app, () => this.create(appUserName(app)));
+  }
+
+  private serially<T>(app: string, job: () => Promise<T>): Promise<T> {
+    const next = (this.work.get(app) ?? Promise.resolve()).catch(() => undefined).then(job);
+    this.work.set(app, next);
+    void next.catch(() => undefined).finally(() => {
+      if (this.work.get(app) === next) this.work.delete(app);
+    });
+    return next;
   }
 
   /** The app's user if it exists (whoever created it). */
@@ -49,9 +60,11 @@ export class AppUsers {
    * Deletes the app's user and its group (`userdel`), so a re-created app gets a fresh user. Kill its processes
    * first (userdel refuses a user with running processes). False when the user did not exist.
    */
-  async remove(app: string): Promise<boolean> {
-    this.known.delete(app);
-    const name = appUserName(app);
+  remove(app: string): Promise<boolean> {
+    return this.serially(app, () => this.removeUser(appUserName(app)));
+  }
+
+  private async removeUser(name: string): Promise<boolean> {
     if (!(await lookup(name))) return false;
     for (let attempt = 0; ; attempt++) {
       try {
