@@ -11,6 +11,7 @@
  * which we write straight to the client response; it also gives explicit connect/headers/body timeouts and an
  * abort handle per request, which the retry and client-abort rules below need.
  */
+import { randomUUID } from 'node:crypto';
 import { forwardedProto, type TrustedPeer } from './trusted-proxies.js';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
@@ -153,7 +154,41 @@ export class HttpProxy {
     const cache = this.options.staticCache;
     const key = cache?.keyFor(route.name, instanceScope(route), method, headers, target);
     if (key === undefined) return undefined;
-    return { key, entry: wantsOrigin(headers) ? undefined : cache!.get(key) };
+    const entry = wantsOrigin(headers) ? undefined : cache!.get(key);
+    if (entry && cache!.needsRefresh(entry)) this.refresh(route, key, entry, headers.host ?? '', headers['accept-encoding'], target);
+    return { key, entry };
+  }
+
+  /**
+   * Fetches a cached file again from one of the route's instances, in the background, and holds the new answer
+   * under the same key (StaticCache.needsRefresh). A refresh that brings nothing cacheable (the file is gone, the
+   * instance failed) leaves the entry to expire, and the next try waits a second.
+   */
+  private refresh(route: AppRoute, key: string, entry: CachedFile, host: string, acceptEncoding: string | undefined, target: string): void {
+    const cache = this.options.staticCache!;
+    const { table, upstreams } = this.options;
+    const backend = table.pick(route, undefined, upstreams.isUsable);
+    const giveUp = (): void => {
+      entry.isRefreshing = false;
+      entry.refreshAt = Date.now() + 1000;
+    };
+    if (!backend) return giveUp();
+    // What makes the instance pick the same file and variant: the target and the accepted encodings.
+    const headers = ['host', host, 'x-request-id', randomUUID()];
+    if (acceptEncoding !== undefined) headers.push('accept-encoding', acceptEncoding);
+    upstreams.pool(backend).request({ path: originPath(target), method: 'GET', headers, reset: backend.capacity === 1 })
+      .then(async ({ statusCode, headers: answer, body }) => {
+        const lifetimeMs = cache.cacheableFor(statusCode, answer);
+        if (lifetimeMs === undefined) {
+          await body.dump();
+          return giveUp();
+        }
+        cache.store(key, route.name, backend.release, answer, Buffer.from(await body.arrayBuffer()), lifetimeMs);
+      })
+      .catch((err: Error) => {
+        this.log.debug({ err: err.message, app: route.name, target }, 'static cache refresh failed');
+        giveUp();
+      });
   }
 
   /** The static cache's answer to a request the static lane read (static-lane.ts), or undefined on a miss. */

@@ -11,9 +11,10 @@
  *   age out; instance ids are never reused, so a destroyed and re-created app never sees the old one's files),
  *   the raw request target, and the encodings the request accepts as uWSGI reads them (`gzip`, `br` substrings),
  *   so each Vary: Accept-Encoding variant is its own entry.
- * - Fresh for `min(max-age, ttlMs)`; the balancer answers conditional GET/HEAD from an entry the way uWSGI would
- *   (304 to a matching If-None-Match — weak comparison — or, without one, to an If-Modified-Since not before its
- *   Last-Modified).
+ * - Fresh for `min(max-age, ttlMs)`; a request in the last quarter of that has the balancer fetch the file again
+ *   in the background (`needsRefresh`), so a file in use never expires. The balancer answers conditional GET/HEAD
+ *   from an entry the way uWSGI would (304 to a matching If-None-Match — weak comparison — or, without one, to an
+ *   If-Modified-Since not before its Last-Modified).
  * - Bounded: `maxBytes` in all (least recently used out first) and a quarter of it per app, so one app cannot
  *   push every other app's files out.
  * Requests with a Range header, and a client's `Cache-Control: no-cache` (a hard reload), go to the instance; the
@@ -50,6 +51,10 @@ export interface CachedFile {
   expiresAt: number;
   /** Used since eviction last passed it (CLOCK's reference bit: a hit sets a flag instead of reordering the map). */
   isRecent: boolean;
+  /** Epoch ms from which a hit asks for the entry to be fetched again (`needsRefresh`), three quarters into its life. */
+  refreshAt: number;
+  /** A refresh of it is under way. */
+  isRefreshing: boolean;
 }
 
 export interface StaticCacheOptions {
@@ -116,6 +121,17 @@ export class StaticCache {
     return entry;
   }
 
+  /**
+   * Whether a hit on `entry` should fetch it again now (it is in the last quarter of its life and no refresh is
+   * under way); marks the refresh as under way. A file in use is thus fetched again before it expires and never
+   * misses — a miss costs the hop to the instance, and on the static lane the connection.
+   */
+  needsRefresh(entry: CachedFile): boolean {
+    if (entry.isRefreshing || this.now() < entry.refreshAt) return false;
+    entry.isRefreshing = true;
+    return true;
+  }
+
   /** Whether an instance's answer to a GET may be held (see the module comment); gives its lifetime in ms. */
   cacheableFor(statusCode: number, headers: IncomingHttpHeaders): number | undefined {
     if (this.options.maxBytes <= 0 || statusCode !== 200) return undefined;
@@ -146,6 +162,7 @@ export class StaticCache {
     const entry: CachedFile = {
       app, release, headers: kept, headersWithId: [...kept, 'x-request-id', ''], wire, wireHead, etag: headers.etag as string, lastModified: headers['last-modified'],
       cacheControl: headers['cache-control'] as string, vary: headers.vary as string | undefined, body: wire.subarray(wireHead.length), expiresAt: this.now() + lifetimeMs, isRecent: false,
+      refreshAt: this.now() + Math.floor((lifetimeMs * 3) / 4), isRefreshing: false,
     };
     this.entries.set(key, entry);
     this.totalBytes += body.length;

@@ -60,6 +60,18 @@ describe('StaticCache', () => {
     expect(cache.size).toBe(0);
   });
 
+  it('asks for one refresh of an entry in the last quarter of its life', () => {
+    let now = 1000;
+    const cache = new StaticCache({ maxBytes: 1000, now: () => now });
+    cache.store('k', 'a', 3, answer(4), Buffer.from('body'), 20_000);
+    const entry = cache.get('k')!;
+    now += 14_999;
+    expect(cache.needsRefresh(entry)).toBe(false);
+    now += 1;
+    expect(cache.needsRefresh(entry)).toBe(true);
+    expect(cache.needsRefresh(entry)).toBe(false); // one under way
+  });
+
   it('refuses a body whose length is not its Content-Length', () => {
     const cache = new StaticCache({ maxBytes: 1000 });
     cache.store('k', 'a', 3, answer(10), Buffer.from('short'), 30_000);

@@ -60,13 +60,13 @@ describe('readHead', () => {
 });
 
 /** A backend answering /static/* as uWSGI's file server does (a Pier ETag, a max-age), anything else in JSON. */
-async function startStaticBackend(): Promise<{ backend: Backend; staticHits: () => number }> {
-  const state = { staticHits: 0 };
+async function startStaticBackend(maxAgeS = 3600): Promise<{ backend: Backend; staticHits: () => number; serve: (css: string) => void }> {
+  const state = { staticHits: 0, css: CSS };
   const backend = await startBackend('static', (req: IncomingMessage, res: ServerResponse) => {
     if (req.url?.startsWith('/static/')) {
       state.staticHits += 1;
-      res.writeHead(200, { 'content-type': 'text/css', 'content-length': String(CSS.length), 'last-modified': LM, etag: TAG, 'cache-control': 'public, max-age=3600', vary: 'Accept-Encoding' });
-      res.end(req.method === 'HEAD' ? undefined : CSS);
+      res.writeHead(200, { 'content-type': 'text/css', 'content-length': String(state.css.length), 'last-modified': LM, etag: TAG, 'cache-control': `public, max-age=${maxAgeS}`, vary: 'Accept-Encoding' });
+      res.end(req.method === 'HEAD' ? undefined : state.css);
       return;
     }
     let body = '';
@@ -77,7 +77,7 @@ async function startStaticBackend(): Promise<{ backend: Backend; staticHits: () 
       res.end(text);
     });
   });
-  return { backend, staticHits: () => state.staticHits };
+  return { backend, staticHits: () => state.staticHits, serve: (css) => (state.css = css) };
 }
 
 /** A raw TCP client that collects every byte the proxy sends. */
@@ -110,13 +110,13 @@ function responses(text: string): Array<{ status: number; headers: Record<string
   return out;
 }
 
-async function cachedProxy(settings: Record<string, number> = {}) {
-  const { backend, staticHits } = await startStaticBackend();
+async function cachedProxy(settings: Record<string, number> = {}, maxAgeS = 3600) {
+  const { backend, staticHits, serve } = await startStaticBackend(maxAgeS);
   const handle = await startProxy(tableWith({ app: { ports: [backend.port] } }), { staticCacheBytes: 1024 * 1024, ...settings });
   // The first request fills the cache through Node's server; the lane answers only what the cache holds.
   expect((await send(handle.port, HOST, { path: '/static/a.css' })).body).toBe(CSS);
   expect(staticHits()).toBe(1);
-  return { staticHits, ...handle, lane: handle.proxy.lane! };
+  return { staticHits, serve, ...handle, lane: handle.proxy.lane! };
 }
 
 describe('the static lane', () => {
@@ -201,6 +201,25 @@ describe('the static lane', () => {
     await waitFor(() => responses(client.received()).length === 1 || undefined, { name: 'the answer' });
     expect(responses(client.received())[0]!.body).toBe(CSS);
     expect(lane.counters).toMatchObject({ answered: 0, handedOff: 2 }); // with the one that filled the cache
+  });
+
+  it('fetches a file in use again before it expires, so it never misses and its connections stay on the lane', async () => {
+    const { port, lane, staticHits, serve } = await cachedProxy({}, 2); // max-age=2: held 2 s, fetched again after 1.5 s
+    serve('.b { color: blue; }\n');
+    const client = await rawClient(port);
+    const ask = async (count: number): Promise<string> => {
+      client.socket.write(`GET /static/a.css HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+      await waitFor(() => responses(client.received()).length === count || undefined, { name: `answer ${count}` });
+      return responses(client.received())[count - 1]!.body;
+    };
+    expect(await ask(1)).toBe(CSS);
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    expect(await ask(2)).toBe(CSS); // still the held answer; this hit asks for a refresh
+    await waitFor(() => staticHits() === 2 || undefined, { name: 'the refresh' });
+    await new Promise((resolve) => setTimeout(resolve, 700)); // past the first answer's 2 s
+    expect(await ask(3)).toBe('.b { color: blue; }\n');
+    expect(staticHits()).toBe(2); // no miss
+    expect(lane.counters).toMatchObject({ answered: 3, handedOff: 1 }); // only the connection that filled the cache
   });
 
   it('closes an idle connection after the client keep-alive time, and every one on drain', async () => {
