@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { renderErrorPage, type BalancerStatus } from './error-pages.js';
 import { clientAddress, forwardRequestHeaders, forwardResponseHeaders, requestIdFor } from './headers.js';
 import { translateStaticValidator } from './static-validators.js';
-import { isNotModified, wantsOrigin, type CachedFile, type StaticCache } from './static-cache.js';
+import { isNotModified, notModifiedHeaders, wantsOrigin, type CachedFile, type StaticCache } from './static-cache.js';
 import type { AppRoute, Backend, RouteTable } from './route-table.js';
 import type { UpstreamPools } from './upstreams.js';
 
@@ -211,11 +211,7 @@ export class HttpProxy {
     let bytes = 0;
     if ((req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) && isNotModified(entry, req.headers)) {
       status = 304;
-      const headers = ['etag', entry.etag, 'cache-control', entry.cacheControl];
-      if (entry.vary !== undefined) headers.push('vary', entry.vary);
-      if (entry.lastModified !== undefined) headers.push('last-modified', entry.lastModified);
-      headers.push('x-request-id', requestId);
-      res.writeHead(304, headers);
+      res.writeHead(304, [...notModifiedHeaders(entry), 'x-request-id', requestId]);
       res.end();
     } else {
       const headers = entry.headersWithId;
@@ -227,9 +223,13 @@ export class HttpProxy {
         bytes = entry.body.length;
       }
     }
+    this.noteCached(route, entry, host, req.method ?? '', req.url ?? '/', status, bytes, startedAt, requestId, Date.now());
+  }
+
+  /** @internal The access record of an answer from the static cache (here or on the static lane). */
+  noteCached(route: AppRoute, entry: CachedFile, host: string, method: string, path: string, status: number, bytes: number, startedAt: number, requestId: string, at: number): void {
     this.options.onAccess?.({
-      app: route.name, host, method: req.method ?? '', path: req.url ?? '/', status, bytes,
-      durationMs: performance.now() - startedAt, backend: null, release: entry.release, requestId, at: Date.now(),
+      app: route.name, host, method, path, status, bytes, durationMs: performance.now() - startedAt, backend: null, release: entry.release, requestId, at,
     });
   }
 

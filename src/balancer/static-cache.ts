@@ -207,11 +207,16 @@ export class StaticCache {
   }
 }
 
-/** The header lines of `headers` (name, value, …), the blank line and `body`; and the same without the body. */
-function renderWire(headers: readonly string[], body: Buffer): { wire: Buffer; wireHead: Buffer } {
+/** `name: value` CRLF lines of a header list (name, value, …). */
+export function headerLines(headers: readonly string[]): string {
   let lines = '';
   for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  const head = Buffer.from(`${lines}\r\n`, 'latin1');
+  return lines;
+}
+
+/** The header lines of `headers` (name, value, …), the blank line and `body`; and the same without the body. */
+function renderWire(headers: readonly string[], body: Buffer): { wire: Buffer; wireHead: Buffer } {
+  const head = Buffer.from(`${headerLines(headers)}\r\n`, 'latin1');
   const wire = Buffer.concat([head, body]);
   return { wire, wireHead: wire.subarray(0, head.length) };
 }
@@ -221,6 +226,14 @@ export function wantsOrigin(headers: IncomingHttpHeaders): boolean {
   const cacheControl = headers['cache-control'];
   if (cacheControl !== undefined && /(?:^|,)\s*(?:no-cache|no-store|max-age=0)\s*(?:,|$)/i.test(cacheControl)) return true;
   return headers.pragma !== undefined && /no-cache/i.test(headers.pragma);
+}
+
+/** The headers of a 304 to `entry` (name, value, …): its validators, as uWSGI sends them. */
+export function notModifiedHeaders(entry: CachedFile): string[] {
+  const headers = ['etag', entry.etag, 'cache-control', entry.cacheControl];
+  if (entry.vary !== undefined) headers.push('vary', entry.vary);
+  if (entry.lastModified !== undefined) headers.push('last-modified', entry.lastModified);
+  return headers;
 }
 
 /** Whether a conditional request is answered 304 by `entry` (RFC 9110 §13.1.2, §13.1.3; weak comparison). */

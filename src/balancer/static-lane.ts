@@ -24,7 +24,7 @@ import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { requestIdFor } from './headers.js';
 import type { HttpProxy } from './proxy.js';
-import { isNotModified, type CachedFile } from './static-cache.js';
+import { headerLines, isNotModified, notModifiedHeaders } from './static-cache.js';
 
 /** The longest request head the lane reads (Node's default maxHeaderSize); a longer one goes to Node. */
 const MAX_HEAD_BYTES = 16 * 1024;
@@ -210,7 +210,7 @@ export class StaticLane {
     socket.cork();
     if ((headers['if-none-match'] !== undefined || headers['if-modified-since'] !== undefined) && isNotModified(entry, headers)) {
       status = 304;
-      socket.write(`HTTP/1.1 304 Not Modified\r\n${lines}${notModifiedLines(entry)}\r\n`, 'latin1');
+      socket.write(`HTTP/1.1 304 Not Modified\r\n${lines}${headerLines(notModifiedHeaders(entry))}\r\n`, 'latin1');
     } else {
       socket.write(`HTTP/1.1 200 OK\r\n${lines}`, 'latin1');
       if (request.method === 'GET') {
@@ -219,10 +219,7 @@ export class StaticLane {
       } else socket.write(entry.wireHead);
     }
     socket.uncork();
-    proxy.options.onAccess?.({
-      app: route.name, host, method: request.method, path: request.target, status, bytes,
-      durationMs: performance.now() - startedAt, backend: null, release: entry.release, requestId, at: now,
-    });
+    proxy.noteCached(route, entry, host, request.method, request.target, status, bytes, startedAt, requestId, now);
     return request.end;
   }
 
@@ -252,12 +249,4 @@ export class StaticLane {
     }
     return this.date;
   }
-}
-
-/** The validator lines of a 304 to `entry`. */
-function notModifiedLines(entry: CachedFile): string {
-  let lines = `etag: ${entry.etag}\r\ncache-control: ${entry.cacheControl}\r\n`;
-  if (entry.vary !== undefined) lines += `vary: ${entry.vary}\r\n`;
-  if (entry.lastModified !== undefined) lines += `last-modified: ${entry.lastModified}\r\n`;
-  return lines;
 }
