@@ -74,7 +74,7 @@ function writeRelease(dir: string): string {
 }
 
 /** The vassal the runner writes for this app (runner defaults for processes/threads and max-age). */
-async function startVassal(dir: string, appDir: string, offloadThreads: number): Promise<{ child: Child; port: number }> {
+async function startVassal(dir: string, appDir: string, offloadThreads: number): Promise<{ child: Child; port: number; capacity: number }> {
   const runner = loadConfig({ env: {}, overrides: { dataDir: dir } }).runner;
   const port = await freePort();
   const ini = renderVassal({
@@ -87,17 +87,21 @@ async function startVassal(dir: string, appDir: string, offloadThreads: number):
   writeFileSync(file, `${ini}disable-logging = true\nlisten = 1024\n`);
   const child = start(`uwsgi vassal (offload ${offloadThreads})`, ...pinned('uwsgi', ['--ini', file]), 'SIGINT');
   await waitForPort(port);
-  return { child, port };
+  return { child, port, capacity: runner.processes * runner.threads };
 }
 
 /** The balancer's default static cache size. */
 const DEFAULT_CACHE_BYTES = loadConfig({ env: {}, overrides: { dataDir: '/tmp' } }).balancer.staticCacheBytes;
 
-/** balancer-proxy.ts with the balancer's settings, its static cache `cacheBytes` large (0: off). */
-async function startBalancer(backendPort: number, cacheBytes: number): Promise<{ child: Child; port: number }> {
+/**
+ * balancer-proxy.ts with the balancer's settings, its static cache `cacheBytes` large (0: off), told the vassal's
+ * capacity as a runner tells it (without it the balancer keeps more connections than uWSGI has threads, and the
+ * extra ones stall for uWSGI's socket time-out: wrk then counts time-outs).
+ */
+async function startBalancer(backend: { port: number; capacity: number }, cacheBytes: number): Promise<{ child: Child; port: number }> {
   const port = await freePort();
   process.env.PIER_BALANCER_STATIC_CACHE_BYTES = String(cacheBytes); // read by the child's loadConfig at spawn
-  const child = start('pier balancer', ...pinned(process.execPath, ['--import', 'tsx', join(here, 'balancer-proxy.ts'), String(port), `127.0.0.1:${backendPort}`]));
+  const child = start('pier balancer', ...pinned(process.execPath, ['--import', 'tsx', join(here, 'balancer-proxy.ts'), String(port), `127.0.0.1:${backend.port}@${backend.capacity}`]));
   delete process.env.PIER_BALANCER_STATIC_CACHE_BYTES;
   await waitForPort(port, 20_000);
   return { child, port };
@@ -238,16 +242,16 @@ async function main(): Promise<void> {
     const rows: Row[] = [];
     const withOffload = await startVassal(dir, appDir, 1);
     rows.push(...(await measure('vassal direct, offload-threads 1', withOffload.port)));
-    const offloaded = await startBalancer(withOffload.port, 0);
+    const offloaded = await startBalancer(withOffload, 0);
     rows.push(...(await measure('pier balancer cache off → vassal, offload-threads 1', offloaded.port)));
     await stop(offloaded.child);
     await stop(withOffload.child);
     const vassal = await startVassal(dir, appDir, 0);
     rows.push(...(await measure('vassal direct, offload-threads 0', vassal.port)));
-    const uncached = await startBalancer(vassal.port, 0);
+    const uncached = await startBalancer(vassal, 0);
     rows.push(...(await measure('pier balancer cache off → vassal, offload-threads 0', uncached.port)));
     await stop(uncached.child);
-    const cached = await startBalancer(vassal.port, DEFAULT_CACHE_BYTES);
+    const cached = await startBalancer(vassal, DEFAULT_CACHE_BYTES);
     const nginx = await startNginx(dir, appDir);
     const match = await headToHead({ target: 'pier balancer cache on  → vassal, offload-threads 0', port: cached.port }, { target: 'nginx (1 worker)', port: nginx.port });
     rows.push(...match.rows);
