@@ -17,8 +17,8 @@
  * first byte, which answers it exactly as if the lane were not there. The two parsers therefore never disagree
  * on where a request ends (no request smuggling through the lane).
  *
- * The lane writes responses in request order and, when the client does not read them, stops reading its
- * requests until the socket drains. An idle connection is closed after the client keep-alive time.
+ * The lane writes responses in request order and, once a MiB of them waits for a client that does not read, stops
+ * reading its requests until the socket drains (a request of 50 bytes can ask for a large file). An idle connection is closed after the client keep-alive time.
  */
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -29,6 +29,8 @@ import { headerLines, isNotModified, notModifiedHeaders } from './static-cache.j
 /** The longest request head the lane reads (Node's default maxHeaderSize); a longer one goes to Node. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_HEADERS = 100;
+/** Answer bytes a connection may have queued before the lane stops reading its requests. */
+const MAX_QUEUED_BYTES = 1024 * 1024;
 /** Headers that give a request a body, connection semantics or a partial answer: Node's parser handles those. */
 const NOT_HERE = new Set(['content-length', 'transfer-encoding', 'connection', 'upgrade', 'expect', 'range', 'http2-settings', 'proxy-connection', 'keep-alive', 'te']);
 
@@ -152,19 +154,30 @@ export class StaticLane {
   /** The listener's 'connection' handler. */
   readonly onConnection = (socket: Socket): void => {
     this.sockets.add(socket);
-    const onData = (chunk: Buffer): void => {
+    /** Answers what `chunk` holds; false when the socket must not be read on (paused, or handed to Node). */
+    const take = (chunk: Buffer): boolean => {
       let offset = 0;
       while (offset < chunk.length) {
+        if (socket.writableLength > MAX_QUEUED_BYTES) {
+          // The client sends requests faster than it reads the answers (a few bytes each, up to a MiB back):
+          // read none of them until what is queued is out, then go on where this stopped.
+          const rest = chunk.subarray(offset);
+          socket.pause();
+          socket.once('drain', () => {
+            if (this.sockets.has(socket) && take(rest)) socket.resume();
+          });
+          return false;
+        }
         const next = this.answer(socket, chunk, offset);
-        if (next === undefined) return this.handOff(socket, chunk.subarray(offset), listeners);
+        if (next === undefined) {
+          this.handOff(socket, chunk.subarray(offset), listeners);
+          return false;
+        }
         offset = next;
       }
-      // The client is not reading its answers: read no more of its requests until they are out.
-      if (socket.writableNeedDrain) {
-        socket.pause();
-        socket.once('drain', () => socket.resume());
-      }
+      return true;
     };
+    const onData = (chunk: Buffer): void => void take(chunk);
     const onTimeout = (): void => void socket.destroy();
     const onError = (): void => void socket.destroy();
     const onClose = (): void => void this.sockets.delete(socket);
@@ -175,6 +188,13 @@ export class StaticLane {
     socket.on('error', onError);
     socket.once('close', onClose);
   };
+
+  /** Bytes of answers queued on the lane's connections (not yet taken by the kernel). */
+  queuedBytes(): number {
+    let bytes = 0;
+    for (const socket of this.sockets) bytes += socket.writableLength;
+    return bytes;
+  }
 
   /** Ends every connection the lane holds once what was written to it is out (a drain: they are all idle). */
   endAll(): void {

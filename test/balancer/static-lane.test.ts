@@ -222,6 +222,26 @@ describe('the static lane', () => {
     expect(lane.counters).toMatchObject({ answered: 3, handedOff: 1 }); // only the connection that filled the cache
   });
 
+  it('stops reading a client that sends requests without reading the answers, and answers them all once it reads', async () => {
+    const { backend, serve } = await startStaticBackend();
+    const big = 'x'.repeat(64 * 1024);
+    serve(big);
+    const { port, proxy } = await startProxy(tableWith({ app: { ports: [backend.port] } }), { staticCacheBytes: 8 * 1024 * 1024 });
+    expect((await send(port, HOST, { path: '/static/a.css' })).body).toBe(big);
+    const client = await rawClient(port);
+    client.socket.pause(); // reads nothing
+    const count = 1000; // 1000 × 64 KiB asked for in ~50 KiB of requests
+    client.socket.write(`GET /static/a.css HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`.repeat(count));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const lane = proxy.lane!;
+    expect(lane.queuedBytes()).toBeLessThan(2 * 1024 * 1024);
+    expect(lane.counters.answered).toBeLessThan(count);
+    client.socket.resume();
+    await waitFor(() => client.received().split('HTTP/1.1 200 OK').length - 1 === count || undefined, { name: 'every answer', timeoutMs: 20_000 });
+    expect(lane.counters.answered).toBe(count);
+    expect(client.received().length).toBeGreaterThan(count * big.length);
+  });
+
   it('closes an idle connection after the client keep-alive time, and every one on drain', async () => {
     const { port, proxy } = await cachedProxy({ clientKeepAliveMs: 300 });
     const idle = await rawClient(port);
