@@ -18,7 +18,8 @@
  * on where a request ends (no request smuggling through the lane).
  *
  * The lane writes responses in request order and, once a MiB of them waits for a client that does not read, stops
- * reading its requests until the socket drains (a request of 50 bytes can ask for a large file). An idle connection is closed after the client keep-alive time.
+ * reading its requests until the socket drains (a request of 50 bytes can ask for a large file). A connection is
+ * closed when idle for the client keep-alive time once it sent a request, or for Node's headers time-out before.
  */
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -154,8 +155,13 @@ export class StaticLane {
   /** The listener's 'connection' handler. */
   readonly onConnection = (socket: Socket): void => {
     this.sockets.add(socket);
+    let hasRead = false;
     /** Answers what `chunk` holds; false when the socket must not be read on (paused, or handed to Node). */
     const take = (chunk: Buffer): boolean => {
+      if (!hasRead) {
+        hasRead = true;
+        socket.setTimeout(this.keepAliveMs); // from its first request on, idle means the client keep-alive time
+      }
       let offset = 0;
       while (offset < chunk.length) {
         if (socket.writableLength > MAX_QUEUED_BYTES) {
@@ -182,7 +188,8 @@ export class StaticLane {
     const onError = (): void => void socket.destroy();
     const onClose = (): void => void this.sockets.delete(socket);
     const listeners = { onData, onTimeout, onError, onClose };
-    socket.setTimeout(this.keepAliveMs);
+    // Until its first request, a connection gets what Node's server gives it for a request head.
+    socket.setTimeout(this.http.headersTimeout);
     socket.on('data', onData);
     socket.on('timeout', onTimeout);
     socket.on('error', onError);
