@@ -4,7 +4,7 @@
  * other request (and everything after it on that connection) by Node's HTTP server, in order.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { readHead } from '../../src/balancer/static-lane.js';
@@ -118,6 +118,80 @@ async function cachedProxy(settings: Record<string, number> = {}, maxAgeS = 3600
   expect(staticHits()).toBe(1);
   return { staticHits, serve, ...handle, lane: handle.proxy.lane! };
 }
+
+/** Every byte the proxy sends back to `input` on a fresh connection: until it closes, or sends nothing for 250 ms. */
+function exchange(port: number, input: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    let idle: NodeJS.Timeout | undefined;
+    const quiet = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(() => socket.destroy(), 250);
+    };
+    socket.on('data', (c: Buffer) => {
+      data += c.toString('latin1');
+      quiet();
+    });
+    socket.on('error', () => undefined); // a reset after an answer to a malformed request
+    socket.on('close', () => {
+      clearTimeout(idle);
+      resolve(data);
+    });
+    socket.once('connect', () => {
+      socket.write(input);
+      quiet();
+    }).once('error', reject);
+  });
+}
+
+/** The status codes of the answers in `text` (each answer's status line starts a line with `HTTP/1.1 `). */
+function statuses(text: string): number[] {
+  return [...text.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+}
+
+describe('the static lane against Node\'s parser', () => {
+  it('answers every mangled request as Node\'s parser on the same balancer does (seeded: 300 variants of a cached request)', async () => {
+    const { backend } = await startStaticBackend();
+    const { port, proxy } = await startProxy(tableWith({ app: { ports: [backend.port] } }), { staticCacheBytes: 1024 * 1024 });
+    // The same ProxyServer without its lane: connections given straight to its Node server (the injection the lane uses).
+    const direct = createServer((socket) => proxy.server.emit('connection', socket));
+    await new Promise<void>((resolve) => direct.listen(0, '127.0.0.1', resolve));
+    onCleanup(async () => void direct.close());
+    const directPort = (direct.address() as AddressInfo).port;
+    for (const encoding of ['gzip', 'identity']) await send(port, HOST, { path: '/static/a.css', headers: { 'accept-encoding': encoding } });
+    const base = `GET /static/a.css HTTP/1.1\r\nHost: ${HOST}\r\nAccept-Encoding: gzip\r\nX-Request-Id: fuzz\r\n\r\n`;
+    const inserts = [' ', '\t', '\r', '\n', '\r\n', '\u0000', '\u00e9', '\u007f', ':', 'a', '/', '..', '%', '\r\n ', '\r\nContent-Length: 0',
+      '\r\nTransfer-Encoding: chunked', '\r\nConnection: close', `\r\nHost: ${HOST}`, '\r\nHost: other.localhost', '\r\nAccept-Encoding: br',
+      '\r\nRange: bytes=0-1', '\r\nExpect: 100-continue', '\r\nUpgrade: websocket', 'HTTP/1.0', `\r\n\r\nGET /static/a.css HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`];
+    let seed = 13;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const variants: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      let text = base;
+      for (let edits = 1 + random(3); edits > 0; edits--) {
+        const at = random(text.length - 4); // never past the blank line that ends the head
+        text = text.slice(0, at) + inserts[random(inserts.length)]! + text.slice(at);
+      }
+      variants.push(text);
+    }
+    const answeredBefore = proxy.lane!.counters.answered;
+    for (let i = 0; i < variants.length; i += 25) {
+      await Promise.all(variants.slice(i, i + 25).map(async (text) => {
+        const input = Buffer.from(text, 'latin1');
+        const [viaLane, viaNode] = await Promise.all([exchange(port, input), exchange(directPort, input)]);
+        expect(statuses(viaLane), JSON.stringify(text)).toEqual(statuses(viaNode));
+      }));
+    }
+    // Both kinds were exercised: variants the lane answered itself, and variants it left to Node's parser.
+    const answered = proxy.lane!.counters.answered - answeredBefore;
+    expect(answered).toBeGreaterThan(10);
+    expect(proxy.lane!.counters.handedOff).toBeGreaterThan(10);
+  });
+});
 
 describe('the static lane', () => {
   it('answers a cache hit on a new connection itself, with the headers Node would send', async () => {
