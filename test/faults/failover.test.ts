@@ -76,22 +76,27 @@ function childPid(name: string): number {
   return child.pid;
 }
 
-async function api<T>(path: string, base = apiUrls[0]!): Promise<T> {
-  const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) });
-  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status}`);
-  return (await res.json()) as T;
+/**
+ * GET `path` from whichever replica answers, in order: after a test kills the leading nexus, `pier up` restarts it,
+ * and its API may still refuse connections when the next test starts (a CI run failed on that).
+ */
+async function api<T>(path: string): Promise<T> {
+  let failure: unknown;
+  for (const base of apiUrls) {
+    try {
+      const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2000) });
+      if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status}`);
+      return (await res.json()) as T;
+    } catch (err) {
+      failure = err; // try the next replica
+    }
+  }
+  throw failure;
 }
 
 /** The app's instances, from whichever API answers. */
 async function instances(): Promise<Instance[]> {
-  for (const base of apiUrls) {
-    try {
-      return (await api<{ instances: Instance[] }>('/v1/apps/steady/instances', base)).instances;
-    } catch {
-      // try the next replica
-    }
-  }
-  throw new Error('no API answered');
+  return (await api<{ instances: Instance[] }>('/v1/apps/steady/instances')).instances;
 }
 
 /** Adds a hostname through the CLI and waits until the balancer routes it: a change made now reaches the balancer. */
