@@ -13,10 +13,9 @@
  * in what was read, is `GET`/`HEAD <origin-form> HTTP/1.1` with plain `name: value` header lines of printable
  * ASCII, carries exactly one Host and none of the headers it reads twice, and has none of Content-Length,
  * Transfer-Encoding, Connection, Upgrade, Expect, Range, TE or Keep-Alive — so it has no body and ends at its blank
- * line. Anything else (a partial
- * head, an obs-fold, a bare LF, a byte outside printable ASCII, HTTP/1.0, a miss) goes to Node's parser from its
- * first byte, which answers it exactly as if the lane were not there. The two parsers therefore never disagree
- * on where a request ends (no request smuggling through the lane).
+ * line. Anything else (a partial head, an obs-fold, a bare LF, a byte outside printable ASCII, HTTP/1.0, a miss)
+ * goes to Node's parser from its first byte, which answers it exactly as if the lane were not there. The two
+ * parsers therefore never disagree on where a request ends (no request smuggling through the lane).
  *
  * The lane writes responses in request order and, once a MiB of them waits for a client that does not read, stops
  * reading its requests until the socket drains (a request of 50 bytes can ask for a large file). A connection is
