@@ -129,3 +129,10 @@ function withoutListed(headers: string[], connection: string): string[] {
   }
   return out;
 }
+
+/** `name: value` CRLF lines of a header list (name, value, …), for answers written to a socket by hand. */
+export function headerLines(headers: readonly string[]): string {
+  let lines = '';
+  for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return lines;
+}

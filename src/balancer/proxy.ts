@@ -105,7 +105,7 @@ const scopes = new WeakMap<readonly Backend[], string>();
  * The instances a route holds, in the table's stable order, joined by commas: part of a static cache key.
  * Computed once per backends list, so a cache hit joins nothing.
  */
-export function instanceScope(route: AppRoute): string {
+function instanceScope(route: AppRoute): string {
   let scope = scopes.get(route.backends);
   if (scope === undefined) {
     scope = route.backends.map((b) => b.id).join(',');

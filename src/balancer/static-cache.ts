@@ -21,6 +21,7 @@
  * answer then refreshes the entry.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { headerLines } from './headers.js';
 
 /** One cached answer. */
 export interface CachedFile {
@@ -205,13 +206,6 @@ export class StaticCache {
     else this.appBytes.delete(entry.app);
     if (isEviction) this.counters.evictions += 1;
   }
-}
-
-/** `name: value` CRLF lines of a header list (name, value, …). */
-export function headerLines(headers: readonly string[]): string {
-  let lines = '';
-  for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  return lines;
 }
 
 /** The header lines of `headers` (name, value, …), the blank line and `body`; and the same without the body. */

@@ -23,9 +23,9 @@
  */
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { requestIdFor } from './headers.js';
+import { headerLines, requestIdFor } from './headers.js';
 import type { HttpProxy } from './proxy.js';
-import { headerLines, isNotModified, notModifiedHeaders } from './static-cache.js';
+import { isNotModified, notModifiedHeaders } from './static-cache.js';
 
 /** The longest request head the lane reads (Node's default maxHeaderSize); a longer one goes to Node. */
 const MAX_HEAD_BYTES = 16 * 1024;

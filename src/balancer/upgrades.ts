@@ -8,7 +8,7 @@ import { request, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { rawErrorResponse, type BalancerStatus } from './error-pages.js';
-import { clientAddress, forwardRawResponseHeaders, forwardRequestHeaders, requestIdFor } from './headers.js';
+import { clientAddress, forwardRawResponseHeaders, forwardRequestHeaders, headerLines, requestIdFor } from './headers.js';
 import type { AccessRecord } from './proxy.js';
 import type { AppRoute, Backend, RouteTable } from './route-table.js';
 import type { UpstreamPools } from './upstreams.js';
@@ -39,9 +39,7 @@ interface Attempt {
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'PIER_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EADDRNOTAVAIL']);
 
 function headBlock(statusLine: string, headers: string[]): string {
-  let out = `${statusLine}\r\n`;
-  for (let i = 0; i < headers.length; i += 2) out += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  return `${out}\r\n`;
+  return `${statusLine}\r\n${headerLines(headers)}\r\n`;
 }
 
 function timeoutError(message: string, code: string): Error {

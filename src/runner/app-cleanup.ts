@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { App } from '../protocol/index.js';
 import { randomId } from '../core/ids.js';
+import { KeyedQueue } from '../core/keyed-queue.js';
 import { killAllOf, removeAfterKill, removeOwnedEntry, removeScratchOf, type FileOwner } from './app-files.js';
 import type { AppUser, AppUsers } from './app-users.js';
 import type { Emperor } from './emperor.js';
@@ -45,7 +46,8 @@ const INSTANCE = /^([a-z][a-z0-9-]*)-v\d+-[0-9a-f]+$/;
 export class AppCleanup {
   private manager: InstanceManager | undefined;
   private readonly createdAt = new Map<string, number>();
-  private readonly pending = new Map<string, Promise<void>>();
+  /** Clean-ups of one name run one after another. */
+  private readonly pending = new KeyedQueue();
   private readonly log: Logger;
 
   constructor(private readonly options: AppCleanupOptions) {
@@ -71,7 +73,7 @@ export class AppCleanup {
    * runner runs the app as `user`.
    */
   async beforeStart(app: string, user: AppUser | undefined): Promise<void> {
-    await this.pending.get(app);
+    await this.pending.settled(app);
     if (!user) return;
     const record: AppRecord = { app, uid: user.uid, gid: user.gid, createdAt: this.createdAt.get(app) ?? 0 };
     const existing = await this.readRecord(app);
@@ -114,18 +116,12 @@ export class AppCleanup {
 
   /** Resolves when every clean-up started so far is over. */
   async idle(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all([...this.pending.values()]);
+    await this.pending.idle();
   }
 
   /** Runs clean-ups of one name one after another; the promise never rejects (failures are logged). */
   private enqueue(app: string, job: () => Promise<void>): Promise<void> {
-    const previous = this.pending.get(app) ?? Promise.resolve();
-    const next = previous.then(job).catch((err) => this.log.error({ err, app }, 'cannot clean up a destroyed app'));
-    this.pending.set(app, next);
-    void next.finally(() => {
-      if (this.pending.get(app) === next) this.pending.delete(app);
-    });
-    return next;
+    return this.pending.run(app, job).catch((err) => this.log.error({ err, app }, 'cannot clean up a destroyed app'));
   }
 
   private async purge(app: string, known?: AppRecord): Promise<void> {

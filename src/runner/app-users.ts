@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { PierError } from '../core/errors.js';
+import { KeyedQueue } from '../core/keyed-queue.js';
 
 const run = promisify(execFile);
 
@@ -23,10 +24,10 @@ export function appUserName(app: string): string {
 
 export class AppUsers {
   /**
-   * Per app, the tail of its user work: creating and deleting a name's user run one after the other, so a start
-   * never gets a user that a clean-up is deleting at that moment.
+   * Creating and deleting a name's user run one after the other, so a start never gets a user that a clean-up is
+   * deleting at that moment.
    */
-  private readonly work = new Map<string, Promise<unknown>>();
+  private readonly work = new KeyedQueue();
 
   /** Whether apps get their own users (the runner is root and has not been told otherwise). */
   static isPossible(): boolean {
@@ -39,16 +40,7 @@ export class AppUsers {
    * then ran the app under a uid no user holds, which the next `useradd` may hand to another app).
    */
   ensure(app: string): Promise<AppUser> {
-    return this.serially(app, () => this.create(appUserName(app)));
-  }
-
-  private serially<T>(app: string, job: () => Promise<T>): Promise<T> {
-    const next = (this.work.get(app) ?? Promise.resolve()).catch(() => undefined).then(job);
-    this.work.set(app, next);
-    void next.catch(() => undefined).finally(() => {
-      if (this.work.get(app) === next) this.work.delete(app);
-    });
-    return next;
+    return this.work.run(app, () => this.create(appUserName(app)));
   }
 
   /** The app's user if it exists (whoever created it). */
@@ -61,7 +53,7 @@ export class AppUsers {
    * first (userdel refuses a user with running processes). False when the user did not exist.
    */
   remove(app: string): Promise<boolean> {
-    return this.serially(app, () => this.removeUser(appUserName(app)));
+    return this.work.run(app, () => this.removeUser(appUserName(app)));
   }
 
   private async removeUser(name: string): Promise<boolean> {
